@@ -1,0 +1,14 @@
+"""Datasets: the bundled ones by short name and a user's CSV / JSONL, with deterministic splits."""
+
+from infopt.data._datasets import BUNDLED_DATASETS, DataConfig, TextDataset, load_dataset, load_text_corpus
+from infopt.data._split import Splits, split_dataset
+
+__all__ = [
+    "BUNDLED_DATASETS",
+    "DataConfig",
+    "Splits",
+    "TextDataset",
+    "load_dataset",
+    "load_text_corpus",
+    "split_dataset",
+]

