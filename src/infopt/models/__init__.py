@@ -3,9 +3,9 @@
 from infopt.models._bundled import BUNDLED_MODELS, bundled_path, cache_dir, package_file
 from infopt.models._load import auto_class, infer_task, load_model
 from infopt.models._loaded import LoadedModel, mean_pool
-from infopt.models._manifest import MANIFEST_FILE, Manifest, Task, fingerprint_folder
+from infopt.models._manifest import MANIFEST_FILE, Manifest, Task, fingerprint_folder, weight_files
 from infopt.models._onnx import OnnxModel
-from infopt.models._save import save_model
+from infopt.models._save import save_model, write_model
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -23,4 +23,6 @@ __all__ = [
     "mean_pool",
     "package_file",
     "save_model",
+    "weight_files",
+    "write_model",
 ]

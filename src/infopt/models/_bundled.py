@@ -73,16 +73,27 @@ def _build_teacher(folder: Path) -> None:
 BUNDLED_MODELS: dict[str, BundledModel] = {
     m.name: m
     for m in (
-        BundledModel("minilm-l6-rt", "classification",
-                     "all-MiniLM-L6-v2 fine-tuned on Rotten Tomatoes by infopt (the default teacher)",
-                     build=_build_teacher),
-        BundledModel("minilm-l6", "embedding", "all-MiniLM-L6-v2 sentence embedder (6 layers, 22.7M params)",
-                     locate=_minilm_l6),
-        BundledModel("minilm-l3", "embedding",
-                     "paraphrase-MiniLM-L3-v2 (3 layers), converted from its packaged ONNX file",
-                     build=_build_minilm_l3),
-        BundledModel("smollm2-135m", "causal-lm", "SmolLM2-135M-Instruct, fp32, converted from its packaged GGUF",
-                     build=_build_smollm2),
+        BundledModel(
+            "minilm-l6-rt",
+            "classification",
+            "all-MiniLM-L6-v2 fine-tuned on Rotten Tomatoes by infopt (the default teacher)",
+            build=_build_teacher,
+        ),
+        BundledModel(
+            "minilm-l6", "embedding", "all-MiniLM-L6-v2 sentence embedder (6 layers, 22.7M params)", locate=_minilm_l6
+        ),
+        BundledModel(
+            "minilm-l3",
+            "embedding",
+            "paraphrase-MiniLM-L3-v2 (3 layers), converted from its packaged ONNX file",
+            build=_build_minilm_l3,
+        ),
+        BundledModel(
+            "smollm2-135m",
+            "causal-lm",
+            "SmolLM2-135M-Instruct, fp32, converted from its packaged GGUF",
+            build=_build_smollm2,
+        ),
     )
 }
 

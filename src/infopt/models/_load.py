@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -16,8 +16,8 @@ from transformers import (
 )
 
 from infopt.errors import InfoptError
-from infopt.models._manifest import MANIFEST_FILE, Manifest, Task, fingerprint_folder
 from infopt.models._loaded import LoadedModel
+from infopt.models._manifest import MANIFEST_FILE, Manifest, Task, fingerprint_folder
 from infopt.models._onnx import OnnxModel
 
 __all__ = ["auto_class", "infer_task", "load_model"]
@@ -33,7 +33,7 @@ def infer_task(config: PretrainedConfig) -> Task:
     return "embedding"
 
 
-def auto_class(task: str) -> type:
+def auto_class(task: str) -> Any:
     return {
         "classification": AutoModelForSequenceClassification,
         "causal-lm": AutoModelForCausalLM,
@@ -60,10 +60,11 @@ def _manifest_for(path: Path, config: PretrainedConfig, name: str) -> Manifest:
     if (path / MANIFEST_FILE).exists():
         try:
             return Manifest.from_file(path / MANIFEST_FILE)
-        except (json.JSONDecodeError, TypeError) as e:
+        except (ValueError, TypeError) as e:
             raise InfoptError(f"{path / MANIFEST_FILE} is corrupt ({e}).", "delete it or re-save the model.") from None
     task = infer_task(config)
-    labels = [config.id2label[i] for i in sorted(config.id2label)] if task == "classification" else []
+    id2label = sorted((int(i), str(label)) for i, label in (config.id2label or {}).items())
+    labels = [label for _, label in id2label] if task == "classification" else []
     return Manifest(name=name, task=task, labels=labels, fingerprint=fingerprint_folder(path))
 
 
@@ -77,8 +78,11 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
         config = AutoConfig.from_pretrained(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError) as e:
-        raise InfoptError(f"{path} cannot be read as a model ({str(e).splitlines()[0]}).", "re-save the model folder.") from None
-    manifest = _manifest_for(path, config, name=str(name_or_path) if str(name_or_path) in BUNDLED_MODELS else path.name)
+        raise InfoptError(
+            f"{path} cannot be read as a model ({str(e).splitlines()[0]}).", "re-save the model folder."
+        ) from None
+    name = str(name_or_path) if str(name_or_path) in BUNDLED_MODELS else path.name
+    manifest = _manifest_for(path, config, name=name)
     try:
         model = _load_weights(path, config, manifest)
     except InfoptError:

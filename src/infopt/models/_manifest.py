@@ -7,13 +7,15 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-__all__ = ["MANIFEST_FILE", "WEIGHT_FILES", "Manifest", "Task", "fingerprint_folder"]
+__all__ = ["MANIFEST_FILE", "WEIGHT_FILES", "Manifest", "Task", "fingerprint_folder", "weight_files"]
 
 Task = Literal["classification", "embedding", "causal-lm"]
+_TASKS: tuple[str, ...] = get_args(Task)
 MANIFEST_FILE = "infopt.json"
 WEIGHT_FILES = ("model.safetensors", "state.pt", "model.onnx", "sparse.safetensors")
+_OTHER_WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "*.onnx.data")
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Manifest:
     parent: str | None = None
     """Fingerprint of the model it was made from."""
     recipe: list[dict[str, Any]] = field(default_factory=list)
-    """Steps applied to the parent, each `{"stage": ..., "config": {...}}`; replayed to rebuild `torch-state`."""
+    """Steps applied to the parent, each `{"stage": ..., "config": {...}}`; replayed for `torch-state`."""
     labels: list[str] = field(default_factory=list)
     """Class names of a classifier, in logit order."""
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -45,19 +47,28 @@ class Manifest:
 
     @classmethod
     def from_file(cls, path: Path) -> Manifest:
+        """Raises ValueError (bad JSON, unknown task) or TypeError (wrong shape, missing fields)."""
         data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+        if data.get("task") not in _TASKS:
+            raise ValueError(f"unknown task {data.get('task')!r}, expected one of {', '.join(_TASKS)}")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The files that hold a model's weights (WEIGHT_FILES first, then shards and the like)."""
+    extra = sorted({p.name for pattern in _OTHER_WEIGHTS for p in folder.glob(pattern)} - set(WEIGHT_FILES))
+    return [folder / n for n in (*WEIGHT_FILES, *extra) if (folder / n).is_file()]
 
 
 def fingerprint_folder(folder: Path) -> str:
     """Content hash of the weight files in a model folder."""
     h = hashlib.sha256()
-    for name in WEIGHT_FILES:
-        path = folder / name
-        if path.exists():
-            h.update(name.encode())
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
+    for path in weight_files(folder):
+        h.update(path.name.encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()[:16]

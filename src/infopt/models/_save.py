@@ -10,31 +10,34 @@ import torch
 
 from infopt._atomic import atomic_dir
 from infopt.models._loaded import LoadedModel
-from infopt.models._manifest import MANIFEST_FILE, fingerprint_folder
+from infopt.models._manifest import MANIFEST_FILE, Manifest, fingerprint_folder
 from infopt.models._onnx import OnnxModel
 
-__all__ = ["save_model"]
+__all__ = ["save_model", "write_model"]
+
+
+def write_model(loaded: LoadedModel, folder: Path) -> Manifest:
+    """Write `loaded` into an existing empty folder; returns the manifest with its fingerprint."""
+    loaded.tokenizer.save_pretrained(folder)
+    model = loaded.model
+    if isinstance(model, OnnxModel):
+        for src in [model.path, *model.path.parent.glob("model.onnx.data"), model.path.parent / "config.json"]:
+            if src.exists():
+                shutil.copyfile(src, folder / src.name)
+    elif loaded.manifest.format == "hf":
+        model.save_pretrained(folder, safe_serialization=True)
+    elif loaded.manifest.format == "torch-state":
+        model.config.save_pretrained(folder)
+        torch.save(model.state_dict(), folder / "state.pt")
+    else:
+        raise ValueError(f"unknown format {loaded.manifest.format}")
+    manifest = dataclasses.replace(loaded.manifest, fingerprint=fingerprint_folder(folder))
+    (folder / MANIFEST_FILE).write_text(manifest.to_json())
+    return manifest
 
 
 def save_model(loaded: LoadedModel, folder: str | Path) -> LoadedModel:
-    """Write `loaded` to `folder`; returns it with the manifest's fingerprint filled in."""
+    """Write `loaded` to `folder` atomically; returns it with the manifest's fingerprint filled in."""
     with atomic_dir(folder) as tmp:
-        loaded.tokenizer.save_pretrained(tmp)
-        fmt = loaded.manifest.format
-        model = loaded.model
-        if isinstance(model, OnnxModel):
-            shutil.copyfile(model.path, tmp / "model.onnx")
-            for extra in model.path.parent.glob("model.onnx.data"):
-                shutil.copyfile(extra, tmp / extra.name)
-            if (model.path.parent / "config.json").exists():
-                shutil.copyfile(model.path.parent / "config.json", tmp / "config.json")
-        elif fmt == "hf":
-            model.save_pretrained(tmp, safe_serialization=True)
-        elif fmt == "torch-state":
-            model.config.save_pretrained(tmp)
-            torch.save(model.state_dict(), tmp / "state.pt")
-        else:
-            raise ValueError(f"unknown format {fmt}")
-        manifest = dataclasses.replace(loaded.manifest, fingerprint=fingerprint_folder(tmp))
-        (tmp / MANIFEST_FILE).write_text(manifest.to_json())
-    return LoadedModel(model, loaded.tokenizer, manifest)
+        manifest = write_model(loaded, tmp)
+    return LoadedModel(loaded.model, loaded.tokenizer, manifest)

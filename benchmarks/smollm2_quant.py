@@ -1,0 +1,40 @@
+"""SmolLM2-135M: fp32 against weight-only int8, int4 and dynamic int8, in one run.
+
+Perplexity on held-out news articles, size on disk and single-stream decode tokens/s.
+Run: .venv/bin/python benchmarks/smollm2_quant.py [--blocks 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from infopt.evaluate import print_table
+from infopt.optimize import OptimizeConfig, optimize
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--blocks", type=int, default=32, help="256-token blocks scored for perplexity")
+    parser.add_argument("--schemes", default="weight-int8,weight-int4,dynamic-int8")
+    args = parser.parse_args()
+    output = Path(tempfile.mkdtemp(prefix="infopt-bench-")) / "smollm2"
+    config = OptimizeConfig(
+        model="smollm2-135m", output=output, schemes=tuple(args.schemes.split(",")), eval_limit=args.blocks
+    )
+    run, folder = optimize(config)
+    print_table(run)
+    base = run.baseline
+    print(f"\nagainst fp32 ({base.speed.threads} threads, {int(base.quality['tokens'])} tokens scored):")
+    print(f"{'variant':<16} {'ppl':>8} {'ppl ratio':>9} {'size MB':>8} {'size ratio':>10} {'decode tok/s':>12} {'x fp32':>7}")
+    for v in run.variants:
+        ratio = v.quality["perplexity"] / base.quality["perplexity"]
+        tok, base_tok = v.speed.decode_tokens_per_s or 0.0, base.speed.decode_tokens_per_s or 1.0
+        print(f"{v.name:<16} {v.quality['perplexity']:>8.2f} {ratio:>9.3f} {v.size_mb:>8.1f} "
+              f"{v.size_mb / base.size_mb:>10.2f} {tok:>12.1f} {tok / base_tok:>7.2f}")
+    print(f"report: {folder / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

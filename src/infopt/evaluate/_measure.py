@@ -1,0 +1,103 @@
+"""Measure a saved variant: quality, speed, size and memory, each variant in a fresh process."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import resource
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from infopt.errors import InfoptError
+from infopt.evaluate._quality import classification_quality, embedding_quality, perplexity
+from infopt.evaluate._results import VariantResult
+from infopt.evaluate._speed import measure_speed
+from infopt.models import LoadedModel, load_model, weight_files
+
+__all__ = ["BenchConfig", "EvalSpec", "measure", "measure_variant"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How variants are timed."""
+
+    threads: int | None = None
+    """torch / ONNX Runtime intra-op threads; None keeps torch's default (the physical cores)."""
+    batch_size: int = 32
+    """Batch size of the throughput measurement."""
+    isolate: bool = True
+    """Measure each variant in a fresh process, so its peak RSS is its own."""
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise InfoptError(f"threads={self.threads} is invalid.", "use --threads 1 or more.")
+        if self.batch_size < 1:
+            raise InfoptError(f"batch_size={self.batch_size} is invalid.", "use a batch size of 1 or more.")
+
+
+@dataclass
+class EvalSpec:
+    """What a variant is evaluated on; which fields are used depends on the task."""
+
+    task: str
+    texts: list[str]
+    """classification: test texts; embedding: texts to embed; causal-lm: held-out corpus."""
+    labels: list[int] = field(default_factory=list)
+    reference: torch.Tensor | None = None
+    """embedding: the parent's [N, D] embeddings of `texts`."""
+    speed_texts: list[str] = field(default_factory=list)
+    """Texts cycled through in the latency and throughput runs."""
+    prompt: str | None = None
+    """causal-lm: the prompt of the decode-speed run."""
+    max_tokens: int = 8192
+    """causal-lm: tokens scored for perplexity."""
+
+
+def _quality(model: LoadedModel, spec: EvalSpec) -> dict[str, float]:
+    if spec.task == "classification":
+        from infopt.data import TextDataset
+
+        return classification_quality(model, TextDataset("test", spec.texts, spec.labels))
+    if spec.task == "embedding":
+        assert spec.reference is not None
+        return embedding_quality(model, spec.texts, spec.reference)
+    return perplexity(model, spec.texts, max_tokens=spec.max_tokens)
+
+
+def measure(model: LoadedModel, spec: EvalSpec, bench: BenchConfig, path: Path | None = None) -> VariantResult:
+    """Measure an already loaded variant in this process."""
+    if bench.threads:
+        torch.set_num_threads(bench.threads)
+    quality = _quality(model, spec)
+    speed = measure_speed(model, spec.speed_texts or spec.texts[:64], bench.batch_size, spec.prompt)
+    size = sum(p.stat().st_size for p in weight_files(path)) / 1e6 if path else 0.0
+    m = model.manifest
+    return VariantResult(
+        name=m.name,
+        method=m.method,
+        task=m.task,
+        quality=quality,
+        speed=speed,
+        size_mb=size,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        params=model.num_parameters(),
+        path=str(path or ""),
+        fingerprint=m.fingerprint,
+    )
+
+
+def _load_and_measure(path: str, spec: EvalSpec, bench: BenchConfig) -> VariantResult:
+    if bench.threads:
+        torch.set_num_threads(bench.threads)
+    return measure(load_model(path), spec, bench, Path(path))
+
+
+def measure_variant(path: str | Path, spec: EvalSpec, bench: BenchConfig = BenchConfig()) -> VariantResult:
+    """Load the saved variant at `path` (in a fresh process if `bench.isolate`) and measure it."""
+    if not bench.isolate:
+        return _load_and_measure(str(path), spec, bench)
+    ctx = mp.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(_load_and_measure, str(path), spec, bench).result()

@@ -1,0 +1,76 @@
+"""Latency, throughput and decode speed, measured after warm-up, tokenization included."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import torch
+
+from infopt.evaluate._results import SpeedResult
+from infopt.models import LoadedModel
+
+__all__ = ["decode_tokens_per_s", "latencies_ms", "measure_speed", "throughput"]
+
+
+def latencies_ms(
+    model: LoadedModel, texts: list[str], warmup: int = 10, iters: int = 200, budget_s: float = 4.0
+) -> list[float]:
+    """Batch-1 end-to-end latencies over `texts` (cycled), stopping early once `budget_s` is spent."""
+    cycle = itertools.cycle(texts)
+    for _ in range(warmup):
+        model.predict([next(cycle)])
+    out: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(out) < iters and (len(out) < 30 or time.perf_counter() < deadline):
+        text = next(cycle)
+        t0 = time.perf_counter()
+        model.predict([text])
+        out.append(1000 * (time.perf_counter() - t0))
+    return out
+
+
+def throughput(model: LoadedModel, texts: list[str], batch_size: int = 32, batches: int = 6) -> float:
+    """Items per second over `batches` batches of `batch_size` texts, after one warm-up batch."""
+    cycle = itertools.cycle(texts)
+    model.predict([next(cycle) for _ in range(batch_size)])
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        model.predict([next(cycle) for _ in range(batch_size)])
+    return batches * batch_size / (time.perf_counter() - t0)
+
+
+@torch.inference_mode()
+def decode_tokens_per_s(model: LoadedModel, prompt: str, new_tokens: int = 32, repeats: int = 2) -> float:
+    """Greedy decode speed of one stream: (new_tokens - 1) / (time(new_tokens) - time(1 token))."""
+    enc = model.tokenizer(prompt, return_tensors="pt")
+    enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}  # no token_type_ids
+    gen = model.model.generate
+
+    def timed(n: int) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            gen(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=model.tokenizer.eos_token_id)
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    timed(2)  # warm-up
+    return (new_tokens - 1) / max(timed(new_tokens) - timed(1), 1e-9)
+
+
+def measure_speed(model: LoadedModel, texts: list[str], batch_size: int = 32, prompt: str | None = None) -> SpeedResult:
+    """The full speed profile of one variant."""
+    lat = np.array(latencies_ms(model, texts))
+    p50, p95, p99 = (float(np.percentile(lat, q)) for q in (50, 95, 99))
+    decode = decode_tokens_per_s(model, prompt) if model.task == "causal-lm" and prompt else None
+    return SpeedResult(
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        throughput=throughput(model, texts, batch_size),
+        batch_size=batch_size,
+        threads=torch.get_num_threads(),
+        decode_tokens_per_s=decode,
+    )

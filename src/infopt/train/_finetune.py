@@ -1,0 +1,107 @@
+"""Fine-tune a sequence classifier on labelled texts (AdamW, linear warm-up and decay)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from infopt.data import TextDataset
+from infopt.errors import InfoptError
+
+__all__ = ["FinetuneConfig", "LossFn", "finetune", "length_grouped_batches"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, list[int]], torch.Tensor]
+"""(student logits [B, C], labels [B], dataset indices of the batch) -> scalar loss."""
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How long and how hard to train."""
+
+    epochs: float = 1.0
+    """Passes over the training set (fractions allowed)."""
+    batch_size: int = 32
+    """Examples per optimizer step."""
+    lr: float = 1e-4
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    warmup: float = 0.06
+    """Fraction of steps with a linear learning-rate warm-up."""
+    max_length: int = 64
+    """Tokens kept per text."""
+    seed: int = 0
+    """Seed of batch order and dropout."""
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.warmup < 1:
+            raise InfoptError(f"Bad fine-tuning settings {self}.", "use epochs > 0, batch_size >= 1, lr > 0.")
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> Iterator[list[int]]:
+    """Shuffled batches of indices whose texts have similar lengths, so little padding is computed."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mega = batch_size * 50
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = sorted(order[start : start + mega], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    yield from batches
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, _: list[int]) -> torch.Tensor:
+    return F.cross_entropy(logits, labels)
+
+
+def finetune(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    data: TextDataset,
+    config: FinetuneConfig = FinetuneConfig(),
+    loss_fn: LossFn = _cross_entropy,
+    desc: str = "fine-tune",
+) -> torch.nn.Module:
+    """Train `model` (a *ForSequenceClassification module) in place on `data`; returns it in eval mode."""
+    if len(data) == 0:
+        raise InfoptError("The training data is empty.", "give at least one labelled example.")
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    enc = tokenizer(data.texts, truncation=True, max_length=config.max_length)
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    steps_per_epoch = math.ceil(len(data) / config.batch_size)
+    total = max(1, round(steps_per_epoch * config.epochs))
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    warm = max(1, int(total * config.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+    )
+    model.train()
+    step = 0
+    bar = tqdm(total=total, desc=desc, unit="step", leave=False)
+    while step < total:
+        for idx in length_grouped_batches(lengths, config.batch_size, rng):
+            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
+            labels = torch.tensor([data.labels[i] for i in idx])
+            logits = model(**batch).logits
+            loss = loss_fn(logits, labels, idx)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step >= total:
+                break
+    bar.close()
+    return model.eval()
