@@ -100,7 +100,7 @@ def test_optimize_on_a_users_model_and_csv(tmp_path: Path, model_dir: Path, revi
     assert proc.returncode == 0, proc.stderr
     assert "| variant |" in (out / "report.md").read_text()
     results = json.loads((out / "results.json").read_text())
-    assert [v["name"] for v in results["variants"]] == ["tiny (baseline)", "dynamic-int8"]
+    assert [v["name"] for v in results["variants"]] == ["tiny-bert-classifier (baseline)", "dynamic-int8"]
     assert all(0 <= v["quality"]["accuracy"] <= 100 for v in results["variants"])
     assert (out / "variants" / "dynamic-int8" / "infopt.json").exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "temporary folders left behind"

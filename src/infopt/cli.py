@@ -129,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user errors print one line and return 2."""
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)

@@ -1,5 +1,9 @@
 """Compression stages: quantize (and, later, prune and distill). One entry point per stage."""
 
-from infopt.compress.quantize import QUANT_SCHEMES, quantize, replay
+from infopt.compress.distill import response_kd_loss
+from infopt.compress.prune import PRUNE_METHODS, prune, replay  # replay: prune shapes, then quantize steps
+from infopt.compress.quantize import QUANT_SCHEMES, quantize
 
 __all__ = ["QUANT_SCHEMES", "quantize", "replay"]
+__all__ += ["response_kd_loss"]
+__all__ += ["PRUNE_METHODS", "prune"]

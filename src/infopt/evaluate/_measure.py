@@ -89,6 +89,9 @@ def measure(model: LoadedModel, spec: EvalSpec, bench: BenchConfig, path: Path |
 
 
 def _load_and_measure(path: str, spec: EvalSpec, bench: BenchConfig) -> VariantResult:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     if bench.threads:
         torch.set_num_threads(bench.threads)
     return measure(load_model(path), spec, bench, Path(path))

@@ -103,12 +103,16 @@ def _load_weights(path: Path, config: PretrainedConfig, manifest: Manifest) -> o
         if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
             raise InfoptError(f"{path} has a config.json but no weights.", "copy the model's weight files into it.")
         return cls.from_pretrained(path, dtype=torch.float32).eval()
-    if manifest.format == "torch-state":
+    if manifest.format in ("torch-state", "sparse"):
         from infopt.compress import replay
+        from infopt.compress.prune import SPARSE_FILE, read_sparse
 
         skeleton = cls.from_config(config, dtype=torch.float32).eval()
         model = replay(skeleton, manifest.recipe)
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        if manifest.format == "sparse":
+            state = read_sparse(path / SPARSE_FILE)
+        else:
+            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
         return model.eval()
     raise InfoptError(f"{path} has an unknown format {manifest.format!r}.", "re-save it with this version of infopt.")

@@ -29,6 +29,11 @@ def write_model(loaded: LoadedModel, folder: Path) -> Manifest:
     elif loaded.manifest.format == "torch-state":
         model.config.save_pretrained(folder)
         torch.save(model.state_dict(), folder / "state.pt")
+    elif loaded.manifest.format == "sparse":
+        from infopt.compress.prune import SPARSE_FILE, write_sparse
+
+        model.config.save_pretrained(folder)
+        write_sparse(model, folder / SPARSE_FILE)
     else:
         raise ValueError(f"unknown format {loaded.manifest.format}")
     manifest = dataclasses.replace(loaded.manifest, fingerprint=fingerprint_folder(folder))

@@ -25,7 +25,7 @@ class OptimizeConfig:
     output: Path | None = None
     """Report folder; None makes a new one under ./infopt-runs/."""
     schemes: tuple[str, ...] | None = None
-    """Quantization schemes to try; None tries every one that applies to the task."""
+    """Variants to try; None tries every one that applies to the task, () measures the baseline only."""
     bench: BenchConfig = field(default_factory=BenchConfig)
     """How variants are timed."""
     eval_limit: int | None = None
@@ -36,5 +36,3 @@ class OptimizeConfig:
     def __post_init__(self) -> None:
         if self.eval_limit is not None and self.eval_limit < 10:
             raise InfoptError(f"eval_limit={self.eval_limit} is too small.", "use at least 10 examples.")
-        if self.schemes is not None and not self.schemes:
-            raise InfoptError("No quantization scheme was given.", "name at least one scheme, or leave --schemes out.")

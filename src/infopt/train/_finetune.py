@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,10 @@ from infopt.errors import InfoptError
 __all__ = ["FinetuneConfig", "LossFn", "finetune", "length_grouped_batches"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, list[int]], torch.Tensor]
-"""(student logits [B, C], labels [B], dataset indices of the batch) -> scalar loss."""
+"""(student logits [B, C], labels [B], dataset indices of the batch) -> scalar loss.
+
+With `finetune(..., full_output=True)` the first argument is the model's whole output object instead
+(`.logits`, and `.hidden_states` / `.attentions` when `model_kwargs` asks for them)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,17 @@ def finetune(
     config: FinetuneConfig = FinetuneConfig(),
     loss_fn: LossFn = _cross_entropy,
     desc: str = "fine-tune",
+    *,
+    extra_parameters: Iterable[torch.nn.Parameter] = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+    full_output: bool = False,
 ) -> torch.nn.Module:
-    """Train `model` (a *ForSequenceClassification module) in place on `data`; returns it in eval mode."""
+    """Train `model` (a *ForSequenceClassification module) in place on `data`; returns it in eval mode.
+
+    `extra_parameters` are optimized alongside the model's (e.g. the projections of feature distillation);
+    `model_kwargs` are passed to every forward call (e.g. `output_hidden_states=True`); `full_output` hands
+    `loss_fn` the whole output object instead of the logits.
+    """
     if len(data) == 0:
         raise InfoptError("The training data is empty.", "give at least one labelled example.")
     torch.manual_seed(config.seed)
@@ -79,7 +92,8 @@ def finetune(
     lengths = [len(ids) for ids in enc["input_ids"]]
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = max(1, round(steps_per_epoch * config.epochs))
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    params = [*model.parameters(), *extra_parameters]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     warm = max(1, int(total * config.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
@@ -91,10 +105,10 @@ def finetune(
         for idx in length_grouped_batches(lengths, config.batch_size, rng):
             batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
             labels = torch.tensor([data.labels[i] for i in idx])
-            logits = model(**batch).logits
-            loss = loss_fn(logits, labels, idx)
+            out = model(**batch, **(model_kwargs or {}))
+            loss = loss_fn(out if full_output else out.logits, labels, idx)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,141 @@
+"""`prune(model, config)`: one entry point for every method; `replay` rebuilds pruned shapes on load."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from infopt.compress.prune._configs import MagnitudeConfig, PruneConfig, StructuredConfig, config_from_name
+from infopt.compress.prune._families import set_submodule
+from infopt.compress.prune._recovery import recover
+from infopt.compress.prune._structured import plan_counts, prune_structured
+from infopt.compress.prune._unstructured import prune_unstructured
+from infopt.data import TextDataset
+from infopt.errors import InfoptError
+from infopt.models import LoadedModel, auto_class
+
+__all__ = ["prune", "replay"]
+
+STAGE = "prune"
+
+
+def _check(model: LoadedModel, config: PruneConfig) -> None:
+    if not isinstance(model.model, nn.Module):
+        raise InfoptError(
+            f"prune needs a PyTorch model; this one is {type(model.model).__name__} (format {model.manifest.format!r}).",
+            "prune the float32 model it was made from.",
+        )
+    quantized = [s for s in model.manifest.recipe if s.get("stage") == "quantize"]
+    if quantized:
+        raise InfoptError("The model is quantized; pruning works on float weights.",
+                          "prune the float32 model first, then quantize the pruned one.")
+    if isinstance(config, StructuredConfig):
+        plan_counts(model.model, config)  # fail fast, before any calibration or copying
+
+
+def _linear_shapes(module: nn.Module, task: str) -> dict[str, list[int]]:
+    """Linear layers whose shapes `from_config` of the pruned config would not rebuild (BERT heads)."""
+    with torch.device("meta"):
+        skeleton = auto_class(task).from_config(module.config)  # type: ignore[attr-defined]
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    shapes: dict[str, list[int]] = {}
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Linear) and expected.get(f"{name}.weight") != tuple(m.weight.shape):
+            shapes[name] = [m.out_features, m.in_features]
+    other = [k for k, v in module.state_dict().items()
+             if k in expected and expected[k] != tuple(v.shape) and k.rpartition(".")[0] not in shapes]
+    if other or set(module.state_dict()) != set(expected):
+        raise InfoptError(f"The pruned model's tensors do not match its config ({(other or ['names'])[:3]}).",
+                          "report this as a bug in infopt.compress.prune.")
+    return shapes
+
+
+def prune(
+    model: LoadedModel,
+    config: PruneConfig | str,
+    *,
+    calibration: Sequence[str] | None = None,
+    train: TextDataset | None = None,
+) -> LoadedModel:
+    """A new, pruned LoadedModel (the input is not modified).
+
+    `config` is a config object (MagnitudeConfig, WandaConfig, StructuredConfig) or a method name with default
+    options. `calibration` gives texts for Wanda activation norms, layer influence and (LM) Taylor scores;
+    `train` gives labelled data for recovery fine-tuning and classifier Taylor scores.
+
+    Unstructured results are saved as `sparse` (bitmask + values); structured results are ordinary
+    transformers models (`hf`), except BERT with heads removed (`torch-state`, shapes rebuilt by `replay`).
+    """
+    if isinstance(config, str):
+        config = config_from_name(config)
+    _check(model, config)
+    t0 = time.perf_counter()
+    source: nn.Module = model.model
+    module = copy.deepcopy(source).eval()
+    texts = list(calibration or (train.texts if train is not None else []))[: config.calibration_size]
+    labelled = train.subset(range(min(len(train), config.calibration_size))) if train is not None and train.labels else None
+    extra: dict[str, Any] = {}
+    notes: list[str] = []
+    if isinstance(config, StructuredConfig):
+        info = prune_structured(module, model.tokenizer, model.task, config, texts, labelled)
+        if config.recovery is not None:
+            info["recovery"] = recover(module, source, model.tokenizer, model.task, config.recovery, train, texts)
+        shapes = _linear_shapes(module, model.task)
+        fmt = "torch-state" if shapes else "hf"
+        if shapes:
+            extra["linear_shapes"] = shapes
+    else:
+        assert isinstance(config, MagnitudeConfig)
+        rec = config.recovery
+
+        def between(masks: dict[nn.Parameter, torch.Tensor], share: float) -> dict[str, object]:
+            assert rec is not None
+            return recover(module, source, model.tokenizer, model.task, rec, train, texts, masks, share)
+
+        info = prune_unstructured(module, model.tokenizer, config, texts, between if rec is not None else None)
+        fmt = "sparse"
+        notes.append(
+            f"{100 * float(info['achieved_sparsity']):.0f}% of the weights of {info['pruned_linears']} Linear layers "  # type: ignore[arg-type]
+            "are zero; they are stored compactly on disk (bitmask + values) but loaded as dense matrices and "
+            "multiplied like any other weight, so this variant is not expected to be faster on CPU."
+        )
+    info["seconds"] = round(time.perf_counter() - t0, 1)
+    if notes:
+        info["notes"] = notes
+    manifest = dataclasses.replace(
+        model.manifest,
+        name=f"prune-{config.method}",
+        format=fmt,
+        method=f"prune:{config.method}",
+        parent=model.manifest.fingerprint or None,
+        recipe=[*model.manifest.recipe, {"stage": STAGE, "config": config.to_dict(), **extra}],
+        metrics={"prune": info},
+        fingerprint="",
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    return LoadedModel(module.eval(), model.tokenizer, manifest)
+
+
+def replay(skeleton: nn.Module, recipe: list[dict[str, Any]]) -> nn.Module:
+    """Rebuild the module structure a recipe produced (on a model built from its config) before loading weights.
+
+    `prune` steps resize the Linear layers the config cannot describe (BERT with heads removed); `quantize`
+    steps are replayed by `infopt.compress.quantize.replay`; other stages are passed over.
+    """
+    from infopt.compress.quantize import replay as replay_quantize
+
+    for step in recipe:
+        if step.get("stage") == STAGE:
+            for name, (out_features, in_features) in step.get("linear_shapes", {}).items():
+                old = skeleton.get_submodule(name)
+                bias = isinstance(old, nn.Linear) and old.bias is not None
+                set_submodule(skeleton, name, nn.Linear(in_features, out_features, bias=bias))
+        else:
+            skeleton = replay_quantize(skeleton, [step])
+    return skeleton

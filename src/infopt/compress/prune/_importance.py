@@ -1,0 +1,156 @@
+"""How much each head, FFN neuron and layer matters: weight norms, first-order Taylor, block influence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from infopt.compress.prune._common import text_batches
+from infopt.compress.prune._families import Family
+from infopt.data import TextDataset
+from infopt.errors import InfoptError
+
+__all__ = ["layer_influence", "magnitude_importance", "taylor_importance"]
+
+Scores = tuple[list[torch.Tensor], list[torch.Tensor]]
+"""Per block: attention-unit scores [units] and FFN-neuron scores [neurons]."""
+
+
+def _linear(block: nn.Module, path: str) -> nn.Linear:
+    lin = block.get_submodule(path)
+    assert isinstance(lin, nn.Linear)
+    return lin
+
+
+def _unit_sums(
+    block: nn.Module, family: Family, head_dim: int, value: Callable[[nn.Linear], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum `value(linear)` (shaped like its weight) over the slices belonging to each head unit / neuron."""
+    units, _ = family.groups(block, head_dim)
+    attn = value(_linear(block, family.q)).reshape(units, -1).sum(1)
+    for path in (family.k, family.v):
+        attn = attn + value(_linear(block, path)).reshape(units, -1).sum(1)
+    o = value(_linear(block, family.o))
+    attn = attn + o.reshape(o.shape[0], units, -1).sum((0, 2))
+    ffn = value(_linear(block, family.ffn_out)).sum(0)
+    for path in family.ffn_in:
+        ffn = ffn + value(_linear(block, path)).sum(1)
+    return attn.double(), ffn.double()
+
+
+@torch.no_grad()
+def magnitude_importance(model: nn.Module, family: Family) -> Scores:
+    """L2 norm of all the weights that belong to each head unit / neuron (q, k, v, o slices; in and out)."""
+    head_dim = family.head_dim(model.config)
+    sums = [_unit_sums(b, family, head_dim, lambda lin: lin.weight.float() ** 2) for b in family.block_list(model)]
+    return [a.sqrt() for a, _ in sums], [f.sqrt() for _, f in sums]
+
+
+def _loss_batches(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, texts: Sequence[str],
+    labelled: TextDataset | None, max_length: int, batch_size: int = 16,
+) -> Iterator[torch.Tensor]:
+    """Losses to differentiate: cross-entropy on labels (or the model's own predictions), or the LM loss."""
+    if task == "causal-lm":
+        for batch in text_batches(tokenizer, texts, batch_size, max_length):
+            labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+            yield model(**batch, labels=labels).loss
+        return
+    if task != "classification":
+        raise InfoptError(f"Taylor importance needs a loss; a {task} model has none.", "use importance='magnitude'.")
+    if labelled is not None:
+        texts, labels = labelled.texts, labelled.labels
+    else:
+        labels = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
+                          max_length=max_length, return_tensors="pt")
+        logits = model(**batch).logits
+        target = torch.tensor(labels[start : start + batch_size]) if labels else logits.detach().argmax(-1)
+        yield F.cross_entropy(logits, target)
+
+
+def taylor_importance(
+    model: nn.Module, family: Family, tokenizer: PreTrainedTokenizerBase, task: str, texts: Sequence[str],
+    labelled: TextDataset | None, max_length: int,
+) -> Scores:
+    """|sum over a unit's weights of grad x weight| per calibration batch, summed over batches (Molchanov et al.)."""
+    if not texts and labelled is None:
+        raise InfoptError("Taylor importance needs calibration data.", "pass calibration texts or a train dataset.")
+    head_dim = family.head_dim(model.config)
+    blocks = family.block_list(model)
+    attn = [torch.zeros(family.groups(b, head_dim)[0], dtype=torch.float64) for b in blocks]
+    ffn = [torch.zeros(family.neurons(b), dtype=torch.float64) for b in blocks]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            for loss in _loss_batches(model, tokenizer, task, texts, labelled, max_length):
+                model.zero_grad(set_to_none=True)
+                loss.backward()
+                with torch.no_grad():
+                    for i, b in enumerate(blocks):
+                        a, f = _unit_sums(b, family, head_dim, _grad_times_weight)
+                        attn[i] += a.abs()
+                        ffn[i] += f.abs()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return attn, ffn
+
+
+def _grad_times_weight(lin: nn.Linear) -> torch.Tensor:
+    grad = lin.weight.grad
+    return torch.zeros_like(lin.weight) if grad is None else (grad * lin.weight).float()
+
+
+@torch.no_grad()
+def layer_influence(
+    model: nn.Module, family: Family, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int
+) -> torch.Tensor:
+    """Block influence (ShortGPT): mean over real tokens of 1 - cos(block input, block output), per block."""
+    if not texts:
+        raise InfoptError("Choosing layers to remove needs calibration texts.",
+                          "pass calibration texts, or name the layers (layers=(4, 5)).")
+    blocks = family.block_list(model)
+    total = torch.zeros(len(blocks), dtype=torch.float64)
+    inputs: dict[int, torch.Tensor] = {}
+    state: dict[str, torch.Tensor] = {}
+
+    def pre(i: int) -> Callable[..., None]:
+        def hook(_: nn.Module, args: tuple, kwargs: dict) -> None:
+            inputs[i] = args[0] if args else kwargs["hidden_states"]
+
+        return hook
+
+    def post(i: int) -> Callable[..., None]:
+        def hook(_: nn.Module, args: tuple, kwargs: dict, out: object) -> None:
+            h_out = out[0] if isinstance(out, tuple) else out
+            assert isinstance(h_out, torch.Tensor)
+            mask = state["mask"].bool()
+            cos = F.cosine_similarity(inputs[i].float(), h_out.float(), dim=-1)  # [B, T]
+            total[i] += (1 - cos)[mask].double().sum()
+
+        return hook
+
+    handles = []
+    for i, b in enumerate(blocks):
+        handles.append(b.register_forward_pre_hook(pre(i), with_kwargs=True))
+        handles.append(b.register_forward_hook(post(i), with_kwargs=True))
+    was_training = model.training
+    model.eval()
+    tokens = 0
+    try:
+        for batch in text_batches(tokenizer, texts, 8, max_length):
+            state["mask"] = batch["attention_mask"]
+            tokens += int(batch["attention_mask"].sum())
+            model(**batch)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total / max(tokens, 1)

@@ -1,0 +1,152 @@
+"""Structured pruning: cut heads, FFN neurons and layers out of the matrices; the config follows the shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from infopt.compress.prune._configs import StructuredConfig
+from infopt.compress.prune._families import Family, family_of, set_submodule, slice_linear
+from infopt.compress.prune._importance import layer_influence, magnitude_importance, taylor_importance
+from infopt.data import TextDataset
+from infopt.errors import InfoptError
+
+__all__ = ["plan_counts", "prune_structured"]
+
+
+def _count(fraction: float, total: int, what: str, field: str) -> int:
+    n = round(fraction * total)
+    if n >= total:
+        raise InfoptError(
+            f"{field}={fraction:g} would remove all {total} {what} of a layer.",
+            f"use {field} below {(total - 0.5) / total:.3f} (keep at least one).",
+        )
+    return n
+
+
+def plan_counts(model: nn.Module, config: StructuredConfig) -> tuple[Family, int, int, list[int] | int]:
+    """Validate the config against the model: (family, units removed per layer, neurons per layer, layers)."""
+    family = family_of(model)
+    blocks = family.block_list(model)
+    head_dim = family.head_dim(model.config)
+    units = {family.groups(b, head_dim)[0] for b in blocks}
+    neurons = {family.neurons(b) for b in blocks}
+    what = "attention heads" if family.groups(blocks[0], head_dim)[1] == 1 else "KV-head groups"
+    n_units = max(_count(config.heads, u, what, "heads") for u in units)
+    n_neurons = max(_count(config.ffn, f, "FFN neurons", "ffn") for f in neurons)
+    layers: list[int] | int
+    if isinstance(config.layers, int):
+        if config.layers >= len(blocks):
+            raise InfoptError(f"layers={config.layers} would remove all {len(blocks)} layers.",
+                              f"remove at most {len(blocks) - 1}.")
+        layers = config.layers
+    else:
+        layers = list(config.layers)
+        bad = [i for i in layers if i >= len(blocks)]
+        if bad:
+            raise InfoptError(f"Layer indices {bad} do not exist; the model has {len(blocks)} layers (0-based).",
+                              f"use indices below {len(blocks)}.")
+        if len(layers) >= len(blocks):
+            raise InfoptError(f"layers={tuple(layers)} would remove every layer.", "keep at least one layer.")
+    return family, n_units, n_neurons, layers
+
+
+def _lowest(scores: torch.Tensor, n: int) -> list[int]:
+    """Indices kept: all but the `n` lowest scores, in their original order."""
+    order = scores.argsort(stable=True)
+    return sorted(order[n:].tolist())
+
+
+@torch.no_grad()
+def _cut_block(block: nn.Module, family: Family, head_dim: int, keep_units: list[int], keep_neurons: list[int]) -> None:
+    units, per_unit = family.groups(block, head_dim)
+    if len(keep_units) < units:
+        q_rows = [u * per_unit * head_dim + j for u in keep_units for j in range(per_unit * head_dim)]
+        kv_rows = [u * head_dim + j for u in keep_units for j in range(head_dim)]
+        for path, rows in ((family.q, q_rows), (family.k, kv_rows), (family.v, kv_rows)):
+            set_submodule(block, path, slice_linear(block.get_submodule(path), rows=rows))  # type: ignore[arg-type]
+        set_submodule(block, family.o, slice_linear(block.get_submodule(family.o), cols=q_rows))  # type: ignore[arg-type]
+        attn = block.get_submodule(family.q.rpartition(".")[0])
+        if hasattr(attn, "num_attention_heads"):  # BERT keeps these for information only
+            attn.num_attention_heads = len(keep_units) * per_unit
+            attn.all_head_size = len(q_rows)
+    if len(keep_neurons) < family.neurons(block):
+        for path in family.ffn_in:
+            set_submodule(block, path, slice_linear(block.get_submodule(path), rows=keep_neurons))  # type: ignore[arg-type]
+        out = block.get_submodule(family.ffn_out)
+        set_submodule(block, family.ffn_out, slice_linear(out, cols=keep_neurons))  # type: ignore[arg-type]
+
+
+def _drop_layers(model: nn.Module, family: Family, drop: Sequence[int]) -> None:
+    blocks = family.block_list(model)
+    kept = [b for i, b in enumerate(blocks) if i not in set(drop)]
+    set_submodule(model.base_model, family.blocks, nn.ModuleList(kept))
+    for new_index, block in enumerate(kept):
+        for m in block.modules():
+            if hasattr(m, "layer_idx"):
+                m.layer_idx = new_index
+    config = model.config
+    layer_types = getattr(config, "layer_types", None)
+    if isinstance(layer_types, list) and len(layer_types) == len(blocks):
+        config.layer_types = [t for i, t in enumerate(layer_types) if i not in set(drop)]
+    config.num_hidden_layers = len(kept)
+
+
+def _update_config(model: nn.Module, family: Family, head_dim: int) -> None:
+    """Write the new (uniform) sizes into the config; BERT's config cannot express fewer heads, see _api."""
+    config = model.config
+    blocks = family.block_list(model)
+    neurons = {family.neurons(b) for b in blocks}
+    if len(neurons) == 1:
+        config.intermediate_size = neurons.pop()
+    groups = {family.groups(b, head_dim) for b in blocks}
+    if family.name == "llama" and len(groups) == 1:
+        units, per_unit = groups.pop()
+        config.head_dim = head_dim
+        config.num_key_value_heads = units
+        config.num_attention_heads = units * per_unit
+
+
+def prune_structured(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    task: str,
+    config: StructuredConfig,
+    texts: Sequence[str],
+    labelled: TextDataset | None,
+) -> dict[str, object]:
+    """Prune `model` in place; returns what was removed and why."""
+    family, n_units, n_neurons, layers = plan_counts(model, config)
+    head_dim = family.head_dim(model.config)
+    blocks = family.block_list(model)
+    before = sum(p.numel() for p in model.parameters())
+    units_before, neurons_before = family.groups(blocks[0], head_dim)[0], family.neurons(blocks[0])
+    info: dict[str, object] = {"family": family.name, "importance": config.importance}
+    if isinstance(layers, int) and layers > 0:
+        influence = layer_influence(model, family, tokenizer, texts, config.calibration_length)
+        layers = sorted(influence.argsort(stable=True)[:layers].tolist())
+        info["layer_influence"] = [round(float(x), 5) for x in influence]
+    drop = layers if isinstance(layers, list) else []
+    if n_units or n_neurons:
+        if config.importance == "taylor":
+            attn, ffn = taylor_importance(model, family, tokenizer, task, texts, labelled, config.calibration_length)
+        else:
+            attn, ffn = magnitude_importance(model, family)
+        for i, block in enumerate(blocks):
+            if i not in drop:
+                _cut_block(block, family, head_dim, _lowest(attn[i], n_units), _lowest(ffn[i], n_neurons))
+    _drop_layers(model, family, drop)
+    _update_config(model, family, head_dim)
+    after = sum(p.numel() for p in model.parameters())
+    info |= {
+        "layers_removed": drop,
+        "layers": len(family.block_list(model)),
+        "attention_units_per_layer": f"{units_before} -> {units_before - n_units}",
+        "ffn_neurons_per_layer": f"{neurons_before} -> {neurons_before - n_neurons}",
+        "params_before": before,
+        "params_after": after,
+    }
+    return info

@@ -1,0 +1,44 @@
+"""Post-training quantization: `quantize(model, config)` for every scheme in QUANT_SCHEMES.
+
+torch schemes (saved as `torch-state`, rebuilt on load by `replay`): dynamic-int8, dynamic-int8-emb,
+weight-int8, weight-int4. ONNX Runtime schemes (classification / embedding only, saved as `onnx`):
+onnx-fp32, onnx-int8, onnx-static-int8.
+"""
+
+from infopt.compress.quantize._api import quantize, replay
+from infopt.compress.quantize._configs import (
+    QUANT_SCHEMES,
+    DynamicInt8Config,
+    DynamicInt8EmbConfig,
+    OnnxFp32Config,
+    OnnxInt8Config,
+    OnnxStaticInt8Config,
+    QuantConfig,
+    WeightInt4Config,
+    WeightInt8Config,
+    config_from_dict,
+    config_from_name,
+)
+from infopt.compress.quantize._embedding import Int8Embedding
+from infopt.compress.quantize._metrics import sqnr
+from infopt.compress.quantize._weight_only import Int4WeightOnlyLinear, Int8WeightOnlyLinear
+
+__all__ = [
+    "QUANT_SCHEMES",
+    "DynamicInt8Config",
+    "DynamicInt8EmbConfig",
+    "Int4WeightOnlyLinear",
+    "Int8Embedding",
+    "Int8WeightOnlyLinear",
+    "OnnxFp32Config",
+    "OnnxInt8Config",
+    "OnnxStaticInt8Config",
+    "QuantConfig",
+    "WeightInt4Config",
+    "WeightInt8Config",
+    "config_from_dict",
+    "config_from_name",
+    "quantize",
+    "replay",
+    "sqnr",
+]

@@ -1,0 +1,108 @@
+"""`quantize(model, config)`: one entry point for every scheme; `replay` rebuilds the structure on load."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from infopt.compress.quantize._configs import (
+    QUANT_SCHEMES,
+    DynamicInt8Config,
+    OnnxFp32Config,
+    OnnxStaticInt8Config,
+    QuantConfig,
+    WeightInt8Config,
+    config_from_dict,
+    config_from_name,
+)
+from infopt.errors import InfoptError
+from infopt.models import LoadedModel
+
+__all__ = ["quantize", "replay"]
+
+STAGE = "quantize"
+
+
+def _apply_torch(model: nn.Module, config: QuantConfig) -> tuple[nn.Module, dict[str, Any]]:
+    if isinstance(config, DynamicInt8Config):
+        from infopt.compress.quantize._dynamic import apply_dynamic
+
+        return apply_dynamic(model, config)
+    if isinstance(config, WeightInt8Config):
+        from infopt.compress.quantize._weight_only import apply_weight_only
+
+        return apply_weight_only(model, config)
+    raise InfoptError(f"Scheme {config.scheme!r} does not produce a torch module.",
+                      "load its folder with load_model instead of replaying its recipe.")
+
+
+def _check(model: LoadedModel, config: QuantConfig) -> None:
+    if not isinstance(model.model, nn.Module):
+        raise InfoptError(
+            f"quantize needs a PyTorch model; this one is {type(model.model).__name__} "
+            f"(format {model.manifest.format!r}).",
+            "quantize the float32 model it was made from.",
+        )
+    done = [s["config"].get("scheme") for s in model.manifest.recipe if s.get("stage") == STAGE]
+    if done:
+        raise InfoptError(f"The model is already quantized ({', '.join(map(str, done))}).",
+                          "quantize the float32 model it was made from.")
+    if config.kind == "onnx" and model.task not in ("classification", "embedding"):
+        onnx_free = [s for s, c in QUANT_SCHEMES.items() if c.kind == "torch"]
+        raise InfoptError(f"Scheme {config.scheme!r} supports classification and embedding models, "
+                          f"not {model.task}.", f"use one of: {', '.join(onnx_free)}.")
+
+
+def quantize(model: LoadedModel, config: QuantConfig | str, *,
+             calibration: Sequence[str] | None = None) -> LoadedModel:
+    """A new, quantized LoadedModel (the input is not modified).
+
+    `config` is a config object (see QUANT_SCHEMES) or a scheme name with default options. `calibration`
+    gives the texts for `onnx-static-int8` (instead of its config's `calibration` field).
+    """
+    if isinstance(config, str):
+        config = config_from_name(config)
+    _check(model, config)
+    source: nn.Module = model.model
+    module = copy.deepcopy(source).eval()
+    new_model: Any
+    if isinstance(config, OnnxFp32Config):
+        from infopt.compress.quantize._onnx import apply_onnx
+
+        new_model, info = apply_onnx(module, model.tokenizer, model.task, config, calibration or ())
+        fmt = "onnx"
+    else:
+        new_model, info = _apply_torch(module, config)
+        fmt = "torch-state"
+    recorded = config
+    if isinstance(config, OnnxStaticInt8Config):  # the texts stay out of the manifest; metrics has a hash
+        recorded = dataclasses.replace(config, calibration=())
+    manifest = dataclasses.replace(
+        model.manifest,
+        name=config.scheme,
+        format=fmt,
+        method=f"quantize:{config.scheme}",
+        parent=model.manifest.fingerprint or None,
+        recipe=[*model.manifest.recipe, {"stage": STAGE, "config": recorded.to_dict()}],
+        metrics={"quantize": info},
+        fingerprint="",
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    return LoadedModel(new_model, model.tokenizer, manifest)
+
+
+def replay(skeleton: nn.Module, recipe: list[dict[str, Any]]) -> nn.Module:
+    """Rebuild the module structure a recipe produced (e.g. on a random-init model) before load_state_dict.
+
+    Only `quantize` steps change the structure; other stages are passed over.
+    """
+    apply: Callable[[nn.Module, QuantConfig], tuple[nn.Module, dict[str, Any]]] = _apply_torch
+    for step in recipe:
+        if step.get("stage") == STAGE:
+            skeleton, _ = apply(skeleton, config_from_dict(step.get("config", {})))
+    return skeleton

@@ -1,0 +1,224 @@
+"""One frozen config dataclass per quantization scheme, validated on construction, JSON-round-trippable."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from infopt.errors import InfoptError
+
+__all__ = [
+    "QUANT_SCHEMES",
+    "DynamicInt8Config",
+    "DynamicInt8EmbConfig",
+    "OnnxFp32Config",
+    "OnnxInt8Config",
+    "OnnxStaticInt8Config",
+    "QuantConfig",
+    "WeightInt4Config",
+    "WeightInt8Config",
+    "config_from_dict",
+    "config_from_name",
+]
+
+COMPUTE_DTYPES = ("bfloat16", "float32")
+INT4_GROUP_SIZES = (32, 64, 128, 256)
+ONNX_FORMATS = ("qoperator", "qdq")
+
+
+def _bad(config: QuantConfig, field: str, value: object, allowed: str) -> InfoptError:
+    return InfoptError(
+        f"{type(config).__name__}.{field} is {value!r}, which is not allowed for scheme {config.scheme!r}.",
+        f"pass {field}= {allowed}.",
+    )
+
+
+def _as_str_tuple(config: QuantConfig, field: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise _bad(config, field, value, "a list of strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Fields every scheme has. Subclasses set `scheme` and add their own fields."""
+
+    scheme: ClassVar[str] = ""
+    kind: ClassVar[str] = "torch"
+    """`torch` (result is a torch module saved as `torch-state`) or `onnx` (an ONNX Runtime session)."""
+
+    exclude: tuple[str, ...] = ()
+    """fnmatch patterns of module names (e.g. `classifier`, `*.lm_head`) that stay in float32."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude", _as_str_tuple(self, "exclude", self.exclude))
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"scheme": ..., **fields}`, as stored in a manifest's recipe."""
+        out: dict[str, Any] = {"scheme": self.scheme}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def _check_bool(config: QuantConfig, *names: str) -> None:
+    for name in names:
+        if not isinstance(getattr(config, name), bool):
+            raise _bad(config, name, getattr(config, name), "True or False")
+
+
+@dataclass(frozen=True)
+class DynamicInt8Config(QuantConfig):
+    """torch.ao `quantize_dynamic`: int8 weights, activations quantized per batch at run time (nn.Linear)."""
+
+    scheme: ClassVar[str] = "dynamic-int8"
+
+    per_channel: bool = True
+    """One weight scale per output channel (more accurate than one per tensor, same speed)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_bool(self, "per_channel")
+
+
+@dataclass(frozen=True)
+class DynamicInt8EmbConfig(DynamicInt8Config):
+    """`dynamic-int8` plus int8 word embeddings (per-row scale), for a 4x smaller file."""
+
+    scheme: ClassVar[str] = "dynamic-int8-emb"
+
+
+@dataclass(frozen=True)
+class WeightInt8Config(QuantConfig):
+    """Weight-only int8 per output channel for nn.Linear (`aten._weight_int8pack_mm`, as in gpt-fast)."""
+
+    scheme: ClassVar[str] = "weight-int8"
+
+    compute_dtype: str = "bfloat16"
+    """Activation dtype inside the kernel: `bfloat16` (fast CPU path) or `float32` (slow CPU path)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise _bad(self, "compute_dtype", self.compute_dtype, " or ".join(map(repr, COMPUTE_DTYPES)))
+
+
+@dataclass(frozen=True)
+class WeightInt4Config(WeightInt8Config):
+    """Weight-only int4, asymmetric, group-wise along the input dim (`aten._weight_int4pack_mm_for_cpu`)."""
+
+    scheme: ClassVar[str] = "weight-int4"
+
+    group_size: int = 32
+    """Input features sharing one scale and zero point: 32, 64, 128 or 256 (smaller is more accurate)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.group_size, bool) or self.group_size not in INT4_GROUP_SIZES:
+            raise _bad(self, "group_size", self.group_size, " or ".join(map(str, INT4_GROUP_SIZES)))
+
+
+@dataclass(frozen=True)
+class OnnxFp32Config(QuantConfig):
+    """Export to ONNX (torch.onnx dynamo exporter), float32, run by ONNX Runtime."""
+
+    scheme: ClassVar[str] = "onnx-fp32"
+    kind: ClassVar[str] = "onnx"
+
+    opset: int = 18
+    """ONNX opset of the export (17 or newer)."""
+    optimize: bool = True
+    """Fuse LayerNorm / GELU (onnxruntime.transformers optimizer) and save the fused graph."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or self.opset < 17:
+            raise _bad(self, "opset", self.opset, "an integer >= 17")
+        _check_bool(self, "optimize")
+
+
+@dataclass(frozen=True)
+class OnnxInt8Config(OnnxFp32Config):
+    """ONNX Runtime `quantize_dynamic`: int8 MatMul weights (MatMulInteger) and, optionally, embeddings."""
+
+    scheme: ClassVar[str] = "onnx-int8"
+
+    per_channel: bool = True
+    """One weight scale per output channel (per tensor loses accuracy badly on MiniLM: cosine 0.95)."""
+    embeddings: bool = True
+    """Also store the embedding tables (Gather) as int8, dequantizing the looked-up rows."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_bool(self, "per_channel", "embeddings")
+
+
+@dataclass(frozen=True)
+class OnnxStaticInt8Config(OnnxInt8Config):
+    """ONNX Runtime `quantize_static`: activation ranges fixed from calibration texts (uint8 x int8)."""
+
+    scheme: ClassVar[str] = "onnx-static-int8"
+
+    exclude: tuple[str, ...] = ("*.output.dense", "*.down_proj", "*.fc2")
+    """fnmatch patterns of module names kept in float32; by default the FFN down-projections (BERT's
+    `*.output.dense` also matches the attention output), whose post-GELU inputs are too heavy-tailed
+    for one fixed int8 range (MiniLM worst-case cosine 0.93 -> 0.995)."""
+    calibration: tuple[str, ...] = ()
+    """Texts run through the model to fix activation ranges (or pass `calibration=` to `quantize`);
+    the manifest records only their count and hash."""
+    quant_format: str = "qoperator"
+    """`qoperator` (QLinearMatMul etc.) or `qdq` (QuantizeLinear/DequantizeLinear pairs)."""
+    max_length: int = 128
+    """Token limit for each calibration text."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "calibration", _as_str_tuple(self, "calibration", self.calibration))
+        if self.quant_format not in ONNX_FORMATS:
+            raise _bad(self, "quant_format", self.quant_format, " or ".join(map(repr, ONNX_FORMATS)))
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:
+            raise _bad(self, "max_length", self.max_length, "an integer >= 2")
+
+
+QUANT_SCHEMES: dict[str, QuantConfig] = {
+    c.scheme: c()
+    for c in (
+        DynamicInt8Config,
+        DynamicInt8EmbConfig,
+        WeightInt8Config,
+        WeightInt4Config,
+        OnnxFp32Config,
+        OnnxInt8Config,
+        OnnxStaticInt8Config,
+    )
+}
+"""Scheme name -> its default config."""
+
+
+def config_from_name(scheme: str, **overrides: Any) -> QuantConfig:
+    """The default config of `scheme` with some fields replaced; InfoptError for unknown schemes or fields."""
+    if scheme not in QUANT_SCHEMES:
+        raise InfoptError(
+            f"Unknown quantization scheme {scheme!r}.", f"use one of: {', '.join(QUANT_SCHEMES)}."
+        )
+    default = QUANT_SCHEMES[scheme]
+    known = [f.name for f in fields(default)]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise InfoptError(
+            f"Scheme {scheme!r} has no option {', '.join(unknown)}.",
+            f"use only {', '.join(known) or 'no options'}.",
+        )
+    return dataclasses.replace(default, **overrides)
+
+
+def config_from_dict(data: dict[str, Any]) -> QuantConfig:
+    """Inverse of `QuantConfig.to_dict` (as read back from a manifest recipe)."""
+    rest = dict(data)
+    scheme = rest.pop("scheme", None)
+    if not isinstance(scheme, str):
+        raise InfoptError(f"A quantize step in the recipe has no scheme ({data!r}).", "re-create the model.")
+    return config_from_name(scheme, **rest)

@@ -1,0 +1,199 @@
+"""`onnx-fp32` / `onnx-int8` / `onnx-static-int8`: export with torch.onnx, quantize with ONNX Runtime.
+
+The legacy TorchScript exporter (`dynamo=False`) still runs in torch 2.13 but gives wrong outputs for
+transformers 5 BERT models (max error > 1 on the traced input itself), so the dynamo exporter is used and
+every export is checked against the torch model before anything else happens.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import inspect
+import logging
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from infopt.compress.quantize._configs import OnnxFp32Config, OnnxInt8Config, OnnxStaticInt8Config
+from infopt.compress.quantize._modules import excluded
+from infopt.errors import InfoptError
+from infopt.models import OnnxModel
+
+__all__ = ["ONNX_INPUTS", "apply_onnx", "export_onnx"]
+
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_OUTPUT = {"classification": "logits", "embedding": "last_hidden_state"}
+_FUSABLE = {"bert", "roberta", "distilbert", "xlm-roberta", "camembert", "electra", "mpnet"}
+"""config.model_type values the onnxruntime.transformers `bert` optimizer understands."""
+_SCOPE = "model."
+EXPORT_TOLERANCE = 1e-3
+
+
+class _Export(nn.Module):
+    """Tensors in, the task's one output tensor out (what OnnxModel exposes as an attribute)."""
+
+    def __init__(self, model: nn.Module, output: str) -> None:
+        super().__init__()
+        self.model, self.output = model, output
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return getattr(self.model(input_ids=input_ids, attention_mask=attention_mask, **extra), self.output)
+
+
+def _sample(tokenizer: PreTrainedTokenizerBase, names: list[str]) -> dict[str, torch.Tensor]:
+    enc = tokenizer(["a short text", "and a rather longer second text to pad the first one"],
+                    padding=True, return_tensors="pt")
+    return {n: enc[n] for n in names}
+
+
+def export_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, path: Path, opset: int) -> None:
+    """Write `path` (one file), dynamic batch and sequence axes; raises if ORT disagrees with torch."""
+    output = _OUTPUT[task]
+    names = [n for n in ONNX_INPUTS if n in tokenizer.model_input_names]
+    if "token_type_ids" in names and "token_type_ids" not in inspect.signature(model.forward).parameters:
+        names.remove("token_type_ids")
+    sample = _sample(tokenizer, names)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    wrapper = _Export(model, output).eval()
+    with warnings.catch_warnings(), torch.no_grad(), _quiet("torch.onnx"):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (), str(path), kwargs=sample, dynamo=True, opset_version=opset, input_names=names,
+            output_names=[output], dynamic_shapes={n: {0: batch, 1: seq} for n in names},
+            external_data=False, verbose=False,
+        )
+        expected = wrapper(**sample)
+    got = OnnxModel(path)(**sample)
+    err = float((getattr(got, output) - expected).abs().max())
+    if not err < EXPORT_TOLERANCE:
+        raise InfoptError(f"The ONNX export of this model is wrong (max error {err:.3g} vs torch).",
+                          "use a torch scheme (dynamic-int8) for this model.")
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Raise one logger's level to ERROR for the duration (and put it back)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _module_of_nodes(path: Path) -> dict[str, str]:
+    """ONNX node name -> name of the torch module that emitted it (from the exporter's metadata)."""
+    import onnx
+
+    out: dict[str, str] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        scopes = meta.get("pkg.torch.onnx.name_scopes")
+        if not scopes:
+            continue
+        parts = [s for s in ast.literal_eval(scopes) if s.startswith(_SCOPE)]
+        if parts:
+            out[node.name] = parts[-1][len(_SCOPE):]
+    return out
+
+
+def _optimize(path: Path, out: Path, model_type: str) -> bool:
+    """Fuse LayerNorm, skip connections and GELU for BERT-like encoders; False if not applicable."""
+    if model_type not in _FUSABLE:
+        return False
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet("onnxruntime.transformers"):
+        optimized = optimize_model(str(path), model_type="bert", num_heads=0, hidden_size=0, opt_level=1)
+    optimized.save_model_to_file(str(out))
+    return True
+
+
+def _calibration_reader(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], names: list[str],
+                        max_length: int) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):  # one text per batch: no padding to skew the ranges
+        def __init__(self) -> None:
+            self.items: Iterator[dict[str, np.ndarray]] = (
+                {n: enc[n].astype(np.int64) for n in names}
+                for enc in (tokenizer([t], truncation=True, max_length=max_length, return_tensors="np")
+                            for t in texts)
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    return Reader()
+
+
+def apply_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, config: OnnxFp32Config,
+               calibration: Sequence[str] = ()) -> tuple[OnnxModel, dict[str, Any]]:
+    """Export (and quantize) into a fresh temp folder holding model.onnx and config.json."""
+    folder = Path(tempfile.mkdtemp(prefix=f"infopt-{config.scheme}-"))
+    work = folder / "work"
+    work.mkdir()
+    raw = work / "export.onnx"
+    export_onnx(model, tokenizer, task, raw, config.opset)
+    info: dict[str, Any] = {}
+    graph = raw
+    if config.optimize and _optimize(raw, work / "fused.onnx", getattr(model.config, "model_type", "")):
+        graph = work / "fused.onnx"
+        info["fused"] = True
+    final = folder / "model.onnx"
+    if isinstance(config, OnnxInt8Config):
+        info.update(_quantize_onnx(graph, raw, final, tokenizer, config, calibration))
+    else:
+        shutil.copyfile(graph, final)
+    model.config.save_pretrained(folder)  # type: ignore[union-attr,operator]
+    shutil.rmtree(work, ignore_errors=True)
+    return OnnxModel(final), info
+
+
+def _quantize_onnx(graph: Path, raw: Path, final: Path, tokenizer: PreTrainedTokenizerBase,
+                   config: OnnxInt8Config, calibration: Sequence[str]) -> dict[str, Any]:
+    from onnxruntime.quantization import QuantType
+
+    modules = _module_of_nodes(raw)
+    skip = sorted(node for node, mod in modules.items() if excluded(mod, config.exclude))
+    ops = ["MatMul", "Gather"] if config.embeddings else ["MatMul"]
+    common: dict[str, Any] = dict(
+        per_channel=config.per_channel, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
+        nodes_to_exclude=skip, extra_options={"MatMulConstBOnly": True},
+    )
+    info: dict[str, Any] = {"fp32_nodes": sorted({modules[n] for n in skip})}
+    with _quiet(""):  # ORT logs "please consider pre-processing" on the root logger
+        _run_ort_quantizer(graph, final, tokenizer, config, calibration, common, info)
+    return info
+
+
+def _run_ort_quantizer(graph: Path, final: Path, tokenizer: PreTrainedTokenizerBase, config: OnnxInt8Config,
+                       calibration: Sequence[str], common: dict[str, Any], info: dict[str, Any]) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    if isinstance(config, OnnxStaticInt8Config):
+        texts = list(calibration) or list(config.calibration)
+        if not texts:
+            raise InfoptError("onnx-static-int8 needs calibration texts.",
+                              "pass calibration=[...] (100 or so typical inputs) to quantize().")
+        names = [n for n in ONNX_INPUTS if n in {i.name for i in OnnxModel(graph).session.get_inputs()}]
+        fmt = QuantFormat.QOperator if config.quant_format == "qoperator" else QuantFormat.QDQ
+        quantize_static(str(graph), str(final), _calibration_reader(tokenizer, texts, names, config.max_length),
+                        quant_format=fmt, activation_type=QuantType.QUInt8, **common)
+        digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+        info["calibration"] = {"texts": len(texts), "sha256": digest}
+    else:
+        quantize_dynamic(str(graph), str(final), **common)
