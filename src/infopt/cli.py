@@ -93,6 +93,76 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     print(f"saved {saved.manifest.name} ({saved.manifest.method}) to {args.output}, fingerprint {saved.manifest.fingerprint}")
 
 
+def _weights_mb(folder: Path) -> float:
+    from infopt.models import weight_files
+
+    return sum(f.stat().st_size for f in weight_files(folder)) / 1e6
+
+
+def _parse_layers(text: str | None) -> int | tuple[int, ...] | None:
+    """`2` -> 2 (a count); `4,5` or `5,` -> layer indices."""
+    if text is None:
+        return None
+    try:
+        return int(text) if "," not in text else tuple(int(i) for i in text.split(",") if i.strip())
+    except ValueError:
+        raise InfoptError(f"--layers {text!r} is neither a count nor indices.", "use e.g. 2, or 4,5.") from None
+
+
+def cmd_prune(args: argparse.Namespace) -> None:
+    from infopt.compress.prune import RecoveryConfig, config_from_name, prune
+    from infopt.compress.prune._configs import parse_pattern
+    from infopt.models import BUNDLED_MODELS, bundled_path, load_model, save_model
+    from infopt.optimize import plan_evaluation
+
+    layers = _parse_layers(args.layers)
+    sparsity = args.sparsity
+    if sparsity is None and args.pattern:
+        n, m = parse_pattern(args.pattern)
+        sparsity = 1 - n / m
+    given = {"sparsity": sparsity, "scope": args.scope, "pattern": args.pattern, "steps": args.steps,
+             "heads": args.heads, "ffn": args.ffn, "layers": layers, "importance": args.importance}
+    overrides: dict[str, object] = {k: v for k, v in given.items() if v is not None}
+    if args.recover_epochs is not None:
+        overrides["recovery"] = RecoveryConfig(
+            epochs=args.recover_epochs, lr=args.recover_lr, distill=not args.no_distill
+        )
+    config = config_from_name(args.method, **overrides)
+    model = load_model(args.model)
+    needs_data = (
+        args.method == "wanda" or "recovery" in overrides
+        or (args.method == "structured" and (args.importance == "taylor" or bool(layers)))
+    )
+    plan = plan_evaluation(model, _optimize_config(args, None)) if needs_data else None
+    pruned = prune(model, config, calibration=plan.calibration if plan else None, train=plan.train if plan else None)
+    saved = save_model(pruned, args.output)
+    source = bundled_path(args.model) if args.model in BUNDLED_MODELS else Path(args.model)
+    print(f"saved {saved.manifest.name} ({saved.manifest.method}, format {saved.manifest.format}) to {args.output}: "
+          f"{_weights_mb(Path(args.output)):.1f} MB of weights on disk (input: {_weights_mb(source):.1f} MB); "
+          f"measure its latency and quality with: infopt bench --model {args.output}")
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    import json
+
+    from infopt.compress.distill import DistillConfig, DistillJob, run_distill_job
+    from infopt.train import FinetuneConfig
+
+    weights = tuple(float(w) for w in args.teacher_weights.split(",")) if args.teacher_weights else None
+    train = FinetuneConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr,
+                           max_length=args.max_length, seed=args.seed)
+    config = DistillConfig(
+        temperature=args.temperature, alpha=args.alpha, feature=args.feature, relation=args.relation,
+        attention=args.attention, scheme=args.scheme, teacher_weights=weights, train=train, max_steps=args.steps,
+        cache=not args.no_cache,
+    )
+    data = _data_config(argparse.Namespace(**{**vars(args), "seed": args.seed}))
+    extra = tuple(t.strip() for t in args.teachers.split(",") if t.strip()) if args.teachers else ()
+    job = DistillJob(teacher=args.teacher, student=args.student, output=Path(args.output), data=data, config=config,
+                     extra_teachers=extra, assistant=args.assistant)
+    print(json.dumps(run_distill_job(job), indent=2))
+
+
 def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> None:
     p.add_argument("--model", default="minilm-l6-rt", help="bundled model name or model folder (default: minilm-l6-rt)")
     p.add_argument("--data", help="bundled dataset (rotten-tomatoes, tweets, news) or a .csv / .jsonl file")
@@ -112,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the bundled models").set_defaults(func=cmd_models)
     p = sub.add_parser("optimize", help="measure the model and its optimized variants side by side")
     _add_common(p)
-    p.add_argument("--schemes", help="comma-separated quantization schemes (default: all that apply)")
+    p.add_argument("--schemes", help="comma-separated variants: quantization schemes, prune-* variants and "
+                   "prune-*+SCHEME (default: all that apply)")
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser("bench", help="measure one model: quality, latency, throughput, size, memory")
     _add_common(p)
@@ -122,6 +193,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheme", required=True, help="quantization scheme, e.g. dynamic-int8, onnx-int8, weight-int4")
     p.add_argument("--group-size", type=int, help="group size of weight-int4")
     p.set_defaults(func=cmd_quantize)
+    p = sub.add_parser("prune", help="prune a model (unstructured, 2:4 or structured) and save the variant")
+    _add_common(p, output_required=True)
+    p.add_argument("--method", required=True, choices=("magnitude", "wanda", "structured"), help="pruning method")
+    p.add_argument("--sparsity", type=float, help="magnitude / wanda: fraction of weights zeroed, in [0, 1)")
+    p.add_argument("--scope", choices=("layer", "row", "global"), help="magnitude / wanda: where weights compete")
+    p.add_argument("--pattern", help="magnitude / wanda: N:M semi-structured sparsity, e.g. 2:4")
+    p.add_argument("--steps", type=int, help="magnitude / wanda: gradual schedule steps (needs --recover-epochs)")
+    p.add_argument("--heads", type=float, help="structured: fraction of attention heads removed per layer")
+    p.add_argument("--ffn", type=float, help="structured: fraction of FFN neurons removed per layer")
+    p.add_argument("--layers", help="structured: how many layers to remove (e.g. 2), or which (4,5; one index: 5,)")
+    p.add_argument("--importance", choices=("magnitude", "taylor"), help="structured: how heads / neurons are ranked")
+    p.add_argument("--recover-epochs", type=float, help="fine-tune after pruning for this many epochs (e.g. 0.33)")
+    p.add_argument("--recover-lr", type=float, default=1e-4, help="peak learning rate of the recovery fine-tune")
+    p.add_argument("--no-distill", action="store_true", help="recover on labels only, not from the unpruned model")
+    p.set_defaults(func=cmd_prune)
+    p = sub.add_parser("distill", help="distil a teacher into a smaller student and save it")
+    p.add_argument("--teacher", default="minilm-l6-rt", help="bundled model name or folder (default: minilm-l6-rt)")
+    p.add_argument("--student", default="every-other", help="every-other (default), N layers, layers=0,2,5, "
+                   "random[:N], or a model name / folder to start from (e.g. minilm-l3)")
+    p.add_argument("--data", help="labelled data (default: the teacher's own) or, for causal LMs, a corpus (news)")
+    p.add_argument("--text-column", help="column holding the text (user files)")
+    p.add_argument("--label-column", help="column holding the label (user files)")
+    p.add_argument("--limit", type=int, help="use at most this many examples of the data")
+    p.add_argument("--output", required=True, help="folder the student is saved to")
+    p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T > 0 (default 4)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the soft targets in [0, 1] (default 0.5)")
+    p.add_argument("--feature", type=float, default=0.0, help="weight of feature-based KD (default 0)")
+    p.add_argument("--relation", type=float, default=0.0, help="weight of relation-based KD (default 0)")
+    p.add_argument("--attention", type=float, default=0.0, help="weight of attention transfer (default 0)")
+    p.add_argument("--scheme", default="offline", choices=("offline", "online", "self"),
+                   help="offline: cached teacher; online: mutual learning; self: early-exit model of the teacher")
+    p.add_argument("--teachers", help="more teachers for multi-teacher distillation, comma-separated")
+    p.add_argument("--teacher-weights", help="weights of all teachers, comma-separated (default: equal)")
+    p.add_argument("--assistant", help="progressive: student spec of an assistant distilled first")
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the training data (default 1)")
+    p.add_argument("--steps", type=int, help="optimizer steps instead of --epochs (causal LMs: e.g. 150)")
+    p.add_argument("--train-batch-size", type=int, default=32, help="training batch size (default 32)")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
+    p.add_argument("--max-length", type=int, default=64, help="tokens per text / per causal-LM block (default 64)")
+    p.add_argument("--no-cache", action="store_true", help="do not keep teacher outputs on disk")
+    p.add_argument("--seed", type=int, default=0, help="seed of splits, batches and initialisation")
+    p.set_defaults(func=cmd_distill)
     return parser
 
 

@@ -26,10 +26,13 @@ def default_output() -> Path:
 
 
 class EvalPlan:
-    """The test data of a run, its calibration texts and the name of its data."""
+    """The test data of a run, its calibration texts, the name of its data and (classifiers) its train split."""
 
-    def __init__(self, spec: EvalSpec, calibration: list[str], data_name: str, metric: str) -> None:
+    def __init__(
+        self, spec: EvalSpec, calibration: list[str], data_name: str, metric: str, train: TextDataset | None = None
+    ) -> None:
         self.spec, self.calibration, self.data_name, self.metric = spec, calibration, data_name, metric
+        self.train = train
 
 
 def _default_data(model: LoadedModel) -> DataConfig:
@@ -67,7 +70,7 @@ def plan_evaluation(model: LoadedModel, config: OptimizeConfig) -> EvalPlan:
         test = _align_labels(splits.test, model)
         texts = _limit(test.texts, config.eval_limit)
         spec = EvalSpec("classification", texts, _limit(test.labels, config.eval_limit), speed_texts=texts[:200])
-        return EvalPlan(spec, splits.train.texts[:128], test.name, "accuracy")
+        return EvalPlan(spec, splits.train.texts[:128], test.name, "accuracy", _align_labels(splits.train, model))
     if model.task == "embedding":
         data = config.data or DataConfig("rotten-tomatoes")
         texts = (
@@ -94,7 +97,7 @@ def _build_and_measure(
     target = folder / "variants" / cand.name
     try:
         with console.status(f"building {cand.name} ({cand.about})"):
-            variant = cand.build(base, plan.calibration)
+            variant = cand.build(base, plan.calibration, **({"train": plan.train} if cand.train else {}))
             save_model(variant, target)
         with console.status(f"measuring {cand.name}"):
             result = measure_variant(target, plan.spec, config.bench)
@@ -102,6 +105,7 @@ def _build_and_measure(
         console.print(f"[yellow]skipped {cand.name}: {e}[/yellow]")
         return None
     result.path = str(target.relative_to(folder))
+    result.notes += list(variant.manifest.metrics.get("prune", {}).get("notes", []))
     console.print(f"measured {cand.name}: {plan.metric} {result.quality.get(plan.metric, float('nan')):.4g}, "
                   f"p50 {result.speed.p50_ms:.2f} ms, {result.size_mb:.1f} MB")
     return result

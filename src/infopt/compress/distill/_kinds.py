@@ -43,6 +43,7 @@ def projections(student_dim: int, teacher_dim: int, count: int, seed: int = 0) -
         maps = torch.nn.ModuleList(torch.nn.Linear(student_dim, teacher_dim) for _ in range(count))
     if student_dim == teacher_dim:
         for m in maps:  # start at the identity: a student cut from the teacher already speaks its language
+            assert isinstance(m, torch.nn.Linear)
             torch.nn.init.eye_(m.weight)
             torch.nn.init.zeros_(m.bias)
     return maps
@@ -53,7 +54,9 @@ def feature_loss(
 ) -> torch.Tensor:
     """Mean over mapped layers of MSE(projection(student features), teacher features); features [B, D]."""
     if not (len(student) == len(teacher) == len(maps)) or not student:
-        raise InfoptError("Feature distillation got mismatched layer lists.", "give one teacher layer per student layer.")
+        raise InfoptError(
+            "Feature distillation got mismatched layer lists.", "give one teacher layer per student layer."
+        )
     terms = [F.mse_loss(p(s.float()), t.float().detach()) for s, t, p in zip(student, teacher, maps, strict=True)]
     return torch.stack(terms).mean()
 

@@ -62,23 +62,16 @@ def cut_layers(model: torch.nn.Module, keep: tuple[int, ...]) -> torch.nn.Module
     if bad or not keep:
         raise InfoptError(f"Layers {bad or keep} do not exist in a {total}-layer model.", f"use 0..{total - 1}.")
     path = _layer_path(model)
-    layers = layer_list(model)
-    # Copy everything but the layers, then copy only the kept layers in.
-    skeleton_layers = torch.nn.ModuleList()
-    parent = _get(model, path.rsplit(".", 1)[0]) if "." in path else model
-    attr = path.rsplit(".", 1)[-1]
-    setattr(parent, attr, skeleton_layers)
-    try:
-        student = copy.deepcopy(model)
-    finally:
-        setattr(parent, attr, layers)
-    new_parent = _get(student, path.rsplit(".", 1)[0]) if "." in path else student
-    setattr(new_parent, attr, torch.nn.ModuleList(copy.deepcopy(layers[i]) for i in keep))
+    # One deepcopy of the whole model keeps every module pointing at the same (copied) config object.
+    student = copy.deepcopy(model)
+    old = layer_list(student)
+    parent = _get(student, path.rsplit(".", 1)[0]) if "." in path else student
+    setattr(parent, path.rsplit(".", 1)[-1], torch.nn.ModuleList(old[i] for i in keep))
     for new_idx, layer in enumerate(layer_list(student)):
         for module in layer.modules():
             if hasattr(module, "layer_idx"):
-                module.layer_idx = new_idx  # KV-cache slot of decoder attention
-    cfg = student.config
+                setattr(module, "layer_idx", new_idx)  # noqa: B010  (KV-cache slot of decoder attention)
+    cfg: Any = student.config
     cfg.num_hidden_layers = len(keep)
     if isinstance(getattr(cfg, "layer_types", None), list | tuple):
         cfg.layer_types = [cfg.layer_types[i] for i in keep]
@@ -87,9 +80,10 @@ def cut_layers(model: torch.nn.Module, keep: tuple[int, ...]) -> torch.nn.Module
 
 def student_layers(student: LoadedModel) -> tuple[int, ...] | None:
     """The teacher layers (0-based) a student was cut from, if it was built by `make_student` from teacher layers."""
-    for step in student.manifest.recipe:
-        if step.get("stage") == "student" and step.get("config", {}).get("init") == "teacher-layers":
-            return tuple(step["config"]["layers"])
+    for step in reversed(student.manifest.recipe):
+        if step.get("stage") == "student":
+            config = step.get("config", {})
+            return tuple(config["layers"]) if config.get("init") == "teacher-layers" else None
     return None
 
 
@@ -122,10 +116,11 @@ def _folder_of(name_or_path: str) -> str:
     return str(bundled_path(name_or_path)) if name_or_path in BUNDLED_MODELS else name_or_path
 
 
-def make_student(teacher: LoadedModel, config: StudentConfig = StudentConfig()) -> LoadedModel:
+def make_student(teacher: LoadedModel, config: StudentConfig | None = None) -> LoadedModel:
     """An untrained student for `teacher` (classifier or causal LM), with the teacher's labels and a manifest."""
     if not isinstance(teacher.model, torch.nn.Module):
         raise InfoptError("The teacher is not a PyTorch model (ONNX?).", "distil from the PyTorch teacher.")
+    config = config or StudentConfig()
     total = num_layers(teacher.model)
     recipe: dict[str, Any] = {"init": config.init}
     tokenizer = teacher.tokenizer
@@ -139,7 +134,7 @@ def make_student(teacher: LoadedModel, config: StudentConfig = StudentConfig()) 
             model = cut_layers(teacher.model, keep)
             recipe["layers"] = list(keep)
         else:
-            cfg = copy.deepcopy(teacher.model.config)
+            cfg: Any = copy.deepcopy(teacher.model.config)
             cfg.num_hidden_layers = len(keep)
             if isinstance(getattr(cfg, "layer_types", None), list | tuple):
                 cfg.layer_types = [cfg.layer_types[i] for i in keep]
@@ -152,10 +147,10 @@ def make_student(teacher: LoadedModel, config: StudentConfig = StudentConfig()) 
     recipe["num_layers"] = depth
     manifest = Manifest(
         name=name,
-        task=teacher.task,
+        task=teacher.manifest.task,
         method=f"student:{config.init}",
         parent=teacher.manifest.fingerprint or None,
         labels=list(teacher.manifest.labels),
-        recipe=[{"stage": "student", "config": recipe}],
+        recipe=[*teacher.manifest.recipe, {"stage": "student", "config": recipe}],  # history: teacher's steps first
     )
     return LoadedModel(model, tokenizer, manifest)

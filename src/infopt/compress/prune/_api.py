@@ -28,7 +28,8 @@ STAGE = "prune"
 def _check(model: LoadedModel, config: PruneConfig) -> None:
     if not isinstance(model.model, nn.Module):
         raise InfoptError(
-            f"prune needs a PyTorch model; this one is {type(model.model).__name__} (format {model.manifest.format!r}).",
+            f"prune needs a PyTorch model; this one is {type(model.model).__name__} "
+            f"(format {model.manifest.format!r}).",
             "prune the float32 model it was made from.",
         )
     quantized = [s for s in model.manifest.recipe if s.get("stage") == "quantize"]
@@ -79,7 +80,9 @@ def prune(
     source: nn.Module = model.model
     module = copy.deepcopy(source).eval()
     texts = list(calibration or (train.texts if train is not None else []))[: config.calibration_size]
-    labelled = train.subset(range(min(len(train), config.calibration_size))) if train is not None and train.labels else None
+    labelled = None
+    if train is not None and train.labels:
+        labelled = train.subset(range(min(len(train), config.calibration_size)))
     extra: dict[str, Any] = {}
     notes: list[str] = []
     if isinstance(config, StructuredConfig):

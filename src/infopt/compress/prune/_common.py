@@ -23,7 +23,9 @@ def prunable_linears(model: nn.Module, exclude: Sequence[str] = ()) -> dict[str,
     found = {
         name: m
         for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and _BLOCK.search(f".{name}.") and not any(fnmatch.fnmatch(name, p) for p in exclude)
+        if isinstance(m, nn.Linear)
+        and _BLOCK.search(f".{name}.")
+        and not any(fnmatch.fnmatch(name, p) for p in exclude)
     }
     if not found:
         raise InfoptError(
@@ -40,8 +42,8 @@ def text_batches(
     """Right-padded batches {input_ids, attention_mask}; works for tokenizers without a pad token."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     for start in range(0, len(texts), batch_size):
-        ids = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts[start : start + batch_size]]
-        ids = [i for i in ids if i]
+        chunk = texts[start : start + batch_size]
+        ids = [i for i in (tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in chunk) if i]
         if not ids:
             continue
         width = max(map(len, ids))

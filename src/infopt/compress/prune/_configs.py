@@ -26,7 +26,9 @@ IMPORTANCES = ("magnitude", "taylor")
 
 
 def _bad(owner: object, field: str, value: object, allowed: str) -> InfoptError:
-    return InfoptError(f"{type(owner).__name__}.{field} is {value!r}, which is not allowed.", f"pass {field}= {allowed}.")
+    return InfoptError(
+        f"{type(owner).__name__}.{field} is {value!r}, which is not allowed.", f"pass {field}= {allowed}."
+    )
 
 
 def _is_number(value: object) -> bool:
@@ -203,7 +205,8 @@ class StructuredConfig(PruneConfig):
     layers: int | tuple[int, ...] = 0
     """Whole layers removed: a count (the least influential on calibration texts) or explicit indices."""
     importance: str = "magnitude"
-    """Ranks heads and neurons: `magnitude` (L2 norm of their weights) or `taylor` (|sum grad x weight|)."""
+    """Ranks heads and neurons: `magnitude` (L2 norm of their weights) or `taylor` (|sum of grad x weight| over
+    their weights, on labelled calibration data or the LM loss)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -231,7 +234,9 @@ def config_from_name(method: str, **overrides: Any) -> PruneConfig:
     known = [f.name for f in fields(default)]
     unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise InfoptError(f"Pruning method {method!r} has no option {', '.join(unknown)}.", f"use only {', '.join(known)}.")
+        raise InfoptError(
+            f"Pruning method {method!r} has no option {', '.join(unknown)}.", f"use only {', '.join(known)}."
+        )
     if isinstance(overrides.get("recovery"), dict):
         overrides["recovery"] = RecoveryConfig(**overrides["recovery"])
     return dataclasses.replace(default, **overrides)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,7 +32,8 @@ class Family:
     """Linear layer whose input columns are the FFN neurons (down)."""
 
     def block_list(self, model: nn.Module) -> nn.ModuleList:
-        blocks = model.base_model.get_submodule(self.blocks)
+        base: Any = model.base_model
+        blocks = base.get_submodule(self.blocks)
         assert isinstance(blocks, nn.ModuleList)
         return blocks
 
@@ -92,7 +94,8 @@ def family_of(model: object) -> Family:
 @torch.no_grad()
 def slice_linear(linear: nn.Linear, rows: Sequence[int] | None = None, cols: Sequence[int] | None = None) -> nn.Linear:
     """A new Linear holding only the given output rows and input columns of `linear`."""
-    weight, bias = linear.weight, linear.bias
+    weight: torch.Tensor = linear.weight
+    bias: torch.Tensor | None = linear.bias
     if rows is not None:
         index = torch.as_tensor(rows, dtype=torch.long)
         weight = weight.index_select(0, index)
@@ -102,7 +105,7 @@ def slice_linear(linear: nn.Linear, rows: Sequence[int] | None = None, cols: Seq
     new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     new.weight = nn.Parameter(weight.detach().clone().contiguous(), requires_grad=linear.weight.requires_grad)
     if bias is not None:
-        new.bias = nn.Parameter(bias.detach().clone(), requires_grad=linear.bias.requires_grad)  # type: ignore[union-attr]
+        new.bias = nn.Parameter(bias.detach().clone(), requires_grad=bias.requires_grad)
     return new
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,32 +64,39 @@ def _lowest(scores: torch.Tensor, n: int) -> list[int]:
 @torch.no_grad()
 def _cut_block(block: nn.Module, family: Family, head_dim: int, keep_units: list[int], keep_neurons: list[int]) -> None:
     units, per_unit = family.groups(block, head_dim)
+
+    def cut(path: str, rows: list[int] | None = None, cols: list[int] | None = None) -> None:
+        linear = block.get_submodule(path)
+        assert isinstance(linear, nn.Linear)
+        set_submodule(block, path, slice_linear(linear, rows=rows, cols=cols))
+
     if len(keep_units) < units:
         q_rows = [u * per_unit * head_dim + j for u in keep_units for j in range(per_unit * head_dim)]
         kv_rows = [u * head_dim + j for u in keep_units for j in range(head_dim)]
-        for path, rows in ((family.q, q_rows), (family.k, kv_rows), (family.v, kv_rows)):
-            set_submodule(block, path, slice_linear(block.get_submodule(path), rows=rows))  # type: ignore[arg-type]
-        set_submodule(block, family.o, slice_linear(block.get_submodule(family.o), cols=q_rows))  # type: ignore[arg-type]
-        attn = block.get_submodule(family.q.rpartition(".")[0])
+        cut(family.q, rows=q_rows)
+        cut(family.k, rows=kv_rows)
+        cut(family.v, rows=kv_rows)
+        cut(family.o, cols=q_rows)
+        attn: Any = block.get_submodule(family.q.rpartition(".")[0])
         if hasattr(attn, "num_attention_heads"):  # BERT keeps these for information only
             attn.num_attention_heads = len(keep_units) * per_unit
             attn.all_head_size = len(q_rows)
     if len(keep_neurons) < family.neurons(block):
         for path in family.ffn_in:
-            set_submodule(block, path, slice_linear(block.get_submodule(path), rows=keep_neurons))  # type: ignore[arg-type]
-        out = block.get_submodule(family.ffn_out)
-        set_submodule(block, family.ffn_out, slice_linear(out, cols=keep_neurons))  # type: ignore[arg-type]
+            cut(path, rows=keep_neurons)
+        cut(family.ffn_out, cols=keep_neurons)
 
 
 def _drop_layers(model: nn.Module, family: Family, drop: Sequence[int]) -> None:
     blocks = family.block_list(model)
     kept = [b for i, b in enumerate(blocks) if i not in set(drop)]
-    set_submodule(model.base_model, family.blocks, nn.ModuleList(kept))
+    base: Any = model.base_model
+    set_submodule(base, family.blocks, nn.ModuleList(kept))
     for new_index, block in enumerate(kept):
         for m in block.modules():
             if hasattr(m, "layer_idx"):
-                m.layer_idx = new_index
-    config = model.config
+                setattr(m, "layer_idx", new_index)  # noqa: B010 (the KV cache is indexed by it)
+    config: Any = model.config
     layer_types = getattr(config, "layer_types", None)
     if isinstance(layer_types, list) and len(layer_types) == len(blocks):
         config.layer_types = [t for i, t in enumerate(layer_types) if i not in set(drop)]
@@ -97,7 +105,7 @@ def _drop_layers(model: nn.Module, family: Family, drop: Sequence[int]) -> None:
 
 def _update_config(model: nn.Module, family: Family, head_dim: int) -> None:
     """Write the new (uniform) sizes into the config; BERT's config cannot express fewer heads, see _api."""
-    config = model.config
+    config: Any = model.config
     blocks = family.block_list(model)
     neurons = {family.neurons(b) for b in blocks}
     if len(neurons) == 1:

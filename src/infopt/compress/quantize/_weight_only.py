@@ -61,12 +61,16 @@ class Int8WeightOnlyLinear(nn.Module):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features).to(self.scales.dtype)
-        y = torch.ops.aten._weight_int8pack_mm(x2.contiguous(), self.weight_int8, self.scales)
+        x2 = x.reshape(-1, self.in_features).to(self.scales.dtype).contiguous()
+        y = torch.ops.aten._weight_int8pack_mm(x2, self.weight_int8, self.scales)
         return _linear_out(x, y, self.out_features, self.bias)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, int8 per-channel, {self.compute_dtype}"
+
+
+def _forget_packed(module: nn.Module, _keys: object) -> None:
+    module._packed = None  # type: ignore[assignment]
 
 
 def _pad_n(n: int) -> int:
@@ -93,7 +97,7 @@ class Int4WeightOnlyLinear(nn.Module):
         )
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
         self._packed: torch.Tensor | None = None
-        self.register_load_state_dict_post_hook(lambda module, _keys: setattr(module, "_packed", None))
+        self.register_load_state_dict_post_hook(_forget_packed)
 
     @classmethod
     def from_float(cls, linear: nn.Linear, group_size: int, compute_dtype: str) -> Int4WeightOnlyLinear:
@@ -120,8 +124,8 @@ class Int4WeightOnlyLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._packed is None:
             self._packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(self.unpacked(), 1)
-        x2 = x.reshape(-1, self.in_features).to(self.scales_and_zeros.dtype)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2.contiguous(), self._packed, self.group_size, self.scales_and_zeros)
+        x2 = x.reshape(-1, self.in_features).to(self.scales_and_zeros.dtype).contiguous()
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self._packed, self.group_size, self.scales_and_zeros)
         return _linear_out(x, y, self.out_features, self.bias)
 
     def extra_repr(self) -> str:
@@ -139,8 +143,12 @@ def _why_not(linear: nn.Linear, config: WeightInt8Config) -> str | None:
     return None
 
 
-def apply_weight_only(model: nn.Module, config: WeightInt8Config) -> tuple[nn.Module, dict[str, Any]]:
-    """Swap every fitting nn.Linear (tied lm_heads included, which unties them) in place."""
+def apply_weight_only(model: nn.Module, config: WeightInt8Config,
+                      weights: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """Swap every fitting nn.Linear (tied lm_heads included, which unties them) in place.
+
+    `weights=False` builds empty modules of the same structure (for `replay` before load_state_dict).
+    """
     done: list[str] = []
     skipped: dict[str, str] = {}
     for name, linear in linear_layers(model, config.exclude):
@@ -149,10 +157,13 @@ def apply_weight_only(model: nn.Module, config: WeightInt8Config) -> tuple[nn.Mo
             skipped[name] = reason
             continue
         new: nn.Module
+        bias, k, n = linear.bias is not None, linear.in_features, linear.out_features
         if isinstance(config, WeightInt4Config):
-            new = Int4WeightOnlyLinear.from_float(linear, config.group_size, config.compute_dtype)
+            new = (Int4WeightOnlyLinear.from_float(linear, config.group_size, config.compute_dtype) if weights
+                   else Int4WeightOnlyLinear(k, n, bias, config.group_size, config.compute_dtype))
         else:
-            new = Int8WeightOnlyLinear.from_float(linear, config.compute_dtype)
+            new = (Int8WeightOnlyLinear.from_float(linear, config.compute_dtype) if weights
+                   else Int8WeightOnlyLinear(k, n, bias, config.compute_dtype))
         set_submodule(model, name, new)
         done.append(name)
     return model, {"quantized_layers": len(done), "skipped_layers": skipped}
