@@ -4,9 +4,10 @@
 
 Exit heads (mean-pool -> dense -> tanh -> classes) sit after layers 1-5 of MiniLM-L6-RT; the backbone is frozen
 (the full path stays bit-identical to the teacher) and each head learns from the model's own final logits
-(T = 4, alpha = 0.5) on a seeded subset of the train split, from pooled states cached on disk. The exit threshold
-is the one with the fewest layers run on the validation split whose accuracy is within --max-drop points of the
-full model's there. Then, on the test split: accuracy of both, and batch-1 latency (tokenization included) of both
+(T = 4, alpha = 0.5) on the train split (or a seeded --train-limit subset), from pooled states cached on disk.
+The exit threshold is the one with the fewest layers run on the validation split whose accuracy drop against the
+full model stays within --max-drop points with --confidence one-sided confidence (paired normal bound; 0.5 = the
+point estimate). Then, on the test split: accuracy of both, and batch-1 latency (tokenization included) of both
 over every test review, interleaved review by review, --threads threads. The model measured is the one saved
 (plain HF folder + exits.safetensors) and loaded back.
 """
@@ -44,8 +45,9 @@ def _batch1_ms(model: LoadedModel, text: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-limit", type=int, default=4096, help="train reviews the exit heads learn from")
-    parser.add_argument("--max-drop", type=float, default=1.0, help="validation accuracy points the exits may cost")
+    parser.add_argument("--train-limit", type=int, default=0, help="train reviews the heads learn from (0: all)")
+    parser.add_argument("--max-drop", type=float, default=1.0, help="accuracy points the exits may cost")
+    parser.add_argument("--confidence", type=float, default=0.95, help="one-sided confidence of that on validation")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--save", help="folder for the early-exit model (default: a temporary folder)")
     args = parser.parse_args()
@@ -60,7 +62,7 @@ def main() -> None:
     config = DistillConfig(
         scheme="self", temperature=4.0, alpha=0.5,
         train=FinetuneConfig(epochs=1.0, batch_size=32, lr=1e-4, max_length=64, seed=0),
-        early_exit=EarlyExitConfig(max_drop=args.max_drop),
+        early_exit=EarlyExitConfig(max_drop=args.max_drop, confidence=args.confidence),
     )
     t0 = time.perf_counter()
     early = distill(teacher, None, Splits(train, splits.validation, splits.test), config)

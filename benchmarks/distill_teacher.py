@@ -77,18 +77,20 @@ SHORT = {
 
 
 class TeacherCalls:
-    """Counts forward calls of a module (a pre-hook; removed on exit)."""
+    """Counts forward calls of a module and of copies made of it meanwhile (the online scheme trains a copy)."""
 
     def __init__(self, module: torch.nn.Module) -> None:
         self.count = 0
         self.module = module
 
     def __enter__(self) -> TeacherCalls:
-        self.handle = self.module.register_forward_pre_hook(self._hook)
-        return self
+        calls = self
 
-    def _hook(self, *_: Any) -> None:
-        self.count += 1
+        def hook(*_: Any) -> None:  # a plain closure: deepcopy shares it, so a copy's calls count here too
+            calls.count += 1
+
+        self.handle = self.module.register_forward_pre_hook(hook)
+        return self
 
     def __exit__(self, *_: Any) -> None:
         self.handle.remove()

@@ -12,9 +12,11 @@ Run: .venv/bin/python benchmarks/prune_teacher.py [--rounds 7] [--threads 1] [--
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,29 +52,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads while timing")
     parser.add_argument("--recover-epochs", type=float, default=1 / 3, help="recovery fine-tune per variant")
-    parser.add_argument("--output", default=None, help="folder for the variants (default: a temp folder)")
+    parser.add_argument("--output", default=None, help="folder for the variants (default: a temp folder); "
+                        "variants already saved there are reused")
     args = parser.parse_args()
     out = Path(args.output or tempfile.mkdtemp(prefix="infopt-prune-"))
     splits = split_dataset(load_dataset(DataConfig("rotten-tomatoes")), seed=0)
     teacher = load_model("minilm-l6-rt")
     calibration = splits.train.texts[:128]
 
-    built: dict[str, LoadedModel] = {"teacher": teacher, "int8 only": quantize(teacher, "dynamic-int8-emb")}
-    build_s: dict[str, float] = {}
-    for name, config in _configs(args.recover_epochs).items():
-        t0 = time.perf_counter()
-        built[name] = prune(teacher, config, calibration=calibration, train=splits.train)
-        build_s[name] = time.perf_counter() - t0
-        print(f"built {name} in {build_s[name]:.0f} s: {built[name].manifest.metrics['prune']}", flush=True)
-    built["structured+int8"] = quantize(built["structured"], "dynamic-int8-emb")
+    def folder(name: str) -> Path:
+        return out / name.replace(" ", "-").replace("+", "_")
 
-    loaded: dict[str, LoadedModel] = {}
-    sizes: dict[str, float] = {}
-    for name, model in built.items():
-        folder = out / name.replace(" ", "-").replace("+", "_")
-        save_model(model, folder)
-        loaded[name], sizes[name] = load_model(folder), _size_mb(folder)
-    del built
+    def build(name: str, make: Callable[[], LoadedModel]) -> None:
+        if not (folder(name) / "infopt.json").exists():  # variants already in --output are reused
+            t0 = time.perf_counter()
+            model = make()
+            save_model(model, folder(name))
+            print(f"built {name} in {time.perf_counter() - t0:.0f} s: {model.manifest.metrics}", flush=True)
+
+    build("teacher", lambda: teacher)
+    build("int8 only", lambda: quantize(teacher, "dynamic-int8-emb"))
+    for name, config in _configs(args.recover_epochs).items():
+        build(name, functools.partial(prune, teacher, config, calibration=calibration, train=splits.train))
+    build("structured+int8", lambda: quantize(load_model(folder("structured")), "dynamic-int8-emb"))
+
+    names = ["teacher", "int8 only", "structured", "structured+int8", "unstructured-50", "unstructured-90"]
+    loaded = {name: load_model(folder(name)) for name in names}
+    sizes = {name: _size_mb(folder(name)) for name in names}
 
     quality = {name: classification_quality(m, splits.test)["accuracy"] for name, m in loaded.items()}
     torch.set_num_threads(args.threads)

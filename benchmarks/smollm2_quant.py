@@ -27,12 +27,13 @@ def main() -> None:
     print_table(run)
     base = run.baseline
     print(f"\nagainst fp32 ({base.speed.threads} threads, {int(base.quality['tokens'])} tokens scored):")
-    print(f"{'variant':<16} {'ppl':>8} {'ppl ratio':>9} {'size MB':>8} {'size ratio':>10} {'decode tok/s':>12} {'x fp32':>7}")
+    header = ("variant", "ppl", "ppl ratio", "size MB", "size ratio", "decode tok/s", "x fp32")
+    print(f"{header[0]:<16} " + " ".join(f"{h:>9}" for h in header[1:]))
     for v in run.variants:
         ratio = v.quality["perplexity"] / base.quality["perplexity"]
         tok, base_tok = v.speed.decode_tokens_per_s or 0.0, base.speed.decode_tokens_per_s or 1.0
-        print(f"{v.name:<16} {v.quality['perplexity']:>8.2f} {ratio:>9.3f} {v.size_mb:>8.1f} "
-              f"{v.size_mb / base.size_mb:>10.2f} {tok:>12.1f} {tok / base_tok:>7.2f}")
+        print(f"{v.name:<16} {v.quality['perplexity']:>9.2f} {ratio:>9.3f} {v.size_mb:>9.1f} "
+              f"{v.size_mb / base.size_mb:>9.2f} {tok:>9.1f} {tok / base_tok:>9.2f}")
     print(f"report: {folder / 'report.md'}")
 
 

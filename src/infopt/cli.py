@@ -90,7 +90,8 @@ def cmd_quantize(args: argparse.Namespace) -> None:
         "onnx-static"
     ) else []
     saved = save_model(quantize(model, config, calibration=calibration), args.output)
-    print(f"saved {saved.manifest.name} ({saved.manifest.method}) to {args.output}, fingerprint {saved.manifest.fingerprint}")
+    m = saved.manifest
+    print(f"saved {m.name} ({m.method}) to {args.output}, fingerprint {m.fingerprint}")
 
 
 def _weights_mb(folder: Path) -> float:

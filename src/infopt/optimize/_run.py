@@ -78,8 +78,8 @@ def plan_evaluation(model: LoadedModel, config: OptimizeConfig) -> EvalPlan:
             else load_text_corpus(data.source, data.text_column or "text")
         )
         rng.shuffle(texts := list(texts))
-        test = texts[: config.eval_limit or 512]
-        spec = EvalSpec("embedding", test, reference=embed(model, test), speed_texts=test[:200])
+        sample = texts[: config.eval_limit or 512]
+        spec = EvalSpec("embedding", sample, reference=embed(model, sample), speed_texts=sample[:200])
         return EvalPlan(spec, texts[-128:], data.source, "cosine_to_parent")
     source = config.data.source if config.data else "news"
     corpus = load_text_corpus(source, (config.data.text_column if config.data else None) or "text")

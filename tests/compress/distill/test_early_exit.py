@@ -139,3 +139,16 @@ def test_bad_early_exit_settings(tiny_teacher: LoadedModel, reviews: TextDataset
         distill(tiny_teacher, None, reviews, dataclasses.replace(SELF, early_exit=EarlyExitConfig(exit_layers=(4,))))
     with pytest.raises(InfoptError, match="no separate student"):
         distill(tiny_teacher, tiny_teacher, reviews, SELF)
+
+
+def test_confidence_bound_guards_against_a_lucky_validation_set() -> None:
+    y = torch.zeros(400, dtype=torch.long)
+    final = torch.tensor([[3.0, 0.0]]).repeat(400, 1)
+    head = torch.tensor([[5.0, 0.0]]).repeat(400, 1)
+    head[:4] = torch.tensor([0.0, 5.0])  # 1% wrong, all equally confident
+    _, point = choose_threshold([head, final], [1, 2], y, max_drop=1.0, confidence=0.5)
+    assert point["mean_layers"] == 1.0 and point["accuracy"] == pytest.approx(99.0)
+    _, careful = choose_threshold([head, final], [1, 2], y, max_drop=1.0, confidence=0.95)
+    assert careful["mean_layers"] == 2.0 and careful["accuracy"] == 100.0
+    with pytest.raises(InfoptError):
+        EarlyExitConfig(confidence=0.3)

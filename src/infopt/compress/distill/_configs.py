@@ -35,7 +35,10 @@ class EarlyExitConfig:
     threshold: float | None = None
     """Exit at the first head whose top probability reaches this; None: chosen on validation data."""
     max_drop: float = 1.0
-    """When choosing the threshold: accuracy points the early-exit model may lose on validation data."""
+    """When choosing the threshold: accuracy points the early-exit model may lose against the full model."""
+    confidence: float = 0.95
+    """One-sided confidence that the drop stays within max_drop (paired normal bound on validation; 0.5 trusts
+    the point estimate, which overfits a small validation set)."""
     freeze_backbone: bool = True
     """Train only the exit heads (the full model stays bit-identical); False trains everything jointly."""
     head_epochs: float = 4.0
@@ -50,6 +53,8 @@ class EarlyExitConfig:
             raise InfoptError(f"Exit threshold {self.threshold} is not in (0, 1].", "pass e.g. 0.9, or None.")
         if not (math.isfinite(self.max_drop) and self.max_drop >= 0):
             raise InfoptError(f"max_drop={self.max_drop} is invalid.", "allow 0 or more accuracy points.")
+        if not 0.5 <= self.confidence < 1.0:
+            raise InfoptError(f"confidence={self.confidence} is not in [0.5, 1).", "use e.g. 0.95 (0.5: no margin).")
         if self.head_epochs <= 0 or self.head_lr <= 0:
             raise InfoptError("Exit-head training needs head_epochs > 0 and head_lr > 0.", "use positive values.")
 
