@@ -249,18 +249,36 @@ def report(results: dict[str, Any]) -> None:
         print(f"  params {head['params']['student'] / 1e6:.1f}M vs {head['params']['teacher'] / 1e6:.1f}M; "
               f"ECE {head['ece']:.2f} -> {head['ece_scaled']:.2f} (T = {head['temperature']:.2f}); "
               f"trained in {head['train_s'] / 60:.1f} min")
-    table = [(n, r) for n, r in rows.items() if n not in ("teacher", "headline")]
-    if table:
-        base = rows.get("hard labels only")
-        print(f"\nablation: same 3-layer student init, same {SUBSET}-review subset, 1 epoch, seed 0 (test split)")
-        print(f"{'row':<48} {'acc':>6} {'vs hard':>7} {'F1':>6} {'ECE':>5} {'ECE(T)':>6} {'T':>5} {'train s':>7} "
+    groups = {
+        "kinds and schemes (same init: teacher layers 0,2,5)": [
+            n for n in ABLATION_ROWS if not n.startswith("init ")
+        ],
+        "student initialisation (3 layers each)": [
+            "hard labels only", "response KD (offline)", *(n for n in ABLATION_ROWS if n.startswith("init "))
+        ],
+        "architectures against single-teacher": [
+            "response KD (offline)", "assistant (4 layers), response KD",
+            "progressive (teacher -> assistant -> student)", "multi-teacher (teacher + assistant, 0.5 / 0.5)",
+        ],
+    }
+    base = rows.get("hard labels only")
+    header = (f"{'row':<48} {'acc':>6} {'vs hard':>7} {'F1':>6} {'ECE':>5} {'ECE(T)':>6} {'T':>5} {'train s':>7} "
               f"{'teacher fwd':>11}")
-        for name, r in table:
+    for title, names in groups.items():
+        present = [n for n in names if n in rows]
+        if not present:
+            continue
+        print(f"\n{title}: {SUBSET}-review subset, 1 epoch, seed 0, test split")
+        print(header)
+        for name in present:
+            r = rows[name]
             delta = f"{r['accuracy'] - base['accuracy']:+.2f}" if base else ""
             ts = f"{r['train_s']:.0f}" if r.get("train_s") is not None else "-"
             calls = r.get("teacher_forward_calls")
             print(f"{name:<48} {r['accuracy']:>6.2f} {delta:>7} {r['macro_f1']:>6.2f} {r['ece']:>5.2f} "
                   f"{r['ece_scaled']:>6.2f} {r['temperature']:>5.2f} {ts:>7} {calls if calls is not None else '-':>11}")
+    print("\n(train s is wall time on a shared 2-core machine; teacher fwd counts forward calls of the 6-layer "
+          "teacher during training, its co-trained copy included: 0 = every target came from the disk cache)")
 
 
 def main() -> None:
