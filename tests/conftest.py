@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,3 +72,12 @@ def tiny_llama(tokenizer: PreTrainedTokenizerBase) -> LoadedModel:
     )
     model = _from_config(AutoModelForCausalLM, config)
     return LoadedModel(model, tokenizer, Manifest(name="tiny-llama", task="causal-lm"))
+
+
+@pytest.fixture
+def reviews_csv(tmp_path: Path) -> Path:
+    """A 40-row user CSV with columns review / sentiment (positive / negative)."""
+    path = tmp_path / "reviews.csv"
+    rows = [("a good and great film", "positive"), ("a bad and awful film", "negative")] * 20
+    path.write_text("review,sentiment\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    return path

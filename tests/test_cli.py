@@ -34,14 +34,6 @@ def model_dir(tmp_path: Path, tiny_bert_classifier: LoadedModel) -> Path:
     return tmp_path / "tiny"
 
 
-@pytest.fixture
-def reviews_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "reviews.csv"
-    rows = [("a good and great film", "positive"), ("a bad and awful film", "negative")] * 20
-    path.write_text("review,sentiment\n" + "".join(f"{t},{y}\n" for t, y in rows))
-    return path
-
-
 def test_models_lists_bundled_models() -> None:
     proc = run("models")
     assert proc.returncode == 0, proc.stderr

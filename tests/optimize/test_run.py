@@ -14,14 +14,6 @@ from infopt.models import LoadedModel, load_model, save_model
 from infopt.optimize import OptimizeConfig, candidates, optimize, plan_evaluation
 
 
-@pytest.fixture
-def reviews_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "reviews.csv"
-    rows = [("a good and great film", "positive"), ("a bad and awful film", "negative")] * 20
-    path.write_text("review,sentiment\n" + "".join(f"{t},{y}\n" for t, y in rows))
-    return path
-
-
 def test_candidates_validate_scheme_names() -> None:
     assert [c.name for c in candidates("classification", ("dynamic-int8",))] == ["dynamic-int8"]
     assert {c.name for c in candidates("causal-lm")} >= {"weight-int8", "weight-int4"}

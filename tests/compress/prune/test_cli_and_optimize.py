@@ -20,14 +20,6 @@ def model_dir(tmp_path: Path, tiny_bert_classifier: LoadedModel) -> Path:
     return save_model(tiny_bert_classifier, tmp_path / "tiny") and tmp_path / "tiny"
 
 
-@pytest.fixture
-def reviews_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "reviews.csv"
-    rows = [("a good and great film", "positive"), ("a bad and awful film", "negative")] * 20
-    path.write_text("review,sentiment\n" + "".join(f"{t},{y}\n" for t, y in rows))
-    return path
-
-
 def test_cli_unstructured(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "pruned"
     assert main(["prune", "--model", str(model_dir), "--method", "magnitude", "--sparsity", "0.9",
