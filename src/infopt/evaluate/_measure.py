@@ -66,6 +66,17 @@ def _quality(model: LoadedModel, spec: EvalSpec) -> dict[str, float]:
     return perplexity(model, spec.texts, max_tokens=spec.max_tokens)
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM, since ru_maxrss of a spawned child includes its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(model: LoadedModel, spec: EvalSpec, bench: BenchConfig, path: Path | None = None) -> VariantResult:
     """Measure an already loaded variant in this process."""
     if bench.threads:
@@ -81,7 +92,7 @@ def measure(model: LoadedModel, spec: EvalSpec, bench: BenchConfig, path: Path |
         quality=quality,
         speed=speed,
         size_mb=size,
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_rss_mb=_peak_rss_mb(),
         params=model.num_parameters(),
         path=str(path or ""),
         fingerprint=m.fingerprint,

@@ -17,14 +17,14 @@ DEFAULT_SCHEMES: dict[str, tuple[str, ...]] = {
     "classification": (
         "dynamic-int8", "dynamic-int8-emb", "onnx-fp32", "onnx-int8", "onnx-static-int8",
         "prune-structured", "prune-structured+dynamic-int8-emb",
-        "distill-l3",
-    ),
+    ),  # distill-l3 trains for ~7 min on 2 cores, so it runs only when named: --schemes distill-l3
     "embedding": ("dynamic-int8", "dynamic-int8-emb", "onnx-fp32", "onnx-int8", "onnx-static-int8"),
     "causal-lm": ("dynamic-int8", "weight-int8", "weight-int4", "prune-wanda-50", "prune-2:4"),
 }
 
 PRUNE_VARIANTS: dict[str, str] = {
     "prune-structured": "structured: a third of the heads (LMs: of the KV groups) and half the FFN neurons, Taylor",
+    "prune-structured-l1": "prune-structured, and the least influential layer removed too",
     "prune-unstructured-50": "magnitude, 50% of each matrix",
     "prune-unstructured-90": "magnitude, 90% of each matrix (classifiers: in 3 gradual steps)",
     "prune-wanda-50": "Wanda (|w| x activation norm), 50% of each row",
@@ -62,6 +62,9 @@ def _prune_config(name: str, task: str) -> Any:
     recovery = RecoveryConfig() if task == "classification" else None
     if name == "prune-structured":
         return StructuredConfig(heads=1 / 3, ffn=0.5, importance="taylor", calibration_size=512, recovery=recovery)
+    if name == "prune-structured-l1":
+        return StructuredConfig(heads=1 / 3, ffn=0.5, layers=1, importance="taylor", calibration_size=512,
+                                recovery=recovery)
     if name == "prune-unstructured-90":
         return MagnitudeConfig(sparsity=0.9, steps=3 if recovery else 1, recovery=recovery)
     if name == "prune-magnitude-2:4":

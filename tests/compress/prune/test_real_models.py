@@ -46,4 +46,6 @@ def test_smollm2_wanda_two_four() -> None:
     lm = load_model("smollm2-135m")
     pruned = prune(lm, WandaConfig(pattern="2:4", calibration_size=8), calibration=TEXTS * 3)
     for lin in list(prunable_linears(pruned.model).values())[:7]:
-        assert ((lin.weight != 0).reshape(lin.out_features, -1, 4).sum(-1) == 2).all()
+        # at most 2 non-zeros in every 4 (some kept weights of the GGUF-converted model are exactly zero)
+        assert ((lin.weight != 0).reshape(lin.out_features, -1, 4).sum(-1) <= 2).all()
+        assert (lin.weight == 0).float().mean() == pytest.approx(0.5, abs=0.01)
