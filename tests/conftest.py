@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,3 +81,12 @@ def reviews_csv(tmp_path: Path) -> Path:
     rows = [("a good and great film", "positive"), ("a bad and awful film", "negative")] * 20
     path.write_text("review,sentiment\n" + "".join(f"{t},{y}\n" for t, y in rows))
     return path
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run the test on one torch thread: tiny models only pay for thread hand-offs on a small machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

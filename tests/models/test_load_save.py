@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from infopt.errors import InfoptError
-from infopt.models import MANIFEST_FILE, LoadedModel, fingerprint_folder, load_model, save_model
+from infopt.models import MANIFEST_FILE, LoadedModel, Manifest, fingerprint_folder, load_model, save_model
 
 TEXTS = ["a great film", "the stock market fell sharply on monday", "hi"]
 
@@ -187,3 +187,13 @@ def test_manifest_with_unknown_task(saved: Path) -> None:
     data = json.loads((saved / MANIFEST_FILE).read_text())
     (saved / MANIFEST_FILE).write_text(json.dumps({**data, "task": "translation"}))
     _raises_infopt(saved, "translation")
+
+
+def test_manifest_names_the_data_it_was_fine_tuned_on() -> None:
+    plain = Manifest(name="m", task="classification")
+    tuned = Manifest(name="m", task="classification", recipe=[
+        {"stage": "quantize", "config": {"scheme": "dynamic-int8"}},
+        {"stage": "finetune", "config": {"data": "rotten-tomatoes", "epochs": 1}},
+    ])
+    assert plain.trained_on() is None
+    assert tuned.trained_on() == "rotten-tomatoes"

@@ -42,6 +42,13 @@ class Manifest:
     """sha256 (first 16 hex) of the weight files; set when saved."""
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
 
+    def trained_on(self) -> str | None:
+        """The dataset named by the recipe's fine-tuning step, if any."""
+        for step in self.recipe:
+            if step.get("stage") == "finetune" and "data" in step.get("config", {}):
+                return str(step["config"]["data"])
+        return None
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 

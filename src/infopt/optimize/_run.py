@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -25,20 +26,20 @@ def default_output() -> Path:
     return Path("infopt-runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
+@dataclass
 class EvalPlan:
     """The test data of a run, its calibration texts, the name of its data and (classifiers) its train split."""
 
-    def __init__(
-        self, spec: EvalSpec, calibration: list[str], data_name: str, metric: str, train: TextDataset | None = None
-    ) -> None:
-        self.spec, self.calibration, self.data_name, self.metric = spec, calibration, data_name, metric
-        self.train = train
+    spec: EvalSpec
+    calibration: list[str]
+    data_name: str
+    metric: str
+    train: TextDataset | None = None
 
 
 def _default_data(model: LoadedModel) -> DataConfig:
-    for step in model.manifest.recipe:
-        if step.get("stage") == "finetune" and "data" in step.get("config", {}):
-            return DataConfig(step["config"]["data"])
+    if source := model.manifest.trained_on():
+        return DataConfig(source)
     raise InfoptError(
         f"Model {model.manifest.name} is a classifier and no labelled data was given.",
         "pass --data FILE --text-column NAME --label-column NAME.",

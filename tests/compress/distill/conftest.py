@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -71,15 +71,14 @@ def train_briefly(model: LoadedModel, data: TextDataset, epochs: float = 20.0) -
 
 @pytest.fixture(autouse=True)
 def _one_thread_private_cache(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    one_torch_thread: None,
+) -> None:
     """Fast tests write teacher caches to a temporary folder; slow tests keep the real cache (built models)."""
     if request.node.get_closest_marker("slow") is None:
         monkeypatch.setenv("INFOPT_CACHE", str(tmp_path_factory.mktemp("infopt-cache")))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -64,9 +64,8 @@ class DistillJob:
 
 
 def _default_data(teacher: LoadedModel) -> DataConfig:
-    for step in teacher.manifest.recipe:
-        if step.get("stage") == "finetune" and "data" in step.get("config", {}):
-            return DataConfig(step["config"]["data"])
+    if source := teacher.manifest.trained_on():
+        return DataConfig(source)
     raise InfoptError(
         f"Teacher {teacher.manifest.name} does not say which data it was trained on.",
         "pass --data FILE --text-column NAME --label-column NAME.",

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from infopt.compress._checks import require_torch_module
 from infopt.compress.prune._configs import MagnitudeConfig, PruneConfig, StructuredConfig, config_from_name
 from infopt.compress.prune._families import set_submodule
 from infopt.compress.prune._recovery import recover
@@ -26,12 +27,7 @@ STAGE = "prune"
 
 
 def _check(model: LoadedModel, config: PruneConfig) -> None:
-    if not isinstance(model.model, nn.Module):
-        raise InfoptError(
-            f"prune needs a PyTorch model; this one is {type(model.model).__name__} "
-            f"(format {model.manifest.format!r}).",
-            "prune the float32 model it was made from.",
-        )
+    require_torch_module(model, "prune")
     quantized = [s for s in model.manifest.recipe if s.get("stage") == "quantize"]
     if quantized:
         raise InfoptError("The model is quantized; pruning works on float weights.",

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from infopt.compress._checks import require_torch_module
 from infopt.compress.quantize._configs import (
     QUANT_SCHEMES,
     DynamicInt8Config,
@@ -42,12 +43,7 @@ def _apply_torch(model: nn.Module, config: QuantConfig, weights: bool = True) ->
 
 
 def _check(model: LoadedModel, config: QuantConfig) -> None:
-    if not isinstance(model.model, nn.Module):
-        raise InfoptError(
-            f"quantize needs a PyTorch model; this one is {type(model.model).__name__} "
-            f"(format {model.manifest.format!r}).",
-            "quantize the float32 model it was made from.",
-        )
+    require_torch_module(model, "quantize")
     done = [s.get("config", {}).get("scheme") for s in model.manifest.recipe if s.get("stage") == STAGE]
     if done:
         raise InfoptError(f"The model is already quantized ({', '.join(map(str, done))}).",
