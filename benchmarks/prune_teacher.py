@@ -1,8 +1,8 @@
 """Pruning the default teacher (MiniLM-L6 on Rotten Tomatoes), every variant measured side by side in one run.
 
-Variants: the teacher; int8 alone (for reference); structured pruning + recovery (a third of the heads, half
-the FFN neurons; `structured-5L` also removes the least influential layer); each + int8 (dynamic-int8-emb);
-unstructured magnitude 50% and 90% (+ recovery). Each is saved, loaded back from disk
+Variants: the teacher; int8 alone (torch dynamic-int8-emb and ONNX Runtime onnx-int8, for reference); structured
+pruning + recovery (a third of the heads, half the FFN neurons; `structured-5L` also removes the least influential
+layer); each + torch int8 and + ONNX int8; unstructured magnitude 50% and 90% (+ recovery). Each is saved, loaded back from disk
 and scored on the whole test split. Batch-1 latency (tokenization included) is measured in interleaved rounds
 (every variant once per round, the median of the rounds' p50s reported), so that load from other processes
 hits all variants alike.
@@ -28,13 +28,13 @@ from infopt.data import DataConfig, load_dataset, split_dataset
 from infopt.evaluate import classification_quality, latencies_ms
 from infopt.models import LoadedModel, load_model, save_model, weight_files
 
-TARGETS = {
-    "structured": "structured + recovery: >= 1.5x faster, <= 1.5 pts accuracy drop",
-    "structured+int8": "structured + int8: >= 3.5x faster, >= 4x smaller, <= 2 pts accuracy drop",
-    "structured-5L+int8": "structured + int8: >= 3.5x faster, >= 4x smaller, <= 2 pts accuracy drop",
-}
-NAMES = ["teacher", "int8 only", "structured", "structured+int8", "structured-5L", "structured-5L+int8",
+INT8 = {"int8": "dynamic-int8-emb", "ort-int8": "onnx-int8"}
+STRUCTURED = ("structured", "structured-5L")
+BOTH = [f"{s}+{q}" for s in STRUCTURED for q in INT8]
+NAMES = ["teacher", "int8 only", "ort-int8 only", "structured", "structured-5L", *BOTH,
          "unstructured-50", "unstructured-90"]
+TARGETS = {"structured": "structured + recovery: >= 1.5x faster, <= 1.5 pts accuracy drop"}
+TARGETS |= {name: "structured + int8: >= 3.5x faster, >= 4x smaller, <= 2 pts accuracy drop" for name in BOTH}
 
 
 def _configs(epochs: float) -> dict[str, PruneConfig]:
@@ -55,7 +55,6 @@ def _size_mb(folder: Path) -> float:
 
 def _p50(loaded: dict[str, LoadedModel], texts: list[str], threads: int, rounds: int) -> dict[str, float]:
     """Median over interleaved rounds (every variant once per round) of each round's batch-1 p50."""
-    torch.set_num_threads(threads)
     per_round: dict[str, list[float]] = {name: [] for name in loaded}
     for _ in range(rounds):
         for name, m in loaded.items():
@@ -67,14 +66,14 @@ def _report(loaded: dict[str, LoadedModel], quality: dict[str, float], sizes: di
             p50: dict[str, float], threads: int) -> None:
     base = "teacher"
     print(f"\n{threads} thread(s):")
-    print(f"{'variant':<18} {'accuracy':>8} {'drop':>6} {'p50 ms':>7} {'speed-up':>8} {'MB':>6} {'smaller':>7} "
+    print(f"{'variant':<22} {'accuracy':>8} {'drop':>6} {'p50 ms':>7} {'speed-up':>8} {'MB':>6} {'smaller':>7} "
           f"{'params':>10}  format")
     for name, m in loaded.items():
-        print(f"{name:<18} {quality[name]:>8.2f} {quality[base] - quality[name]:>6.2f} {p50[name]:>7.2f} "
+        print(f"{name:<22} {quality[name]:>8.2f} {quality[base] - quality[name]:>6.2f} {p50[name]:>7.2f} "
               f"{p50[base] / p50[name]:>7.2f}x {sizes[name]:>6.1f} {sizes[base] / sizes[name]:>6.2f}x "
               f"{m.num_parameters():>10,}  {m.manifest.format}")
     checks = {"structured": p50[base] / p50["structured"] >= 1.5 and quality[base] - quality["structured"] <= 1.5}
-    for name in ("structured+int8", "structured-5L+int8"):
+    for name in BOTH:
         checks[name] = (p50[base] / p50[name] >= 3.5 and sizes[base] / sizes[name] >= 4
                         and quality[base] - quality[name] <= 2.0)
     for name, ok in checks.items():
@@ -110,11 +109,14 @@ def main() -> None:
             print(f"built {name} in {time.perf_counter() - t0:.0f} s: {model.manifest.metrics}", flush=True)
 
     build("teacher", lambda: teacher)
-    build("int8 only", lambda: quantize(teacher, "dynamic-int8-emb"))
+    for short, scheme in INT8.items():
+        build(f"{short} only", functools.partial(quantize, teacher, scheme, calibration=calibration))
     for name, config in _configs(args.recover_epochs).items():
         build(name, functools.partial(prune, teacher, config, calibration=calibration, train=splits.train))
-    for name in ("structured", "structured-5L"):
-        build(f"{name}+int8", functools.partial(quantize, load_model(folder(name)), "dynamic-int8-emb"))
+    for name in STRUCTURED:
+        for short, scheme in INT8.items():
+            build(f"{name}+{short}", functools.partial(quantize, load_model(folder(name)), scheme,
+                                                        calibration=calibration))
 
     loaded = {name: load_model(folder(name)) for name in NAMES}
     sizes = {name: _size_mb(folder(name)) for name in NAMES}
@@ -125,7 +127,9 @@ def main() -> None:
           f"{args.recover_epochs:.2f} epoch, distilled from the teacher; batch-1 latency (tokenization included), "
           f"median of {args.rounds} interleaved rounds")
     for threads in (int(t) for t in args.threads.split(",")):
-        _report(loaded, quality, sizes, _p50(loaded, texts, threads, args.rounds), threads)
+        torch.set_num_threads(threads)  # ONNX Runtime sessions take their thread count when loaded
+        at_threads = {name: load_model(folder(name)) for name in NAMES}
+        _report(at_threads, quality, sizes, _p50(at_threads, texts, threads, args.rounds), threads)
     print(f"variants in {out}")
 
 

@@ -1,8 +1,8 @@
 """Compression stages: quantize (and, later, prune and distill). One entry point per stage."""
 
 from infopt.compress.distill import response_kd_loss
-from infopt.compress.prune import PRUNE_METHODS, prune, replay  # replay: prune shapes, then quantize steps
-from infopt.compress.quantize import QUANT_SCHEMES, quantize
+from infopt.compress.prune import PRUNE_METHODS, prune
+from infopt.compress.quantize import QUANT_SCHEMES, quantize, replay
 
 __all__ = ["QUANT_SCHEMES", "quantize", "replay"]
 __all__ += ["response_kd_loss"]

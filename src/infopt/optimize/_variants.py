@@ -84,8 +84,6 @@ def _pruning(name: str, task: str, built: dict[str, tuple[LoadedModel, LoadedMod
     pruned_name, _, scheme = name.partition("+")
     config = _prune_config(pruned_name, task)
     quant = config_from_name(scheme) if scheme else None
-    if quant is not None and quant.kind != "torch":
-        raise InfoptError(f"{name}: pruned models are quantized with torch schemes only.", "use e.g. +dynamic-int8.")
 
     def build(base: LoadedModel, calibration: list[str], train: TextDataset | None = None) -> LoadedModel:
         cached = built.get(pruned_name)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,21 +90,46 @@ def test_bert_ffn_and_layers_load_with_plain_transformers(
                                tiny_bert_classifier.model.bert.encoder.layer[1].attention.self.query.weight)
 
 
-def test_bert_heads_are_cut_out_and_rebuilt_on_load(
+_PLAIN_LOAD = """
+import sys, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+assert "infopt" not in sys.modules
+folder, texts = sys.argv[1], sys.argv[2:]
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+with torch.no_grad():
+    logits = model(**tokenizer(texts, padding=True, truncation=True, return_tensors="pt")).logits
+print(type(model).__name__, model.config.heads_per_layer, logits.tolist())
+"""
+
+
+def test_bert_heads_are_cut_out_and_load_with_plain_transformers(
     tiny_bert_classifier: LoadedModel, texts: list[str], tmp_path: Path
 ) -> None:
     pruned = prune(tiny_bert_classifier, StructuredConfig(heads=0.5, ffn=0.5))
     attn = pruned.model.bert.encoder.layer[0].attention
     assert attn.self.query.weight.shape == (16, 32) and attn.output.dense.weight.shape == (32, 16)
-    # BertConfig has no per-layer head count, so these shapes travel in the recipe
-    assert pruned.manifest.format == "torch-state"
-    assert pruned.manifest.recipe[-1]["linear_shapes"]["bert.encoder.layer.0.attention.self.query"] == [16, 32]
+    assert (pruned.manifest.format, pruned.model.config.heads_per_layer) == ("hf", [1, 1])
     save_model(pruned, tmp_path / "bert")
-    reloaded = load_model(tmp_path / "bert")
-    torch.testing.assert_close(reloaded.predict(texts), pruned.predict(texts))
-    # and quantizing the pruned model still saves and loads (replay: prune shapes, then quantize)
+    assert (tmp_path / "bert" / "modeling_pruned_bert.py").is_file()
+    # a fresh interpreter with transformers only (no infopt imported) loads it with from_pretrained
+    out = subprocess.run([sys.executable, "-c", _PLAIN_LOAD, str(tmp_path / "bert"), *texts],
+                         capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL).stdout
+    name, heads, logits = out.strip().split(" ", 2)
+    assert (name, heads) == ("PrunedBertForSequenceClassification", "[1,")
+    torch.testing.assert_close(torch.tensor(ast.literal_eval(logits.split(" ", 1)[1])), pruned.predict(texts))
+    torch.testing.assert_close(load_model(tmp_path / "bert").predict(texts), pruned.predict(texts))
+    # quantizing the pruned model still saves and loads
     both = save_model(quantize(pruned, "dynamic-int8"), tmp_path / "both")
     torch.testing.assert_close(load_model(tmp_path / "both").predict(texts), both.predict(texts))
+
+
+def test_a_head_pruned_model_can_be_pruned_again(tiny_bert_embedder: LoadedModel, texts: list[str]) -> None:
+    assert prune(tiny_bert_embedder, StructuredConfig(ffn=0.25)).model.config.model_type == "bert"  # heads kept
+    once = prune(tiny_bert_embedder, StructuredConfig(heads=0.5))
+    twice = prune(once, StructuredConfig(ffn=0.5, layers=(0,)))
+    assert twice.model.config.model_type == "pruned_bert" and twice.model.config.heads_per_layer == [1]
+    assert (twice.model.config.intermediate_size, twice.predict(texts).shape) == (32, (len(texts), 32))
 
 
 def test_layers_by_influence_drop_the_identity_like_layer(tiny_bert_embedder: LoadedModel, texts: list[str]) -> None:
@@ -192,3 +220,13 @@ def test_roberta_is_supported(tokenizer, texts: list[str]) -> None:  # type: ign
     loaded = LoadedModel(model, tokenizer, Manifest(name="tiny-roberta", task="embedding"))
     pruned = prune(loaded, StructuredConfig(ffn=0.5, layers=(1,)))
     assert pruned.model.config.num_hidden_layers == 1 and pruned.predict(texts).shape == (len(texts), 32)
+
+
+def test_roberta_heads_are_refused(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from transformers import RobertaConfig
+
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=140, pad_token_id=tokenizer.pad_token_id)
+    loaded = LoadedModel(AutoModel.from_config(config).eval(), tokenizer, Manifest(name="tiny-roberta", task="embedding"))
+    with pytest.raises(InfoptError, match="RoBERTa"):
+        prune(loaded, StructuredConfig(heads=0.5))

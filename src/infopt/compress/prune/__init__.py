@@ -2,12 +2,12 @@
 
 - `magnitude` / `wanda`: unstructured or N:M (2:4) sparsity; saved as `sparse.safetensors` (bitmask + values),
   loaded back dense. Honest: smaller on disk, not faster on CPU.
-- `structured`: removes attention heads, FFN neurons and layers (BERT / RoBERTa, Llama); the result is a
-  smaller dense transformers model with no masks.
+- `structured`: removes attention heads, FFN neurons and layers (BERT, Llama; RoBERTa without heads); the
+  result is a smaller dense transformers model with no masks that loads with `from_pretrained`.
 Optional recovery fine-tuning (distilling from the unpruned model) via `RecoveryConfig`.
 """
 
-from infopt.compress.prune._api import prune, replay
+from infopt.compress.prune._api import prune
 from infopt.compress.prune._configs import (
     PRUNE_METHODS,
     MagnitudeConfig,
@@ -32,6 +32,5 @@ __all__ = [
     "config_from_name",
     "prune",
     "read_sparse",
-    "replay",
     "write_sparse",
 ]

@@ -1,4 +1,4 @@
-"""`prune(model, config)`: one entry point for every method; `replay` rebuilds pruned shapes on load."""
+"""`prune(model, config)`: one entry point for every method."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import copy
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
 from infopt.compress._checks import require_torch_module
 from infopt.compress.prune._configs import MagnitudeConfig, PruneConfig, StructuredConfig, config_from_name
-from infopt.compress.prune._families import set_submodule
 from infopt.compress.prune._recovery import recover
 from infopt.compress.prune._structured import plan_counts, prune_structured
 from infopt.compress.prune._unstructured import prune_unstructured
@@ -21,7 +19,7 @@ from infopt.data import TextDataset
 from infopt.errors import InfoptError
 from infopt.models import LoadedModel, auto_class
 
-__all__ = ["prune", "replay"]
+__all__ = ["prune"]
 
 STAGE = "prune"
 
@@ -36,21 +34,16 @@ def _check(model: LoadedModel, config: PruneConfig) -> None:
         plan_counts(model.model, config)  # fail fast, before any calibration or copying
 
 
-def _linear_shapes(module: nn.Module, task: str) -> dict[str, list[int]]:
-    """Linear layers whose shapes `from_config` of the pruned config would not rebuild (BERT heads)."""
+def _check_shapes(module: nn.Module, task: str) -> None:
+    """The pruned tensors must be exactly what `from_config` of the pruned config builds (else loading breaks)."""
     with torch.device("meta"):
         skeleton = auto_class(task).from_config(module.config)  # type: ignore[attr-defined]
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    shapes: dict[str, list[int]] = {}
-    for name, m in module.named_modules():
-        if isinstance(m, nn.Linear) and expected.get(f"{name}.weight") != tuple(m.weight.shape):
-            shapes[name] = [m.out_features, m.in_features]
-    other = [k for k, v in module.state_dict().items()
-             if k in expected and expected[k] != tuple(v.shape) and k.rpartition(".")[0] not in shapes]
-    if other or set(module.state_dict()) != set(expected):
-        raise InfoptError(f"The pruned model's tensors do not match its config ({(other or ['names'])[:3]}).",
+    actual = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if actual != expected:
+        wrong = sorted(k for k in actual.keys() | expected.keys() if actual.get(k) != expected.get(k))
+        raise InfoptError(f"The pruned model's tensors do not match its config ({wrong[:3]}).",
                           "report this as a bug in infopt.compress.prune.")
-    return shapes
 
 
 def prune(
@@ -66,8 +59,8 @@ def prune(
     options. `calibration` gives texts for Wanda activation norms, layer influence and (LM) Taylor scores;
     `train` gives labelled data for recovery fine-tuning and classifier Taylor scores.
 
-    Unstructured results are saved as `sparse` (bitmask + values); structured results are ordinary
-    transformers models (`hf`), except BERT with heads removed (`torch-state`, shapes rebuilt by `replay`).
+    Unstructured results are saved as `sparse` (bitmask + values); structured results as transformers folders
+    (`hf`); BERT with heads removed becomes `PrunedBert` (see `infopt.models.modeling_pruned_bert`).
     """
     if isinstance(config, str):
         config = config_from_name(config)
@@ -79,16 +72,13 @@ def prune(
     labelled = None
     if train is not None and train.labels:
         labelled = train.subset(range(min(len(train), config.calibration_size)))
-    extra: dict[str, Any] = {}
     notes: list[str] = []
     if isinstance(config, StructuredConfig):
-        info = prune_structured(module, model.tokenizer, model.task, config, texts, labelled)
+        module, info = prune_structured(module, model.tokenizer, model.task, config, texts, labelled)
         if config.recovery is not None:
             info["recovery"] = recover(module, source, model.tokenizer, model.task, config.recovery, train, texts)
-        shapes = _linear_shapes(module, model.task)
-        fmt = "torch-state" if shapes else "hf"
-        if shapes:
-            extra["linear_shapes"] = shapes
+        _check_shapes(module, model.task)
+        fmt = "hf"
     else:
         assert isinstance(config, MagnitudeConfig)
         rec = config.recovery
@@ -113,28 +103,9 @@ def prune(
         format=fmt,
         method=f"prune:{config.method}",
         parent=model.manifest.fingerprint or None,
-        recipe=[*model.manifest.recipe, {"stage": STAGE, "config": config.to_dict(), **extra}],
+        recipe=[*model.manifest.recipe, {"stage": STAGE, "config": config.to_dict()}],
         metrics={"prune": info},
         fingerprint="",
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
     return LoadedModel(module.eval(), model.tokenizer, manifest)
-
-
-def replay(skeleton: nn.Module, recipe: list[dict[str, Any]]) -> nn.Module:
-    """Rebuild the module structure a recipe produced (on a model built from its config) before loading weights.
-
-    `prune` steps resize the Linear layers the config cannot describe (BERT with heads removed); `quantize`
-    steps are replayed by `infopt.compress.quantize.replay`; other stages are passed over.
-    """
-    from infopt.compress.quantize import replay as replay_quantize
-
-    for step in recipe:
-        if step.get("stage") == STAGE:
-            for name, (out_features, in_features) in step.get("linear_shapes", {}).items():
-                old = skeleton.get_submodule(name)
-                bias = isinstance(old, nn.Linear) and old.bias is not None
-                set_submodule(skeleton, name, nn.Linear(in_features, out_features, bias=bias))
-        else:
-            skeleton = replay_quantize(skeleton, [step])
-    return skeleton

@@ -55,7 +55,7 @@ class Family:
 
 _BERT = Family(
     name="bert",
-    model_types=("bert", "roberta"),
+    model_types=("bert", "pruned_bert", "roberta"),
     blocks="encoder.layer",
     q="attention.self.query",
     k="attention.self.key",

@@ -14,6 +14,7 @@ from infopt.compress.prune._families import Family, family_of, set_submodule, sl
 from infopt.compress.prune._importance import layer_influence, magnitude_importance, taylor_importance
 from infopt.data import TextDataset
 from infopt.errors import InfoptError
+from infopt.models import PRUNED_BERT_AUTO_MAP, PrunedBertConfig, auto_class
 
 __all__ = ["plan_counts", "prune_structured"]
 
@@ -37,6 +38,9 @@ def plan_counts(model: nn.Module, config: StructuredConfig) -> tuple[Family, int
     neurons = {family.neurons(b) for b in blocks}
     what = "attention heads" if family.groups(blocks[0], head_dim)[1] == 1 else "KV-head groups"
     n_units = max(_count(config.heads, u, what, "heads") for u in units)
+    if n_units and getattr(model.config, "model_type", None) == "roberta":
+        raise InfoptError("Removing attention heads from RoBERTa is not supported (no loadable architecture for it).",
+                          "prune RoBERTa's FFN neurons and layers only (heads=0).")
     n_neurons = max(_count(config.ffn, f, "FFN neurons", "ffn") for f in neurons)
     layers: list[int] | int
     if isinstance(config.layers, int):
@@ -103,19 +107,32 @@ def _drop_layers(model: nn.Module, family: Family, drop: Sequence[int]) -> None:
     config.num_hidden_layers = len(kept)
 
 
-def _update_config(model: nn.Module, family: Family, head_dim: int) -> None:
-    """Write the new (uniform) sizes into the config; BERT's config cannot express fewer heads, see _api."""
+def _update_config(model: nn.Module, family: Family, head_dim: int) -> nn.Module:
+    """Write the new sizes into the config: the model itself, or (BERT that lost heads) a PrunedBert copy."""
     config: Any = model.config
     blocks = family.block_list(model)
     neurons = {family.neurons(b) for b in blocks}
     if len(neurons) == 1:
         config.intermediate_size = neurons.pop()
-    groups = {family.groups(b, head_dim) for b in blocks}
-    if family.name == "llama" and len(groups) == 1:
-        units, per_unit = groups.pop()
+    heads = [family.groups(b, head_dim)[0] for b in blocks]
+    if family.name == "llama" and len(set(heads)) == 1:
         config.head_dim = head_dim
-        config.num_key_value_heads = units
-        config.num_attention_heads = units * per_unit
+        config.num_attention_heads = heads[0] * family.groups(blocks[0], head_dim)[1]
+        config.num_key_value_heads = heads[0]
+    if family.name == "bert" and (config.model_type == "pruned_bert" or set(heads) != {config.num_attention_heads}):
+        return _as_pruned_bert(model, heads)
+    return model
+
+
+def _as_pruned_bert(model: nn.Module, heads: list[int]) -> nn.Module:
+    """The same weights in a PrunedBert model, whose config records the heads left in each layer."""
+    old: Any = model.config
+    settings = {k: v for k, v in old.to_dict().items() if k != "model_type"}
+    config = PrunedBertConfig.from_dict({**settings, "heads_per_layer": heads})
+    config.auto_map = dict(PRUNED_BERT_AUTO_MAP)
+    pruned = auto_class("classification" if hasattr(model, "classifier") else "embedding").from_config(config)
+    pruned.load_state_dict(model.state_dict(), strict=True)
+    return pruned.train(model.training)
 
 
 def prune_structured(
@@ -125,8 +142,8 @@ def prune_structured(
     config: StructuredConfig,
     texts: Sequence[str],
     labelled: TextDataset | None,
-) -> dict[str, object]:
-    """Prune `model` in place; returns what was removed and why."""
+) -> tuple[nn.Module, dict[str, object]]:
+    """Prune `model` (in place, or into a PrunedBert copy); returns the pruned model and what was removed and why."""
     family, n_units, n_neurons, layers = plan_counts(model, config)
     head_dim = family.head_dim(model.config)
     blocks = family.block_list(model)
@@ -147,7 +164,7 @@ def prune_structured(
             if i not in drop:
                 _cut_block(block, family, head_dim, _lowest(attn[i], n_units), _lowest(ffn[i], n_neurons))
     _drop_layers(model, family, drop)
-    _update_config(model, family, head_dim)
+    model = _update_config(model, family, head_dim)
     after = sum(p.numel() for p in model.parameters())
     info |= {
         "layers_removed": drop,
@@ -157,4 +174,4 @@ def prune_structured(
         "params_before": before,
         "params_after": after,
     }
-    return info
+    return model, info

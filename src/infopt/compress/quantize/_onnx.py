@@ -33,7 +33,7 @@ __all__ = ["ONNX_INPUTS", "apply_onnx", "export_onnx"]
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _OUTPUT = {"classification": "logits", "embedding": "last_hidden_state"}
-_FUSABLE = {"bert", "roberta", "distilbert", "xlm-roberta", "camembert", "electra", "mpnet"}
+_FUSABLE = {"bert", "pruned_bert", "roberta", "distilbert", "xlm-roberta", "camembert", "electra", "mpnet"}
 """config.model_type values the onnxruntime.transformers `bert` optimizer understands."""
 _SCOPE = "model."
 EXPORT_TOLERANCE = 1e-3
