@@ -2,12 +2,13 @@
 
 Variants: the teacher; int8 alone (torch dynamic-int8-emb and ONNX Runtime onnx-int8, for reference); structured
 pruning + recovery (a third of the heads, half the FFN neurons; `structured-5L` also removes the least influential
-layer); each + torch int8 and + ONNX int8; unstructured magnitude 50% and 90% (+ recovery). Each is saved, loaded back from disk
-and scored on the whole test split. Batch-1 latency (tokenization included) is measured in interleaved rounds
-(every variant once per round, the median of the rounds' p50s reported), so that load from other processes
-hits all variants alike.
+layer); each + torch int8 and + ONNX int8; unstructured magnitude 50% and 90% (+ recovery). Each is saved,
+loaded back from disk and scored on the whole test split. Batch-1 latency (tokenization included) is measured in
+interleaved rounds (every variant once per round, the median of the rounds' p50s reported), so that load from other
+processes hits all variants alike.
 
-Run: .venv/bin/python benchmarks/prune_teacher.py [--rounds 7] [--threads 1,2] [--recover-epochs 0.33] [--output DIR]
+Run: .venv/bin/python benchmarks/prune_teacher.py [--rounds 7] [--threads 1,2] [--structured-epochs 1]
+    [--recover-epochs 0.33] [--output DIR]
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ TARGETS = {"structured": "structured + recovery: >= 1.5x faster, <= 1.5 pts accu
 TARGETS |= {name: "structured + int8: >= 3.5x faster, >= 4x smaller, <= 2 pts accuracy drop" for name in BOTH}
 
 
-def _configs(epochs: float) -> dict[str, PruneConfig]:
-    recovery = RecoveryConfig(epochs=epochs)
+def _configs(structured_epochs: float, epochs: float) -> dict[str, PruneConfig]:
+    recovery, longer = RecoveryConfig(epochs=epochs), RecoveryConfig(epochs=structured_epochs)
     return {
         "structured": StructuredConfig(heads=1 / 3, ffn=0.5, importance="taylor", calibration_size=512,
-                                       recovery=recovery),
+                                       recovery=longer),
         "structured-5L": StructuredConfig(heads=1 / 3, ffn=0.5, layers=1, importance="taylor", calibration_size=512,
-                                          recovery=recovery),
+                                          recovery=longer),
         "unstructured-50": MagnitudeConfig(sparsity=0.5, recovery=recovery),
         "unstructured-90": MagnitudeConfig(sparsity=0.9, steps=3, recovery=recovery),
     }
@@ -89,7 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
     parser.add_argument("--threads", default="1,2", help="torch intra-op thread counts to time at, e.g. 1,2")
-    parser.add_argument("--recover-epochs", type=float, default=1 / 3, help="recovery fine-tune per variant")
+    parser.add_argument("--structured-epochs", type=float, default=1.0, help="recovery of the structured variants")
+    parser.add_argument("--recover-epochs", type=float, default=1 / 3, help="recovery of the unstructured variants")
     parser.add_argument("--output", default=None, help="folder for the variants (default: a temp folder); "
                         "variants already saved there are reused")
     args = parser.parse_args()
@@ -111,7 +113,7 @@ def main() -> None:
     build("teacher", lambda: teacher)
     for short, scheme in INT8.items():
         build(f"{short} only", functools.partial(quantize, teacher, scheme, calibration=calibration))
-    for name, config in _configs(args.recover_epochs).items():
+    for name, config in _configs(args.structured_epochs, args.recover_epochs).items():
         build(name, functools.partial(prune, teacher, config, calibration=calibration, train=splits.train))
     for name in STRUCTURED:
         for short, scheme in INT8.items():
@@ -124,8 +126,8 @@ def main() -> None:
     quality = {name: classification_quality(m, splits.test)["accuracy"] for name, m in loaded.items()}
     texts = splits.test.texts[:200]
     print(f"\nminilm-l6-rt pruning, Rotten Tomatoes test split ({len(splits.test)} texts); recovery "
-          f"{args.recover_epochs:.2f} epoch, distilled from the teacher; batch-1 latency (tokenization included), "
-          f"median of {args.rounds} interleaved rounds")
+          f"{args.structured_epochs:.2f} epoch (structured) / {args.recover_epochs:.2f} (unstructured), distilled "
+          f"from the teacher; batch-1 latency (tokenization included), median of {args.rounds} interleaved rounds")
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)  # ONNX Runtime sessions take their thread count when loaded
         at_threads = {name: load_model(folder(name)) for name in NAMES}

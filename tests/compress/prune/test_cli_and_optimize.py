@@ -70,7 +70,7 @@ def test_cli_bad_flags_are_one_line_errors(
 
 
 def test_candidate_names() -> None:
-    assert "prune-structured+dynamic-int8-emb" in DEFAULT_SCHEMES["classification"]
+    assert "prune-structured+onnx-int8" in DEFAULT_SCHEMES["classification"]
     assert {"prune-wanda-50", "prune-2:4"} <= set(DEFAULT_SCHEMES["causal-lm"])
     named = candidates("causal-lm", ("prune-unstructured-50", "prune-magnitude-2:4", "prune-structured+weight-int8"))
     assert [c.name for c in named] == ["prune-unstructured-50", "prune-magnitude-2:4", "prune-structured+weight-int8"]
@@ -84,16 +84,16 @@ def test_optimize_measures_pruned_variants_next_to_the_baseline(model_dir: Path,
         model=str(model_dir),
         data=DataConfig(str(reviews_csv), "review", "sentiment"),
         output=tmp_path / "report",
-        schemes=("prune-structured", "prune-structured+dynamic-int8-emb", "prune-unstructured-90"),
+        schemes=("prune-structured", "prune-structured+onnx-int8", "prune-unstructured-90"),
         bench=BenchConfig(isolate=False),
     )
     run, folder = optimize(config)
     names = [v.name for v in run.variants]
-    assert names[1:] == ["prune-structured", "prune-structured+dynamic-int8-emb", "prune-unstructured-90"]
+    assert names[1:] == ["prune-structured", "prune-structured+onnx-int8", "prune-unstructured-90"]
     structured, both, sparse = run.variants[1:]
     assert structured.params < run.baseline.params and both.size_mb < structured.size_mb
     assert sparse.size_mb < run.baseline.size_mb
     assert any("not expected to be faster" in n for n in sparse.notes)
     assert "not expected to be faster" in (folder / "report.md").read_text()
-    recipe = load_model(folder / "variants" / "prune-structured+dynamic-int8-emb").manifest.recipe
+    recipe = load_model(folder / "variants" / "prune-structured+onnx-int8").manifest.recipe
     assert [s["stage"] for s in recipe] == ["prune", "quantize"]

@@ -227,6 +227,7 @@ def test_roberta_heads_are_refused(tokenizer) -> None:  # type: ignore[no-untype
 
     config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                            intermediate_size=64, max_position_embeddings=140, pad_token_id=tokenizer.pad_token_id)
-    loaded = LoadedModel(AutoModel.from_config(config).eval(), tokenizer, Manifest(name="tiny-roberta", task="embedding"))
+    model = AutoModel.from_config(config).eval()
+    loaded = LoadedModel(model, tokenizer, Manifest(name="tiny-roberta", task="embedding"))
     with pytest.raises(InfoptError, match="RoBERTa"):
         prune(loaded, StructuredConfig(heads=0.5))

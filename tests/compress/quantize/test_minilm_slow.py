@@ -59,6 +59,7 @@ def _cosines(a: LoadedModel, b: LoadedModel, texts: list[str]) -> torch.Tensor:
         ("dynamic-int8-emb", 0.98, 0.30),
         ("weight-int8", 0.995, 0.70),
         ("onnx-int8", 0.98, 0.30),
+        ("onnx-block-int8", 0.995, 0.30),
     ],
 )
 def test_quality_and_size(minilm: LoadedModel, texts: list[str], tmp_path: Path, scheme: str,

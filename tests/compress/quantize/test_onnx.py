@@ -1,7 +1,8 @@
-"""onnx-fp32 / onnx-int8 / onnx-static-int8 on the tiny BERT models (each export takes a few seconds)."""
+"""The onnx-* schemes on the tiny BERT models (each export takes a few seconds)."""
 
 from __future__ import annotations
 
+import onnx
 import pytest
 import torch
 
@@ -38,6 +39,18 @@ def test_int8_embedder_is_small_and_close(tiny_bert_embedder: LoadedModel, round
     assert_same_outputs(q, roundtrip(q), texts)
     no_emb = quantize(tiny_bert_embedder, config_from_name("onnx-int8", embeddings=False, optimize=False))
     assert no_emb.model.path.stat().st_size > 2 * size
+
+
+def test_block_int8_keeps_activations_close(tiny_bert_classifier: LoadedModel, roundtrip,  # type: ignore[no-untyped-def]
+                                            texts: list[str]) -> None:
+    q = quantize(tiny_bert_classifier, config_from_name("onnx-block-int8", block_size=16, exclude=("classifier",)))
+    ops = {node.op_type for node in onnx.load(str(q.model.path)).graph.node}
+    assert "MatMulNBits" in ops and "MatMulInteger" not in ops
+    assert q.manifest.metrics["quantize"]["fp32_nodes"] == ["classifier"]
+    assert sqnr(tiny_bert_classifier.predict(texts), q.predict(texts)) > 35.0
+    assert_same_outputs(q, roundtrip(q), texts)
+    with pytest.raises(InfoptError, match="block_size"):
+        config_from_name("onnx-block-int8", block_size=100)
 
 
 def test_static_int8(tiny_bert_classifier: LoadedModel, roundtrip, texts: list[str]) -> None:  # type: ignore[no-untyped-def]

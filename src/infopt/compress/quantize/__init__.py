@@ -2,7 +2,7 @@
 
 torch schemes (saved as `torch-state`, rebuilt on load by `replay`): dynamic-int8, dynamic-int8-emb,
 weight-int8, weight-int4. ONNX Runtime schemes (classification / embedding only, saved as `onnx`):
-onnx-fp32, onnx-int8, onnx-static-int8.
+onnx-fp32, onnx-int8, onnx-static-int8, onnx-block-int8.
 """
 
 from infopt.compress.quantize._api import quantize, replay
@@ -10,6 +10,7 @@ from infopt.compress.quantize._configs import (
     QUANT_SCHEMES,
     DynamicInt8Config,
     DynamicInt8EmbConfig,
+    OnnxBlockInt8Config,
     OnnxFp32Config,
     OnnxInt8Config,
     OnnxStaticInt8Config,
@@ -30,6 +31,7 @@ __all__ = [
     "Int4WeightOnlyLinear",
     "Int8Embedding",
     "Int8WeightOnlyLinear",
+    "OnnxBlockInt8Config",
     "OnnxFp32Config",
     "OnnxInt8Config",
     "OnnxStaticInt8Config",

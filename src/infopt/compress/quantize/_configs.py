@@ -13,6 +13,7 @@ __all__ = [
     "QUANT_SCHEMES",
     "DynamicInt8Config",
     "DynamicInt8EmbConfig",
+    "OnnxBlockInt8Config",
     "OnnxFp32Config",
     "OnnxInt8Config",
     "OnnxStaticInt8Config",
@@ -25,6 +26,7 @@ __all__ = [
 
 COMPUTE_DTYPES = ("bfloat16", "float32")
 INT4_GROUP_SIZES = (32, 64, 128, 256)
+BLOCK_SIZES = (16, 32, 64, 128, 256)
 ONNX_FORMATS = ("qoperator", "qdq")
 
 
@@ -163,6 +165,24 @@ class OnnxInt8Config(OnnxFp32Config):
 
 
 @dataclass(frozen=True)
+class OnnxBlockInt8Config(OnnxFp32Config):
+    """ONNX Runtime MatMulNBits with 8 bits: int8 weights in blocks, activations quantized per block at run time."""
+
+    scheme: ClassVar[str] = "onnx-block-int8"
+
+    block_size: int = 128
+    """Input features sharing one weight scale: a power of two from 16 to 256 (smaller: more accurate, bigger)."""
+    embeddings: bool = True
+    """Also store the embedding tables (Gather) as int8, one scale per row."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.block_size, bool) or self.block_size not in BLOCK_SIZES:
+            raise _bad(self, "block_size", self.block_size, " or ".join(map(str, BLOCK_SIZES)))
+        _check_bool(self, "embeddings")
+
+
+@dataclass(frozen=True)
 class OnnxStaticInt8Config(OnnxInt8Config):
     """ONNX Runtime `quantize_static`: activation ranges fixed from calibration texts (uint8 x int8)."""
 
@@ -199,6 +219,7 @@ QUANT_SCHEMES: dict[str, QuantConfig] = {
         OnnxFp32Config,
         OnnxInt8Config,
         OnnxStaticInt8Config,
+        OnnxBlockInt8Config,
     )
 }
 """Scheme name -> its default config."""

@@ -1,4 +1,4 @@
-"""`onnx-fp32` / `onnx-int8` / `onnx-static-int8`: export with torch.onnx, quantize with ONNX Runtime.
+"""The `onnx-*` schemes: export with torch.onnx, quantize with ONNX Runtime.
 
 The legacy TorchScript exporter (`dynamo=False`) still runs in torch 2.13 but gives wrong outputs for
 transformers 5 BERT models (max error > 1 on the traced input itself), so the dynamo exporter is used and
@@ -24,7 +24,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from infopt.compress.quantize._configs import OnnxFp32Config, OnnxInt8Config, OnnxStaticInt8Config
+from infopt.compress.quantize._configs import (
+    OnnxBlockInt8Config,
+    OnnxFp32Config,
+    OnnxInt8Config,
+    OnnxStaticInt8Config,
+)
 from infopt.compress.quantize._modules import excluded
 from infopt.errors import InfoptError
 from infopt.models import OnnxModel
@@ -174,7 +179,7 @@ def _build(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, conf
         graph = work / "fused.onnx"
         info["fused"] = True
     final = folder / "model.onnx"
-    if isinstance(config, OnnxInt8Config):
+    if isinstance(config, OnnxInt8Config | OnnxBlockInt8Config):
         info.update(_quantize_onnx(graph, raw, final, tokenizer, config, calibration))
     else:
         shutil.copyfile(graph, final)
@@ -184,17 +189,21 @@ def _build(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, conf
 
 
 def _quantize_onnx(graph: Path, raw: Path, final: Path, tokenizer: PreTrainedTokenizerBase,
-                   config: OnnxInt8Config, calibration: Sequence[str]) -> dict[str, Any]:
+                   config: OnnxInt8Config | OnnxBlockInt8Config, calibration: Sequence[str]) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType
 
     modules = _module_of_nodes(raw)
     skip = sorted(node for node, mod in modules.items() if excluded(mod, config.exclude))
+    info: dict[str, Any] = {"fp32_nodes": sorted({modules[n] for n in skip})}
+    if isinstance(config, OnnxBlockInt8Config):
+        with _quiet(""):
+            _quantize_blocks(graph, final, config, skip)
+        return info
     ops = ["MatMul", "Gather"] if config.embeddings else ["MatMul"]
     common: dict[str, Any] = dict(
         per_channel=config.per_channel, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
         nodes_to_exclude=skip, extra_options={"MatMulConstBOnly": True},
     )
-    info: dict[str, Any] = {"fp32_nodes": sorted({modules[n] for n in skip})}
     with _quiet(""):  # ORT logs "please consider pre-processing" on the root logger
         _run_ort_quantizer(graph, final, tokenizer, config, calibration, common, info)
     return info
@@ -214,3 +223,19 @@ def _run_ort_quantizer(graph: Path, final: Path, tokenizer: PreTrainedTokenizerB
         info["calibration"] = {"texts": len(texts), "sha256": digest}
     else:
         quantize_dynamic(str(graph), str(final), **common)
+
+
+def _quantize_blocks(graph: Path, final: Path, config: OnnxBlockInt8Config, skip: list[str]) -> None:
+    """MatMul weights to int8 MatMulNBits (accuracy level 4: int8 activations per block), then embeddings."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(graph)), bits=8, block_size=config.block_size, is_symmetric=True,
+                                     accuracy_level=4, nodes_to_exclude=skip)
+    quantizer.process()
+    blocks = graph.parent / "blocks.onnx" if config.embeddings else final
+    quantizer.model.save_model_to_file(str(blocks), use_external_data_format=False)
+    if config.embeddings:
+        quantize_dynamic(str(blocks), str(final), per_channel=True, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["Gather"], nodes_to_exclude=skip)
