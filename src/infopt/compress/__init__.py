@@ -1,4 +1,4 @@
-"""Compression stages: quantize (and, later, prune and distill). One entry point per stage."""
+"""Compression stages: quantize, prune, distill. One entry point per stage."""
 
 from infopt.compress.distill import response_kd_loss
 from infopt.compress.prune import PRUNE_METHODS, prune
