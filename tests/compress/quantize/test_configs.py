@@ -21,7 +21,7 @@ from infopt.compress.quantize import _configs as configs_module
 from infopt.errors import InfoptError
 
 SCHEMES = ["dynamic-int8", "dynamic-int8-emb", "weight-int8", "weight-int4", "onnx-fp32", "onnx-int8",
-           "onnx-static-int8"]
+           "onnx-static-int8", "onnx-block-int8"]
 
 
 def test_schemes_registry() -> None:
