@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +91,7 @@ def test_bert_ffn_and_layers_load_with_plain_transformers(
 
 
 _PLAIN_LOAD = """
-import sys, torch
+import json, sys, torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 assert "infopt" not in sys.modules
 folder, texts = sys.argv[1], sys.argv[2:]
@@ -99,7 +99,7 @@ model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_
 tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
 with torch.no_grad():
     logits = model(**tokenizer(texts, padding=True, truncation=True, return_tensors="pt")).logits
-print(type(model).__name__, model.config.heads_per_layer, logits.tolist())
+print(json.dumps([type(model).__name__, model.config.heads_per_layer, logits.tolist()]))
 """
 
 
@@ -115,9 +115,9 @@ def test_bert_heads_are_cut_out_and_load_with_plain_transformers(
     # a fresh interpreter with transformers only (no infopt imported) loads it with from_pretrained
     out = subprocess.run([sys.executable, "-c", _PLAIN_LOAD, str(tmp_path / "bert"), *texts],
                          capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL).stdout
-    name, heads, logits = out.strip().split(" ", 2)
-    assert (name, heads) == ("PrunedBertForSequenceClassification", "[1,")
-    torch.testing.assert_close(torch.tensor(ast.literal_eval(logits.split(" ", 1)[1])), pruned.predict(texts))
+    name, heads, logits = json.loads(out)
+    assert (name, heads) == ("PrunedBertForSequenceClassification", [1, 1])
+    torch.testing.assert_close(torch.tensor(logits), pruned.predict(texts))
     torch.testing.assert_close(load_model(tmp_path / "bert").predict(texts), pruned.predict(texts))
     # quantizing the pruned model still saves and loads
     both = save_model(quantize(pruned, "dynamic-int8"), tmp_path / "both")
