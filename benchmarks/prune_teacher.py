@@ -115,23 +115,24 @@ def main() -> None:
         build(f"{short} only", functools.partial(quantize, teacher, scheme, calibration=calibration))
     for name, config in _configs(args.structured_epochs, args.recover_epochs).items():
         build(name, functools.partial(prune, teacher, config, calibration=calibration, train=splits.train))
+    def quantized(pruned: str, scheme: str) -> LoadedModel:
+        return quantize(load_model(folder(pruned)), scheme, calibration=calibration)
+
     for name in STRUCTURED:
-        for short, scheme in INT8.items():
-            build(f"{name}+{short}", functools.partial(quantize, load_model(folder(name)), scheme,
-                                                        calibration=calibration))
+        for short, scheme in INT8.items():  # the pruned folder is read only when this variant is not saved yet
+            build(f"{name}+{short}", functools.partial(quantized, name, scheme))
 
-    loaded = {name: load_model(folder(name)) for name in NAMES}
     sizes = {name: _size_mb(folder(name)) for name in NAMES}
-
-    quality = {name: classification_quality(m, splits.test)["accuracy"] for name, m in loaded.items()}
+    quality: dict[str, float] = {}
     texts = splits.test.texts[:200]
     print(f"\nminilm-l6-rt pruning, Rotten Tomatoes test split ({len(splits.test)} texts); recovery "
           f"{args.structured_epochs:.2f} epoch (structured) / {args.recover_epochs:.2f} (unstructured), distilled "
           f"from the teacher; batch-1 latency (tokenization included), median of {args.rounds} interleaved rounds")
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)  # ONNX Runtime sessions take their thread count when loaded
-        at_threads = {name: load_model(folder(name)) for name in NAMES}
-        _report(at_threads, quality, sizes, _p50(at_threads, texts, threads, args.rounds), threads)
+        loaded = {name: load_model(folder(name)) for name in NAMES}
+        quality = quality or {name: classification_quality(m, splits.test)["accuracy"] for name, m in loaded.items()}
+        _report(loaded, quality, sizes, _p50(loaded, texts, threads, args.rounds), threads)
     print(f"variants in {out}")
 
 

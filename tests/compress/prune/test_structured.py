@@ -112,6 +112,8 @@ def test_bert_heads_are_cut_out_and_load_with_plain_transformers(
     assert (pruned.manifest.format, pruned.model.config.heads_per_layer) == ("hf", [1, 1])
     save_model(pruned, tmp_path / "bert")
     assert (tmp_path / "bert" / "modeling_pruned_bert.py").is_file()
+    auto_map = json.loads((tmp_path / "bert" / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModel"] == "modeling_pruned_bert.PrunedBertModel"  # a classifier also loads as an encoder
     # a fresh interpreter with transformers only (no infopt imported) loads it with from_pretrained
     out = subprocess.run([sys.executable, "-c", _PLAIN_LOAD, str(tmp_path / "bert"), *texts],
                          capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL).stdout

@@ -47,7 +47,7 @@ def test_block_int8_keeps_activations_close(tiny_bert_classifier: LoadedModel, r
     ops = {node.op_type for node in onnx.load(str(q.model.path)).graph.node}
     assert "MatMulNBits" in ops and "MatMulInteger" not in ops
     assert q.manifest.metrics["quantize"]["fp32_nodes"] == ["classifier"]
-    assert sqnr(tiny_bert_classifier.predict(texts), q.predict(texts)) > 35.0
+    assert sqnr(tiny_bert_classifier.predict(texts), q.predict(texts)) > 35.0  # measured 49.8 dB
     assert_same_outputs(q, roundtrip(q), texts)
     with pytest.raises(InfoptError, match="block_size"):
         config_from_name("onnx-block-int8", block_size=100)

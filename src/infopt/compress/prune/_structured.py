@@ -14,7 +14,7 @@ from infopt.compress.prune._families import Family, family_of, set_submodule, sl
 from infopt.compress.prune._importance import layer_influence, magnitude_importance, taylor_importance
 from infopt.data import TextDataset
 from infopt.errors import InfoptError
-from infopt.models import PRUNED_BERT_AUTO_MAP, PrunedBertConfig, auto_class
+from infopt.models import auto_class, pruned_bert_config
 
 __all__ = ["plan_counts", "prune_structured"]
 
@@ -107,7 +107,7 @@ def _drop_layers(model: nn.Module, family: Family, drop: Sequence[int]) -> None:
     config.num_hidden_layers = len(kept)
 
 
-def _update_config(model: nn.Module, family: Family, head_dim: int) -> nn.Module:
+def _update_config(model: nn.Module, family: Family, head_dim: int, task: str) -> nn.Module:
     """Write the new sizes into the config: the model itself, or (BERT that lost heads) a PrunedBert copy."""
     config: Any = model.config
     blocks = family.block_list(model)
@@ -120,19 +120,10 @@ def _update_config(model: nn.Module, family: Family, head_dim: int) -> nn.Module
         config.num_attention_heads = heads[0] * family.groups(blocks[0], head_dim)[1]
         config.num_key_value_heads = heads[0]
     if family.name == "bert" and (config.model_type == "pruned_bert" or set(heads) != {config.num_attention_heads}):
-        return _as_pruned_bert(model, heads)
+        pruned = auto_class(task).from_config(pruned_bert_config(config, heads))  # same weights, new config class
+        pruned.load_state_dict(model.state_dict(), strict=True)
+        return pruned.train(model.training)
     return model
-
-
-def _as_pruned_bert(model: nn.Module, heads: list[int]) -> nn.Module:
-    """The same weights in a PrunedBert model, whose config records the heads left in each layer."""
-    old: Any = model.config
-    settings = {k: v for k, v in old.to_dict().items() if k != "model_type"}
-    config = PrunedBertConfig.from_dict({**settings, "heads_per_layer": heads})
-    config.auto_map = dict(PRUNED_BERT_AUTO_MAP)
-    pruned = auto_class("classification" if hasattr(model, "classifier") else "embedding").from_config(config)
-    pruned.load_state_dict(model.state_dict(), strict=True)
-    return pruned.train(model.training)
 
 
 def prune_structured(
@@ -164,7 +155,7 @@ def prune_structured(
             if i not in drop:
                 _cut_block(block, family, head_dim, _lowest(attn[i], n_units), _lowest(ffn[i], n_neurons))
     _drop_layers(model, family, drop)
-    model = _update_config(model, family, head_dim)
+    model = _update_config(model, family, head_dim, task)
     after = sum(p.numel() for p in model.parameters())
     info |= {
         "layers_removed": drop,
