@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import torch
 from infopt.compress.prune import MagnitudeConfig, PruneConfig, RecoveryConfig, StructuredConfig, prune
 from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
-from infopt.evaluate import classification_quality, latencies_ms
+from infopt.evaluate import classification_quality, interleaved_p50_ms
 from infopt.models import LoadedModel, load_model, save_model, weight_files
 
 INT8 = {"int8": "dynamic-int8-emb", "ort-int8": "onnx-int8"}
@@ -52,15 +51,6 @@ def _configs(structured_epochs: float, epochs: float) -> dict[str, PruneConfig]:
 
 def _size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in weight_files(folder)) / 1e6
-
-
-def _p50(loaded: dict[str, LoadedModel], texts: list[str], threads: int, rounds: int) -> dict[str, float]:
-    """Median over interleaved rounds (every variant once per round) of each round's batch-1 p50."""
-    per_round: dict[str, list[float]] = {name: [] for name in loaded}
-    for _ in range(rounds):
-        for name, m in loaded.items():
-            per_round[name].append(statistics.median(latencies_ms(m, texts, warmup=5, iters=80, budget_s=1.5)))
-    return {name: statistics.median(r) for name, r in per_round.items()}
 
 
 def _report(loaded: dict[str, LoadedModel], quality: dict[str, float], sizes: dict[str, float],
@@ -132,7 +122,7 @@ def main() -> None:
         torch.set_num_threads(threads)  # ONNX Runtime sessions take their thread count when loaded
         loaded = {name: load_model(folder(name)) for name in NAMES}
         quality = quality or {name: classification_quality(m, splits.test)["accuracy"] for name, m in loaded.items()}
-        _report(loaded, quality, sizes, _p50(loaded, texts, threads, args.rounds), threads)
+        _report(loaded, quality, sizes, interleaved_p50_ms(loaded, texts, args.rounds), threads)
     print(f"variants in {out}")
 
 

@@ -104,3 +104,15 @@ def test_quantize_saves_a_loadable_variant(tmp_path: Path, model_dir: Path) -> N
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "infopt.json").read_text())
     assert manifest["method"] == "quantize:dynamic-int8"
+
+
+def test_quantize_calibrates_on_the_users_csv(tmp_path: Path, model_dir: Path, reviews_csv: Path) -> None:
+    out = tmp_path / "smooth"
+    proc = run("quantize", "--model", str(model_dir), "--scheme", "onnx-smooth-int8", "--data", str(reviews_csv),
+               "--text-column", "review", "--label-column", "sentiment", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "infopt.json").read_text())
+    assert manifest["format"] == "onnx" and manifest["method"] == "quantize:onnx-smooth-int8"
+    info = manifest["metrics"]["quantize"]
+    assert 0 < info["calibration"]["texts"] <= 40  # from the CSV's train split
+    assert sum(info["smoothing"].values()) == 14  # every Linear of the tiny classifier

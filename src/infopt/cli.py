@@ -79,16 +79,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from infopt.compress.quantize import config_from_name, quantize
+    from infopt.compress.quantize import config_from_name, quantize, uses_calibration
     from infopt.models import load_model, save_model
     from infopt.optimize import plan_evaluation
 
     overrides = {"group_size": args.group_size} if args.group_size else {}
     config = config_from_name(args.scheme, **overrides)
     model = load_model(args.model)
-    calibration = plan_evaluation(model, _optimize_config(args, None)).calibration if args.scheme.startswith(
-        "onnx-static"
-    ) else []
+    calibration = plan_evaluation(model, _optimize_config(args, None)).calibration if uses_calibration(config) else []
     saved = save_model(quantize(model, config, calibration=calibration), args.output)
     m = saved.manifest
     print(f"saved {m.name} ({m.method}) to {args.output}, fingerprint {m.fingerprint}")

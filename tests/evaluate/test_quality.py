@@ -24,9 +24,11 @@ class KeywordClassifier(torch.nn.Module):
         super().__init__()
         self.token_ids = token_ids
         self.calls: list[int] = []
+        self.widths: list[int] = []
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: torch.Tensor) -> SimpleNamespace:
         self.calls.append(input_ids.shape[0])
+        self.widths.append(input_ids.shape[1])
         logits = torch.stack([(input_ids == t).any(-1).float() for t in self.token_ids], dim=-1)
         return SimpleNamespace(logits=logits)
 
@@ -48,6 +50,13 @@ def test_predict_logits_batches_in_order(keyword_model: LoadedModel) -> None:
     assert logits.shape == (10, 3)
     assert logits.argmax(-1).tolist() == [i % 3 for i in range(10)]
     assert keyword_model.model.calls == [4, 4, 2]
+
+
+def test_predict_logits_batches_texts_of_similar_length(keyword_model: LoadedModel) -> None:
+    texts = [("apple" if i % 2 else "cherry " + "very " * 20) for i in range(8)]  # short and long, interleaved
+    logits = predict_logits(keyword_model, texts, batch_size=4)
+    assert logits.argmax(-1).tolist() == [0 if i % 2 else 2 for i in range(8)]
+    assert keyword_model.model.widths == [3, 23]  # [CLS] apple [SEP]; [CLS] cherry very x 20 [SEP]
 
 
 def test_classification_quality_exact(keyword_model: LoadedModel) -> None:

@@ -10,7 +10,13 @@ from infopt.evaluate._quality import (
 )
 from infopt.evaluate._report import environment, print_table, render_markdown, verdicts, write_report
 from infopt.evaluate._results import RunResult, SpeedResult, VariantResult
-from infopt.evaluate._speed import decode_tokens_per_s, latencies_ms, measure_speed, throughput
+from infopt.evaluate._speed import (
+    decode_tokens_per_s,
+    interleaved_p50_ms,
+    latencies_ms,
+    measure_speed,
+    throughput,
+)
 
 __all__ = [
     "BenchConfig",
@@ -23,6 +29,7 @@ __all__ = [
     "embed",
     "embedding_quality",
     "environment",
+    "interleaved_p50_ms",
     "latencies_ms",
     "measure",
     "measure_speed",

@@ -15,9 +15,14 @@ __all__ = ["classification_quality", "embed", "embedding_quality", "perplexity",
 
 
 def predict_logits(model: LoadedModel, texts: list[str], batch_size: int = 32, max_length: int = 128) -> torch.Tensor:
-    """[N, ...] task outputs for all texts, batched."""
-    outs = [model.predict(texts[i : i + batch_size], max_length) for i in range(0, len(texts), batch_size)]
-    return torch.cat(outs)
+    """[N, ...] task outputs for all texts, in batches of similar length (little padding), in the texts' order."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    outs = [model.predict([texts[i] for i in order[k : k + batch_size]], max_length)
+            for k in range(0, len(texts), batch_size)]
+    stacked = torch.cat(outs)
+    result = torch.empty_like(stacked)
+    result[torch.tensor(order)] = stacked
+    return result
 
 
 def classification_quality(model: LoadedModel, data: TextDataset, max_length: int = 128) -> dict[str, float]:

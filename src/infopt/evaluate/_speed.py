@@ -11,7 +11,7 @@ import torch
 from infopt.evaluate._results import SpeedResult
 from infopt.models import LoadedModel
 
-__all__ = ["decode_tokens_per_s", "latencies_ms", "measure_speed", "throughput"]
+__all__ = ["decode_tokens_per_s", "interleaved_p50_ms", "latencies_ms", "measure_speed", "throughput"]
 
 
 def latencies_ms(
@@ -29,6 +29,17 @@ def latencies_ms(
         model.predict([text])
         out.append(1000 * (time.perf_counter() - t0))
     return out
+
+
+def interleaved_p50_ms(models: dict[str, LoadedModel], texts: list[str], rounds: int = 7,
+                       iters: int = 80) -> dict[str, float]:
+    """Each model's batch-1 p50, as the median over rounds in which every model runs once in turn, so that load
+    from other processes hits all of them alike."""
+    per_round: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            per_round[name].append(float(np.median(latencies_ms(model, texts, warmup=5, iters=iters, budget_s=1.5))))
+    return {name: float(np.median(p50s)) for name, p50s in per_round.items()}
 
 
 def throughput(model: LoadedModel, texts: list[str], batch_size: int = 32, batches: int = 6) -> float:

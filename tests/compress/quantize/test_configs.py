@@ -21,7 +21,7 @@ from infopt.compress.quantize import _configs as configs_module
 from infopt.errors import InfoptError
 
 SCHEMES = ["dynamic-int8", "dynamic-int8-emb", "weight-int8", "weight-int4", "onnx-fp32", "onnx-int8",
-           "onnx-static-int8", "onnx-block-int8"]
+           "onnx-static-int8", "onnx-smooth-int8", "onnx-block-int8"]
 
 
 def test_schemes_registry() -> None:
@@ -70,6 +70,11 @@ def test_overrides() -> None:
         ("onnx-static-int8", "quant_format", "qlinear"),
         ("onnx-static-int8", "max_length", 1),
         ("onnx-static-int8", "calibration", [1, 2]),
+        ("onnx-smooth-int8", "alpha", 0),
+        ("onnx-smooth-int8", "alpha", 1.5),
+        ("onnx-smooth-int8", "alpha", "high"),
+        ("onnx-smooth-int8", "max_length", 0),
+        ("onnx-smooth-int8", "calibration", "one text"),
     ],
 )
 def test_invalid_values(scheme: str, field: str, value: object) -> None:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import onnx
 import pytest
 import torch
 
 from infopt.compress.quantize import config_from_name, quantize, sqnr
+from infopt.compress.quantize._smooth import (
+    SmoothedLinear,
+    _calls,
+    fake_dynamic_int8,
+    input_absmax,
+    smooth_linears,
+)
 from infopt.errors import InfoptError
 from infopt.models import LoadedModel, OnnxModel
 
@@ -72,6 +82,67 @@ def test_static_int8_reads_texts_from_the_config(tiny_bert_embedder: LoadedModel
 def test_static_int8_needs_calibration(tiny_bert_embedder: LoadedModel) -> None:
     with pytest.raises(InfoptError, match="calibration"):
         quantize(tiny_bert_embedder, "onnx-static-int8")
+
+
+def test_smoothed_linear_moves_the_scale_into_the_weight() -> None:
+    torch.manual_seed(0)
+    linear, x, scale = torch.nn.Linear(8, 4), torch.randn(3, 8), torch.rand(8) + 0.5
+    expected, weight = linear(x), linear.weight.detach().clone()
+    smoothed = SmoothedLinear(linear, scale)
+    torch.testing.assert_close(smoothed.linear.weight, weight * scale)
+    torch.testing.assert_close(smoothed(x), expected)
+
+
+def test_smoothing_keeps_the_float32_model_exact(tiny_bert_classifier: LoadedModel, texts: list[str]) -> None:
+    model = copy.deepcopy(tiny_bert_classifier.model)
+    calls = _calls(tiny_bert_classifier.tokenizer, texts, 32)
+    assert len(calls) == len(texts) + 1  # each text alone, then one padded batch
+    names = ["bert.encoder.layer.0.intermediate.dense"]
+    amax = input_absmax(model, calls, names)[names[0]]
+    assert amax.shape == (32,) and bool((amax > 0).all())
+    chosen = smooth_linears(model, tiny_bert_classifier.tokenizer, texts, (0.5, 1.0), ("classifier",), 32)
+    assert len(chosen) == 13 and "classifier" not in chosen and set(chosen.values()) <= {None, 0.5, 1.0}
+    smoothed = [n for n, a in chosen.items() if a is not None]
+    assert all(isinstance(model.get_submodule(n), SmoothedLinear) for n in smoothed)
+    enc = tiny_bert_classifier.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(model(**enc).logits, tiny_bert_classifier.model(**enc).logits)
+
+
+def test_simulated_int8_matmul_matches_onnx_runtime(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    torch.manual_seed(0)
+    weight, x = torch.randn(24, 16), torch.randn(5, 16) * torch.linspace(0.1, 8, 16)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "one-matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 24])],
+        [numpy_helper.from_array(weight.T.contiguous().numpy(), "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "f.onnx")
+    quantize_dynamic(tmp_path / "f.onnx", tmp_path / "q.onnx", per_channel=True, reduce_range=True,
+                     weight_type=QuantType.QInt8)
+    got = OnnxModel(tmp_path / "q.onnx").session.run(None, {"x": x.numpy()})[0]
+    exact = x @ weight.T
+    simulated = fake_dynamic_int8(x, weight, weight_max=64)
+    torch.testing.assert_close(torch.from_numpy(got), simulated, rtol=0, atol=1e-4)  # measured 7.6e-6
+    assert (simulated - exact).abs().max() > 1e-3  # the simulation does quantize
+
+
+def test_smooth_int8(tiny_bert_classifier: LoadedModel, roundtrip, texts: list[str]) -> None:  # type: ignore[no-untyped-def]
+    config = config_from_name("onnx-smooth-int8", exclude=("classifier",))
+    q = quantize(tiny_bert_classifier, config, calibration=texts * 4)
+    ops = [node.op_type for node in onnx.load(str(q.model.path)).graph.node]
+    assert "MatMulInteger" in ops and "Mul" in ops
+    assert sqnr(tiny_bert_classifier.predict(texts), q.predict(texts)) > 25.0  # measured 29.3 dB (onnx-int8: 29.2)
+    info = q.manifest.metrics["quantize"]
+    assert info["calibration"]["texts"] == 16 and sum(info["smoothing"].values()) == 13
+    assert q.manifest.recipe[-1]["config"]["calibration"] == []
+    assert_same_outputs(q, roundtrip(q), texts)
+    with pytest.raises(InfoptError, match="onnx-smooth-int8 needs calibration"):
+        quantize(tiny_bert_classifier, "onnx-smooth-int8")
 
 
 def test_broken_export_is_caught(tiny_bert_embedder: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:

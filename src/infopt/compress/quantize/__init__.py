@@ -2,7 +2,7 @@
 
 torch schemes (saved as `torch-state`, rebuilt on load by `replay`): dynamic-int8, dynamic-int8-emb,
 weight-int8, weight-int4. ONNX Runtime schemes (classification / embedding only, saved as `onnx`):
-onnx-fp32, onnx-int8, onnx-static-int8, onnx-block-int8.
+onnx-fp32, onnx-int8, onnx-smooth-int8 (SmoothQuant, then onnx-int8), onnx-static-int8, onnx-block-int8.
 """
 
 from infopt.compress.quantize._api import quantize, replay
@@ -13,12 +13,14 @@ from infopt.compress.quantize._configs import (
     OnnxBlockInt8Config,
     OnnxFp32Config,
     OnnxInt8Config,
+    OnnxSmoothInt8Config,
     OnnxStaticInt8Config,
     QuantConfig,
     WeightInt4Config,
     WeightInt8Config,
     config_from_dict,
     config_from_name,
+    uses_calibration,
 )
 from infopt.compress.quantize._embedding import Int8Embedding
 from infopt.compress.quantize._metrics import sqnr
@@ -34,6 +36,7 @@ __all__ = [
     "OnnxBlockInt8Config",
     "OnnxFp32Config",
     "OnnxInt8Config",
+    "OnnxSmoothInt8Config",
     "OnnxStaticInt8Config",
     "QuantConfig",
     "WeightInt4Config",
@@ -43,4 +46,5 @@ __all__ = [
     "quantize",
     "replay",
     "sqnr",
+    "uses_calibration",
 ]

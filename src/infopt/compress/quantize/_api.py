@@ -15,11 +15,11 @@ from infopt.compress.quantize._configs import (
     QUANT_SCHEMES,
     DynamicInt8Config,
     OnnxFp32Config,
-    OnnxStaticInt8Config,
     QuantConfig,
     WeightInt8Config,
     config_from_dict,
     config_from_name,
+    uses_calibration,
 )
 from infopt.errors import InfoptError
 from infopt.models import LoadedModel
@@ -59,7 +59,7 @@ def quantize(model: LoadedModel, config: QuantConfig | str, *,
     """A new, quantized LoadedModel (the input is not modified).
 
     `config` is a config object (see QUANT_SCHEMES) or a scheme name with default options. `calibration`
-    gives the texts for `onnx-static-int8` (instead of its config's `calibration` field).
+    gives the texts for `onnx-static-int8` and `onnx-smooth-int8` (instead of their config's `calibration` field).
     """
     if isinstance(config, str):
         config = config_from_name(config)
@@ -76,8 +76,8 @@ def quantize(model: LoadedModel, config: QuantConfig | str, *,
         new_model, info = _apply_torch(module, config)
         fmt = "torch-state"
     recorded = config
-    if isinstance(config, OnnxStaticInt8Config):  # the texts stay out of the manifest; metrics has a hash
-        recorded = dataclasses.replace(config, calibration=())
+    if uses_calibration(config):  # the texts stay out of the manifest; metrics has a hash
+        recorded = dataclasses.replace(config, calibration=())  # type: ignore[call-arg]
     manifest = dataclasses.replace(
         model.manifest,
         name=config.scheme,

@@ -16,12 +16,14 @@ __all__ = [
     "OnnxBlockInt8Config",
     "OnnxFp32Config",
     "OnnxInt8Config",
+    "OnnxSmoothInt8Config",
     "OnnxStaticInt8Config",
     "QuantConfig",
     "WeightInt4Config",
     "WeightInt8Config",
     "config_from_dict",
     "config_from_name",
+    "uses_calibration",
 ]
 
 COMPUTE_DTYPES = ("bfloat16", "float32")
@@ -158,10 +160,13 @@ class OnnxInt8Config(OnnxFp32Config):
     """One weight scale per output channel (per tensor loses accuracy badly on MiniLM: cosine 0.95)."""
     embeddings: bool = True
     """Also store the embedding tables (Gather) as int8, dequantizing the looked-up rows."""
+    reduce_range: bool = True
+    """7-bit weights (-64..64). ORT's u8 x s8 kernel on x86 CPUs without VNNI adds pairs of products in int16
+    and saturates with full-range weights (measured: errors up to 36 on one MatMul); VNNI CPUs can use False."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_bool(self, "per_channel", "embeddings")
+        _check_bool(self, "per_channel", "embeddings", "reduce_range")
 
 
 @dataclass(frozen=True)
@@ -202,11 +207,45 @@ class OnnxStaticInt8Config(OnnxInt8Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "calibration", _as_str_tuple(self, "calibration", self.calibration))
+        _check_calibration(self)
         if self.quant_format not in ONNX_FORMATS:
             raise _bad(self, "quant_format", self.quant_format, " or ".join(map(repr, ONNX_FORMATS)))
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:
-            raise _bad(self, "max_length", self.max_length, "an integer >= 2")
+
+
+@dataclass(frozen=True)
+class OnnxSmoothInt8Config(OnnxInt8Config):
+    """`onnx-int8` after SmoothQuant: activation outlier channels scaled into the weights (calibration texts)."""
+
+    scheme: ClassVar[str] = "onnx-smooth-int8"
+
+    alphas: tuple[float, ...] = (0.5, 0.75, 0.85, 1.0)
+    """Migration strengths tried, each in (0, 1]: how much of a channel's activation range moves into the weights.
+    The one with the least simulated int8 error at the model's output on the calibration texts is used."""
+    calibration: tuple[str, ...] = ()
+    """Texts whose activation ranges set the scales (or pass `calibration=` to `quantize`); the manifest records
+    only their count and hash."""
+    max_length: int = 128
+    """Token limit for each calibration text."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_calibration(self)
+        ok = not isinstance(self.alphas, str) and isinstance(self.alphas, Sequence) and len(self.alphas) > 0
+        if not ok or not all(isinstance(a, int | float) and not isinstance(a, bool) and 0 < a <= 1
+                             for a in self.alphas):
+            raise _bad(self, "alphas", self.alphas, "a list of numbers in (0, 1], e.g. [0.5, 0.85]")
+        object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
+
+
+def _check_calibration(config: OnnxStaticInt8Config | OnnxSmoothInt8Config) -> None:
+    object.__setattr__(config, "calibration", _as_str_tuple(config, "calibration", config.calibration))
+    if isinstance(config.max_length, bool) or not isinstance(config.max_length, int) or config.max_length < 2:
+        raise _bad(config, "max_length", config.max_length, "an integer >= 2")
+
+
+def uses_calibration(config: QuantConfig) -> bool:
+    """The scheme reads calibration texts (from `quantize(..., calibration=)` or its `calibration` field)."""
+    return isinstance(config, OnnxStaticInt8Config | OnnxSmoothInt8Config)
 
 
 QUANT_SCHEMES: dict[str, QuantConfig] = {
@@ -219,6 +258,7 @@ QUANT_SCHEMES: dict[str, QuantConfig] = {
         OnnxFp32Config,
         OnnxInt8Config,
         OnnxStaticInt8Config,
+        OnnxSmoothInt8Config,
         OnnxBlockInt8Config,
     )
 }

@@ -28,7 +28,9 @@ from infopt.compress.quantize._configs import (
     OnnxBlockInt8Config,
     OnnxFp32Config,
     OnnxInt8Config,
+    OnnxSmoothInt8Config,
     OnnxStaticInt8Config,
+    uses_calibration,
 )
 from infopt.compress.quantize._modules import excluded
 from infopt.errors import InfoptError
@@ -153,10 +155,10 @@ def _calibration_reader(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
 def apply_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, config: OnnxFp32Config,
                calibration: Sequence[str] = ()) -> tuple[OnnxModel, dict[str, Any]]:
     """Export (and quantize) into a fresh temp folder holding model.onnx and config.json."""
-    if isinstance(config, OnnxStaticInt8Config):
+    if isinstance(config, OnnxStaticInt8Config | OnnxSmoothInt8Config):
         calibration = list(calibration) or list(config.calibration)
         if not calibration:
-            raise InfoptError("onnx-static-int8 needs calibration texts.",
+            raise InfoptError(f"{config.scheme} needs calibration texts.",
                               "pass calibration=[...] (100 or so typical inputs) to quantize().")
     folder = Path(tempfile.mkdtemp(prefix=f"infopt-{config.scheme}-"))
     try:
@@ -172,8 +174,18 @@ def _build(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, conf
     work = folder / "work"
     work.mkdir()
     raw = work / "export.onnx"
-    export_onnx(model, tokenizer, task, raw, config.opset)
     info: dict[str, Any] = {}
+    if isinstance(config, OnnxSmoothInt8Config):
+        from infopt.compress.quantize._smooth import smooth_linears
+
+        chosen = smooth_linears(model, tokenizer, calibration, config.alphas, config.exclude, config.max_length,
+                                weight_max=64 if config.reduce_range else 127)
+        picked = list(chosen.values())
+        info["smoothing"] = {"off" if a is None else str(a): picked.count(a) for a in (None, *config.alphas)}
+    if uses_calibration(config):
+        digest = hashlib.sha256("\n".join(calibration).encode()).hexdigest()[:16]
+        info["calibration"] = {"texts": len(calibration), "sha256": digest}
+    export_onnx(model, tokenizer, task, raw, config.opset)
     graph = raw
     if config.optimize and _optimize(raw, work / "fused.onnx", getattr(model.config, "model_type", "")):
         graph = work / "fused.onnx"
@@ -201,26 +213,24 @@ def _quantize_onnx(graph: Path, raw: Path, final: Path, tokenizer: PreTrainedTok
         return info
     ops = ["MatMul", "Gather"] if config.embeddings else ["MatMul"]
     common: dict[str, Any] = dict(
-        per_channel=config.per_channel, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
-        nodes_to_exclude=skip, extra_options={"MatMulConstBOnly": True},
+        per_channel=config.per_channel, reduce_range=config.reduce_range, weight_type=QuantType.QInt8,
+        op_types_to_quantize=ops, nodes_to_exclude=skip, extra_options={"MatMulConstBOnly": True},
     )
     with _quiet(""):  # ORT logs "please consider pre-processing" on the root logger
-        _run_ort_quantizer(graph, final, tokenizer, config, calibration, common, info)
+        _run_ort_quantizer(graph, final, tokenizer, config, calibration, common)
     return info
 
 
 def _run_ort_quantizer(graph: Path, final: Path, tokenizer: PreTrainedTokenizerBase, config: OnnxInt8Config,
-                       calibration: Sequence[str], common: dict[str, Any], info: dict[str, Any]) -> None:
+                       calibration: Sequence[str], common: dict[str, Any]) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     if isinstance(config, OnnxStaticInt8Config):
-        texts = list(calibration)
         names = [n for n in ONNX_INPUTS if n in {i.name for i in OnnxModel(graph).session.get_inputs()}]
         fmt = QuantFormat.QOperator if config.quant_format == "qoperator" else QuantFormat.QDQ
-        quantize_static(str(graph), str(final), _calibration_reader(tokenizer, texts, names, config.max_length),
+        reader = _calibration_reader(tokenizer, calibration, names, config.max_length)
+        quantize_static(str(graph), str(final), reader,
                         quant_format=fmt, activation_type=QuantType.QUInt8, **common)
-        digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-        info["calibration"] = {"texts": len(texts), "sha256": digest}
     else:
         quantize_dynamic(str(graph), str(final), **common)
 
