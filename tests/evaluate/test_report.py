@@ -133,6 +133,14 @@ def test_no_worse_section_when_every_variant_is_better() -> None:
     assert len(_table_rows(md)) == 2
 
 
+def test_a_size_equal_to_one_decimal_is_not_larger() -> None:
+    run = _run(
+        _variant("baseline", 10.0, 100.0, 90.87, {"accuracy": 90.0}),
+        _variant("exported", 5.0, 200.0, 90.94, {"accuracy": 90.0}),
+    )
+    assert verdicts(run) == []
+
+
 def test_perplexity_lower_is_better() -> None:
     run = _run(
         _variant("baseline", 10.0, 100.0, 100.0, {"perplexity": 20.0}, decode=50.0),

@@ -109,8 +109,8 @@ def verdicts(run: RunResult) -> list[str]:
                 f"{v.name} has lower batch throughput than the baseline "
                 f"({v.speed.throughput:.1f} vs {base.speed.throughput:.1f} items/s)."
             )
-        if base.size_mb and v.size_mb > base.size_mb:
-            out.append(f"{v.name} is larger on disk than the baseline ({v.size_mb:.2f} vs {base.size_mb:.2f} MB).")
+        if base.size_mb and round(v.size_mb, 1) > round(base.size_mb, 1):
+            out.append(f"{v.name} is larger on disk than the baseline ({v.size_mb:.1f} vs {base.size_mb:.1f} MB).")
         q, b = _quality(v, metric), _quality(base, metric)
         worse = q > b if metric in _LOWER_IS_BETTER else q < b
         if worse:
