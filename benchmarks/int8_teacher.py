@@ -21,7 +21,7 @@ import torch
 from infopt.compress.quantize import QuantConfig, config_from_name, quantize, sqnr
 from infopt.data import DataConfig, load_dataset, split_dataset
 from infopt.evaluate import interleaved_p50_ms, predict_logits
-from infopt.models import LoadedModel, load_model, save_model, weight_files
+from infopt.models import LoadedModel, load_model, save_model, weights_mb
 
 VARIANTS: dict[str, QuantConfig | None] = {
     "teacher (fp32 torch)": None,
@@ -49,17 +49,17 @@ def main() -> None:
     splits = split_dataset(load_dataset(DataConfig("rotten-tomatoes")), seed=0)
     teacher = load_model("minilm-l6-rt")
     calibration = splits.train.texts[:128]
+    folders = {name: out / name.replace(" ", "-") for name in VARIANTS}
     loaded: dict[str, LoadedModel] = {}
     for name, config in VARIANTS.items():
-        folder = out / name.replace(" ", "-")
-        save_model(teacher if config is None else quantize(teacher, config, calibration=calibration), folder)
-        loaded[name] = load_model(folder)
+        save_model(teacher if config is None else quantize(teacher, config, calibration=calibration), folders[name])
+        loaded[name] = load_model(folders[name])
         print(f"built {name}: {loaded[name].manifest.metrics.get('quantize', '')}", flush=True)
 
     logits = {name: {split: predict_logits(m, getattr(splits, split).texts) for split in ("test", "validation")}
               for name, m in loaded.items()}
     p50 = interleaved_p50_ms(loaded, splits.test.texts[:200], rounds=args.rounds)
-    sizes = {name: sum(f.stat().st_size for f in weight_files(out / name.replace(" ", "-"))) / 1e6 for name in loaded}
+    sizes = {name: weights_mb(folder) for name, folder in folders.items()}
     base = "teacher (fp32 torch)"
     ref = logits[base]
     acc = {n: {s: _accuracy(v[s], getattr(splits, s).labels) for s in v} for n, v in logits.items()}

@@ -13,7 +13,8 @@ import torch
 
 from infopt.compress.quantize import config_from_name, quantize, sqnr
 from infopt.data import DataConfig, load_dataset, split_dataset
-from infopt.models import LoadedModel, load_model
+from infopt.evaluate import predict_logits
+from infopt.models import load_model
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "all int8": (),
@@ -25,10 +26,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _logits(model: LoadedModel, texts: list[str]) -> torch.Tensor:
-    return torch.cat([model.predict(texts[i : i + 50]) for i in range(0, len(texts), 50)])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=400, help="validation reviews scored")
@@ -36,11 +33,11 @@ def main() -> None:
     splits = split_dataset(load_dataset(DataConfig("rotten-tomatoes")), seed=0)
     teacher = load_model("minilm-l6-rt")
     texts = splits.validation.texts[: args.texts]
-    ref = _logits(teacher, texts)
+    ref = predict_logits(teacher, texts)
     print(f"{'variant':<24} {'SQNR dB':>8} {'KL':>9} {'flips':>6} {'MB':>6}")
     for name, exclude in GROUPS.items():
         q = quantize(teacher, config_from_name("onnx-int8", exclude=exclude))
-        out = _logits(q, texts)
+        out = predict_logits(q, texts)
         kl = torch.nn.functional.kl_div(out.log_softmax(-1), ref.log_softmax(-1), log_target=True,
                                         reduction="batchmean")
         flips = int((out.argmax(-1) != ref.argmax(-1)).sum())

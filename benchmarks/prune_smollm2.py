@@ -20,7 +20,7 @@ import torch
 
 from infopt.compress.prune import MagnitudeConfig, PruneConfig, WandaConfig, prune
 from infopt.evaluate import perplexity
-from infopt.models import LoadedModel, load_model, save_model, weight_files
+from infopt.models import LoadedModel, load_model, save_model, weights_mb
 from infopt.optimize import OptimizeConfig, plan_evaluation
 
 VARIANTS: dict[str, PruneConfig | None] = {
@@ -67,7 +67,7 @@ def main() -> None:
             save_model(model, folder)
             print(f"built {name} in {time.perf_counter() - t0:.0f} s", flush=True)
         loaded[name] = load_model(folder)
-        sizes[name] = sum(f.stat().st_size for f in weight_files(folder)) / 1e6
+        sizes[name] = weights_mb(folder)
         ppl[name] = perplexity(loaded[name], plan.spec.texts, max_tokens=plan.spec.max_tokens)
         print(f"{name}: perplexity {ppl[name]['perplexity']:.2f}, {sizes[name]:.1f} MB", flush=True)
 

@@ -26,7 +26,7 @@ from infopt.compress.prune import MagnitudeConfig, PruneConfig, RecoveryConfig, 
 from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
 from infopt.evaluate import classification_quality, interleaved_p50_ms
-from infopt.models import LoadedModel, load_model, save_model, weight_files
+from infopt.models import LoadedModel, load_model, save_model, weights_mb
 
 INT8 = {"int8": "dynamic-int8-emb", "ort-int8": "onnx-int8"}
 STRUCTURED = ("structured", "structured-5L")
@@ -47,10 +47,6 @@ def _configs(structured_epochs: float, epochs: float) -> dict[str, PruneConfig]:
         "unstructured-50": MagnitudeConfig(sparsity=0.5, recovery=recovery),
         "unstructured-90": MagnitudeConfig(sparsity=0.9, steps=3, recovery=recovery),
     }
-
-
-def _size_mb(folder: Path) -> float:
-    return sum(f.stat().st_size for f in weight_files(folder)) / 1e6
 
 
 def _report(loaded: dict[str, LoadedModel], quality: dict[str, float], sizes: dict[str, float],
@@ -112,7 +108,7 @@ def main() -> None:
         for short, scheme in INT8.items():  # the pruned folder is read only when this variant is not saved yet
             build(f"{name}+{short}", functools.partial(quantized, name, scheme))
 
-    sizes = {name: _size_mb(folder(name)) for name in NAMES}
+    sizes = {name: weights_mb(folder(name)) for name in NAMES}
     quality: dict[str, float] = {}
     texts = splits.test.texts[:200]
     print(f"\nminilm-l6-rt pruning, Rotten Tomatoes test split ({len(splits.test)} texts); recovery "

@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 
 from infopt.compress.quantize import QUANT_SCHEMES, QuantConfig, config_from_name, quantize, sqnr
-from infopt.models import LoadedModel, load_model, save_model
-from infopt.models._manifest import WEIGHT_FILES
+from infopt.models import LoadedModel, load_model, save_model, weights_mb
 
 SENTENCE = "The film's quiet opening scenes slowly build into a moving story about family."
 EXTRA_ROWS = {  # variants measured beside the defaults, to show why the defaults are what they are
@@ -53,10 +52,6 @@ def _timed(fn: Callable[[], object], runs: int) -> list[float]:
         fn()
         out.append((time.perf_counter() - start) * 1e3)
     return out
-
-
-def _weights_mb(folder: Path) -> float:
-    return sum((folder / n).stat().st_size for n in WEIGHT_FILES if (folder / n).exists()) / 1e6
 
 
 def _quality(task: str, ref: torch.Tensor, out: torch.Tensor) -> str:
@@ -116,7 +111,7 @@ def main() -> None:
             folder = Path(tmp) / label.replace(" ", "_")
             save_model(model, folder)
             models[label] = model
-            info[label] = (build, _weights_mb(folder), _quality(base.task, reference, model.forward(many)))
+            info[label] = (build, weights_mb(folder), _quality(base.task, reference, model.forward(many)))
             print(f"  built {label} in {build:.1f} s", flush=True)
 
     def b1_call(m: LoadedModel) -> Callable[[], object]:

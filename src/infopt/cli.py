@@ -92,12 +92,6 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     print(f"saved {m.name} ({m.method}) to {args.output}, fingerprint {m.fingerprint}")
 
 
-def _weights_mb(folder: Path) -> float:
-    from infopt.models import weight_files
-
-    return sum(f.stat().st_size for f in weight_files(folder)) / 1e6
-
-
 def _parse_layers(text: str | None) -> int | tuple[int, ...] | None:
     """`2` -> 2 (a count); `4,5` or `5,` -> layer indices."""
     if text is None:
@@ -111,7 +105,7 @@ def _parse_layers(text: str | None) -> int | tuple[int, ...] | None:
 def cmd_prune(args: argparse.Namespace) -> None:
     from infopt.compress.prune import RecoveryConfig, config_from_name, prune
     from infopt.compress.prune._configs import parse_pattern
-    from infopt.models import BUNDLED_MODELS, bundled_path, load_model, save_model
+    from infopt.models import BUNDLED_MODELS, bundled_path, load_model, save_model, weights_mb
     from infopt.optimize import plan_evaluation
 
     layers = _parse_layers(args.layers)
@@ -137,7 +131,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
     saved = save_model(pruned, args.output)
     source = bundled_path(args.model) if args.model in BUNDLED_MODELS else Path(args.model)
     print(f"saved {saved.manifest.name} ({saved.manifest.method}, format {saved.manifest.format}) to {args.output}: "
-          f"{_weights_mb(Path(args.output)):.1f} MB of weights on disk (input: {_weights_mb(source):.1f} MB); "
+          f"{weights_mb(Path(args.output)):.1f} MB of weights on disk (input: {weights_mb(source):.1f} MB); "
           f"measure its latency and quality with: infopt bench --model {args.output}")
 
 

@@ -14,7 +14,7 @@ from infopt.errors import InfoptError
 from infopt.evaluate._quality import classification_quality, embedding_quality, perplexity
 from infopt.evaluate._results import VariantResult
 from infopt.evaluate._speed import measure_speed
-from infopt.models import LoadedModel, load_model, weight_files
+from infopt.models import LoadedModel, load_model, weights_mb
 
 __all__ = ["BenchConfig", "EvalSpec", "measure", "measure_variant"]
 
@@ -83,7 +83,7 @@ def measure(model: LoadedModel, spec: EvalSpec, bench: BenchConfig, path: Path |
         torch.set_num_threads(bench.threads)
     quality = _quality(model, spec)
     speed = measure_speed(model, spec.speed_texts or spec.texts[:64], bench.batch_size, spec.prompt)
-    size = sum(p.stat().st_size for p in weight_files(path)) / 1e6 if path else 0.0
+    size = weights_mb(path) if path else 0.0
     m = model.manifest
     return VariantResult(
         name=m.name,

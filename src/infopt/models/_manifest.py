@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-__all__ = ["MANIFEST_FILE", "WEIGHT_FILES", "Manifest", "Task", "fingerprint_folder", "weight_files"]
+__all__ = ["MANIFEST_FILE", "WEIGHT_FILES", "Manifest", "Task", "fingerprint_folder", "weight_files", "weights_mb"]
 
 Task = Literal["classification", "embedding", "causal-lm"]
 _TASKS: tuple[str, ...] = get_args(Task)
@@ -68,6 +68,11 @@ def weight_files(folder: Path) -> list[Path]:
     """The files that hold a model's weights (WEIGHT_FILES first, then shards and the like)."""
     extra = sorted({p.name for pattern in _OTHER_WEIGHTS for p in folder.glob(pattern)} - set(WEIGHT_FILES))
     return [folder / n for n in (*WEIGHT_FILES, *extra) if (folder / n).is_file()]
+
+
+def weights_mb(folder: Path) -> float:
+    """Megabytes (1e6 bytes) of the weight files in a model folder."""
+    return sum(p.stat().st_size for p in weight_files(folder)) / 1e6
 
 
 def fingerprint_folder(folder: Path) -> str:

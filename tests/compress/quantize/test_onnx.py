@@ -100,9 +100,10 @@ def test_smoothing_keeps_the_float32_model_exact(tiny_bert_classifier: LoadedMod
     names = ["bert.encoder.layer.0.intermediate.dense"]
     amax = input_absmax(model, calls, names)[names[0]]
     assert amax.shape == (32,) and bool((amax > 0).all())
-    chosen = smooth_linears(model, tiny_bert_classifier.tokenizer, texts, (0.5, 1.0), ("classifier",), 32)
-    assert len(chosen) == 13 and "classifier" not in chosen and set(chosen.values()) <= {None, 0.5, 1.0}
+    chosen = smooth_linears(model, tiny_bert_classifier.tokenizer, texts * 4, (0.75,), ("classifier",), 32)
+    assert len(chosen) == 13 and "classifier" not in chosen and set(chosen.values()) <= {None, 0.75}
     smoothed = [n for n, a in chosen.items() if a is not None]
+    assert smoothed  # measured: 10 of the 13 layers (with 4 texts or alphas 0.5 / 1.0 none are, and this would be void)
     assert all(isinstance(model.get_submodule(n), SmoothedLinear) for n in smoothed)
     enc = tiny_bert_classifier.tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -136,7 +137,7 @@ def test_smooth_int8(tiny_bert_classifier: LoadedModel, roundtrip, texts: list[s
     q = quantize(tiny_bert_classifier, config, calibration=texts * 4)
     ops = [node.op_type for node in onnx.load(str(q.model.path)).graph.node]
     assert "MatMulInteger" in ops and "Mul" in ops
-    assert sqnr(tiny_bert_classifier.predict(texts), q.predict(texts)) > 25.0  # measured 29.3 dB (onnx-int8: 29.2)
+    assert sqnr(tiny_bert_classifier.predict(texts), q.predict(texts)) > 25.0  # measured 30.9 dB (onnx-int8: 31.3)
     info = q.manifest.metrics["quantize"]
     assert info["calibration"]["texts"] == 16 and sum(info["smoothing"].values()) == 13
     assert q.manifest.recipe[-1]["config"]["calibration"] == []

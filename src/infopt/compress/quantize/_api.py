@@ -13,13 +13,13 @@ from torch import nn
 from infopt.compress._checks import require_torch_module
 from infopt.compress.quantize._configs import (
     QUANT_SCHEMES,
+    CalibratedInt8Config,
     DynamicInt8Config,
     OnnxFp32Config,
     QuantConfig,
     WeightInt8Config,
     config_from_dict,
     config_from_name,
-    uses_calibration,
 )
 from infopt.errors import InfoptError
 from infopt.models import LoadedModel
@@ -76,8 +76,8 @@ def quantize(model: LoadedModel, config: QuantConfig | str, *,
         new_model, info = _apply_torch(module, config)
         fmt = "torch-state"
     recorded = config
-    if uses_calibration(config):  # the texts stay out of the manifest; metrics has a hash
-        recorded = dataclasses.replace(config, calibration=())  # type: ignore[call-arg]
+    if isinstance(config, CalibratedInt8Config):  # the texts stay out of the manifest; metrics has a hash
+        recorded = dataclasses.replace(config, calibration=())
     manifest = dataclasses.replace(
         model.manifest,
         name=config.scheme,

@@ -11,6 +11,7 @@ from infopt.errors import InfoptError
 
 __all__ = [
     "QUANT_SCHEMES",
+    "CalibratedInt8Config",
     "DynamicInt8Config",
     "DynamicInt8EmbConfig",
     "OnnxBlockInt8Config",
@@ -188,7 +189,23 @@ class OnnxBlockInt8Config(OnnxFp32Config):
 
 
 @dataclass(frozen=True)
-class OnnxStaticInt8Config(OnnxInt8Config):
+class CalibratedInt8Config(OnnxInt8Config):
+    """The ONNX int8 schemes that run calibration texts through the model (no scheme of its own)."""
+
+    calibration: tuple[str, ...] = ()
+    """Typical inputs (or pass `calibration=` to `quantize`); the manifest records only their count and hash."""
+    max_length: int = 128
+    """Token limit for each calibration text."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "calibration", _as_str_tuple(self, "calibration", self.calibration))
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:
+            raise _bad(self, "max_length", self.max_length, "an integer >= 2")
+
+
+@dataclass(frozen=True)
+class OnnxStaticInt8Config(CalibratedInt8Config):
     """ONNX Runtime `quantize_static`: activation ranges fixed from calibration texts (uint8 x int8)."""
 
     scheme: ClassVar[str] = "onnx-static-int8"
@@ -197,23 +214,17 @@ class OnnxStaticInt8Config(OnnxInt8Config):
     """fnmatch patterns of module names kept in float32; by default the FFN down-projections (BERT's
     `*.output.dense` also matches the attention output), whose post-GELU inputs are too heavy-tailed
     for one fixed int8 range (MiniLM worst-case cosine 0.93 -> 0.995)."""
-    calibration: tuple[str, ...] = ()
-    """Texts run through the model to fix activation ranges (or pass `calibration=` to `quantize`);
-    the manifest records only their count and hash."""
     quant_format: str = "qoperator"
     """`qoperator` (QLinearMatMul etc.) or `qdq` (QuantizeLinear/DequantizeLinear pairs)."""
-    max_length: int = 128
-    """Token limit for each calibration text."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_calibration(self)
         if self.quant_format not in ONNX_FORMATS:
             raise _bad(self, "quant_format", self.quant_format, " or ".join(map(repr, ONNX_FORMATS)))
 
 
 @dataclass(frozen=True)
-class OnnxSmoothInt8Config(OnnxInt8Config):
+class OnnxSmoothInt8Config(CalibratedInt8Config):
     """`onnx-int8` after SmoothQuant: activation outlier channels scaled into the weights (calibration texts)."""
 
     scheme: ClassVar[str] = "onnx-smooth-int8"
@@ -221,15 +232,9 @@ class OnnxSmoothInt8Config(OnnxInt8Config):
     alphas: tuple[float, ...] = (0.5, 0.75, 0.85, 1.0)
     """Migration strengths tried, each in (0, 1]: how much of a channel's activation range moves into the weights.
     The one with the least simulated int8 error at the model's output on the calibration texts is used."""
-    calibration: tuple[str, ...] = ()
-    """Texts whose activation ranges set the scales (or pass `calibration=` to `quantize`); the manifest records
-    only their count and hash."""
-    max_length: int = 128
-    """Token limit for each calibration text."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_calibration(self)
         ok = not isinstance(self.alphas, str) and isinstance(self.alphas, Sequence) and len(self.alphas) > 0
         if not ok or not all(isinstance(a, int | float) and not isinstance(a, bool) and 0 < a <= 1
                              for a in self.alphas):
@@ -237,15 +242,9 @@ class OnnxSmoothInt8Config(OnnxInt8Config):
         object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
 
 
-def _check_calibration(config: OnnxStaticInt8Config | OnnxSmoothInt8Config) -> None:
-    object.__setattr__(config, "calibration", _as_str_tuple(config, "calibration", config.calibration))
-    if isinstance(config.max_length, bool) or not isinstance(config.max_length, int) or config.max_length < 2:
-        raise _bad(config, "max_length", config.max_length, "an integer >= 2")
-
-
 def uses_calibration(config: QuantConfig) -> bool:
     """The scheme reads calibration texts (from `quantize(..., calibration=)` or its `calibration` field)."""
-    return isinstance(config, OnnxStaticInt8Config | OnnxSmoothInt8Config)
+    return isinstance(config, CalibratedInt8Config)
 
 
 QUANT_SCHEMES: dict[str, QuantConfig] = {

@@ -25,12 +25,12 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from infopt.compress.quantize._configs import (
+    CalibratedInt8Config,
     OnnxBlockInt8Config,
     OnnxFp32Config,
     OnnxInt8Config,
     OnnxSmoothInt8Config,
     OnnxStaticInt8Config,
-    uses_calibration,
 )
 from infopt.compress.quantize._modules import excluded
 from infopt.errors import InfoptError
@@ -155,7 +155,7 @@ def _calibration_reader(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
 def apply_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, config: OnnxFp32Config,
                calibration: Sequence[str] = ()) -> tuple[OnnxModel, dict[str, Any]]:
     """Export (and quantize) into a fresh temp folder holding model.onnx and config.json."""
-    if isinstance(config, OnnxStaticInt8Config | OnnxSmoothInt8Config):
+    if isinstance(config, CalibratedInt8Config):
         calibration = list(calibration) or list(config.calibration)
         if not calibration:
             raise InfoptError(f"{config.scheme} needs calibration texts.",
@@ -182,7 +182,7 @@ def _build(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, conf
                                 weight_max=64 if config.reduce_range else 127)
         picked = list(chosen.values())
         info["smoothing"] = {"off" if a is None else str(a): picked.count(a) for a in (None, *config.alphas)}
-    if uses_calibration(config):
+    if isinstance(config, CalibratedInt8Config):
         digest = hashlib.sha256("\n".join(calibration).encode()).hexdigest()[:16]
         info["calibration"] = {"texts": len(calibration), "sha256": digest}
     export_onnx(model, tokenizer, task, raw, config.opset)
