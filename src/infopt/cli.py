@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from infopt.errors import InfoptError
+from infopt.errors import InfoptError, UserError
 
 __all__ = ["main"]
 
@@ -18,7 +18,7 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     if not args.data:
         if args.text_column or args.label_column:
-            raise InfoptError("--text-column / --label-column were given without --data.", "add --data FILE.")
+            raise UserError("--text-column / --label-column were given without --data.", "add --data FILE.")
         return None
     return DataConfig(args.data, args.text_column, args.label_column, args.limit, args.seed)
 
@@ -99,7 +99,7 @@ def _parse_layers(text: str | None) -> int | tuple[int, ...] | None:
     try:
         return int(text) if "," not in text else tuple(int(i) for i in text.split(",") if i.strip())
     except ValueError:
-        raise InfoptError(f"--layers {text!r} is neither a count nor indices.", "use e.g. 2, or 4,5.") from None
+        raise UserError(f"--layers {text!r} is neither a count nor indices.", "use e.g. 2, or 4,5.") from None
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         func(args)
     except InfoptError as e:
         print(f"infopt: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("infopt: interrupted", file=sys.stderr)
         return 130

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable
 from infopt.models import LoadedModel
 
 __all__ = ["require_torch_module"]
@@ -13,7 +13,7 @@ __all__ = ["require_torch_module"]
 def require_torch_module(model: LoadedModel, stage: str) -> None:
     """Refuse an ONNX (or other non-torch) model with a message naming `stage`."""
     if not isinstance(model.model, nn.Module):
-        raise InfoptError(
+        raise NotApplicable(
             f"{stage} needs a PyTorch model; this one is {type(model.model).__name__} "
             f"(format {model.manifest.format!r}).",
             f"{stage} the float32 model it was made from.",

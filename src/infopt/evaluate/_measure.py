@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 from infopt.evaluate._quality import classification_quality, embedding_quality, perplexity
 from infopt.evaluate._results import VariantResult
 from infopt.evaluate._speed import measure_speed
@@ -32,9 +32,9 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
-            raise InfoptError(f"threads={self.threads} is invalid.", "use --threads 1 or more.")
+            raise UserError(f"threads={self.threads} is invalid.", "use --threads 1 or more.")
         if self.batch_size < 1:
-            raise InfoptError(f"batch_size={self.batch_size} is invalid.", "use a batch size of 1 or more.")
+            raise UserError(f"batch_size={self.batch_size} is invalid.", "use a batch size of 1 or more.")
 
 
 @dataclass

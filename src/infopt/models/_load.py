@@ -15,7 +15,7 @@ from transformers import (
     PretrainedConfig,
 )
 
-from infopt.errors import InfoptError
+from infopt.errors import InfoptError, UserError
 from infopt.models._loaded import LoadedModel
 from infopt.models._manifest import MANIFEST_FILE, Manifest, Task, fingerprint_folder
 from infopt.models._onnx import OnnxModel
@@ -45,12 +45,12 @@ def _check_folder(path: Path) -> None:
     if not path.exists():
         from infopt.models._bundled import BUNDLED_MODELS
 
-        raise InfoptError(
+        raise UserError(
             f"Model {str(path)!r} is neither a bundled model nor an existing folder.",
             f"pass one of {', '.join(BUNDLED_MODELS)} or the path of a Hugging Face model folder.",
         )
     if not path.is_dir() or not (path / "config.json").exists():
-        raise InfoptError(
+        raise UserError(
             f"{path} is not a model folder (it has no config.json).",
             "pass a folder written by save_pretrained or by infopt.",
         )
@@ -61,7 +61,7 @@ def _manifest_for(path: Path, config: PretrainedConfig, name: str) -> Manifest:
         try:
             return Manifest.from_file(path / MANIFEST_FILE)
         except (ValueError, TypeError) as e:
-            raise InfoptError(f"{path / MANIFEST_FILE} is corrupt ({e}).", "delete it or re-save the model.") from None
+            raise UserError(f"{path / MANIFEST_FILE} is corrupt ({e}).", "delete it or re-save the model.") from None
     task = infer_task(config)
     id2label = sorted((int(i), str(label)) for i, label in (config.id2label or {}).items())
     labels = [label for _, label in id2label] if task == "classification" else []
@@ -78,7 +78,7 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
         config = AutoConfig.from_pretrained(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError) as e:
-        raise InfoptError(
+        raise UserError(
             f"{path} cannot be read as a model ({str(e).splitlines()[0]}).", "re-save the model folder."
         ) from None
     name = str(name_or_path) if str(name_or_path) in BUNDLED_MODELS else path.name
@@ -88,7 +88,7 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
     except InfoptError:
         raise
     except Exception as e:  # corrupt or truncated weight files surface as many exception types
-        raise InfoptError(
+        raise UserError(
             f"The weights in {path} cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}).",
             "re-save or re-download the model folder.",
         ) from None
@@ -101,7 +101,7 @@ def _load_weights(path: Path, config: PretrainedConfig, manifest: Manifest) -> o
     cls = auto_class(manifest.task)
     if manifest.format == "hf":
         if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-            raise InfoptError(f"{path} has a config.json but no weights.", "copy the model's weight files into it.")
+            raise UserError(f"{path} has a config.json but no weights.", "copy the model's weight files into it.")
         return cls.from_pretrained(path, dtype=torch.float32).eval()
     if manifest.format in ("torch-state", "sparse"):
         from infopt.compress import replay
@@ -115,4 +115,4 @@ def _load_weights(path: Path, config: PretrainedConfig, manifest: Manifest) -> o
             state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
         return model.eval()
-    raise InfoptError(f"{path} has an unknown format {manifest.format!r}.", "re-save it with this version of infopt.")
+    raise UserError(f"{path} has an unknown format {manifest.format!r}.", "re-save it with this version of infopt.")

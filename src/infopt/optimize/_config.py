@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infopt.data import DataConfig
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 from infopt.evaluate import BenchConfig
 
 __all__ = ["DEFAULT_MODEL", "OptimizeConfig"]
@@ -35,4 +35,4 @@ class OptimizeConfig:
 
     def __post_init__(self) -> None:
         if self.eval_limit is not None and self.eval_limit < 10:
-            raise InfoptError(f"eval_limit={self.eval_limit} is too small.", "use at least 10 examples.")
+            raise UserError(f"eval_limit={self.eval_limit} is too small.", "use at least 10 examples.")

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from infopt._atomic import atomic_dir
 from infopt.data import DataConfig, TextDataset, load_dataset, load_text_corpus, split_dataset
-from infopt.errors import InfoptError
+from infopt.errors import MissingDependency, NotApplicable, UserError
 from infopt.evaluate import EvalSpec, RunResult, VariantResult, embed, environment, measure_variant, write_report
 from infopt.models import LoadedModel, load_model, save_model
 from infopt.optimize._config import OptimizeConfig
@@ -40,7 +40,7 @@ class EvalPlan:
 def _default_data(model: LoadedModel) -> DataConfig:
     if source := model.manifest.trained_on():
         return DataConfig(source)
-    raise InfoptError(
+    raise UserError(
         f"Model {model.manifest.name} is a classifier and no labelled data was given.",
         "pass --data FILE --text-column NAME --label-column NAME.",
     )
@@ -52,7 +52,7 @@ def _align_labels(test: TextDataset, model: LoadedModel) -> TextDataset:
         remap = [model_labels.index(n) for n in names]
         return TextDataset(test.name, test.texts, [remap[y] for y in test.labels], model_labels)
     if model_labels and len(model_labels) != len(names):
-        raise InfoptError(
+        raise UserError(
             f"The model has {len(model_labels)} labels {model_labels} but the data has {len(names)}: {names}.",
             "give data with the model's labels, or a model trained on this data.",
         )
@@ -102,7 +102,7 @@ def _build_and_measure(
             save_model(variant, target)
         with console.status(f"measuring {cand.name}"):
             result = measure_variant(target, plan.spec, config.bench)
-    except InfoptError as e:
+    except (NotApplicable, MissingDependency) as e:
         console.print(f"[yellow]skipped {cand.name}: {e}[/yellow]")
         return None
     result.path = str(target.relative_to(folder))

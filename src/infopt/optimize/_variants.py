@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel
 
 __all__ = ["DEFAULT_SCHEMES", "DISTILL_VARIANTS", "PRUNE_VARIANTS", "Candidate", "candidates"]
@@ -59,7 +59,7 @@ def _prune_config(name: str, task: str) -> Any:
     from infopt.compress.prune import MagnitudeConfig, RecoveryConfig, StructuredConfig, WandaConfig
 
     if name not in PRUNE_VARIANTS:
-        raise InfoptError(f"Unknown pruning variant {name!r}.", f"use one of: {', '.join(PRUNE_VARIANTS)}.")
+        raise UserError(f"Unknown pruning variant {name!r}.", f"use one of: {', '.join(PRUNE_VARIANTS)}.")
     recovery = RecoveryConfig() if task == "classification" else None
     if name == "prune-structured":
         return StructuredConfig(heads=1 / 3, ffn=0.5, importance="taylor", calibration_size=512, recovery=recovery)
@@ -111,9 +111,9 @@ def _distillation(name: str, task: str) -> Candidate:
 
     layers = name.removeprefix("distill-l")
     if not layers.isdigit() or int(layers) < 1:
-        raise InfoptError(f"Unknown distillation variant {name!r}.", f"use one of: {', '.join(DISTILL_VARIANTS)}.")
+        raise UserError(f"Unknown distillation variant {name!r}.", f"use one of: {', '.join(DISTILL_VARIANTS)}.")
     if task not in ("classification", "causal-lm"):
-        raise InfoptError(f"{name}: distilled students are built for classifiers and causal LMs.", f"drop {name}.")
+        raise UserError(f"{name}: distilled students are built for classifiers and causal LMs.", f"drop {name}.")
     student = StudentConfig(num_layers=int(layers), name=name)
 
     def build(base: LoadedModel, calibration: list[str], train: TextDataset | None = None) -> LoadedModel:
@@ -123,7 +123,7 @@ def _distillation(name: str, task: str) -> Candidate:
             lm = FinetuneConfig(epochs=1.0, batch_size=4, lr=1e-4, max_length=128, seed=0)
             return distill(base, student, calibration, DistillConfig(train=lm, max_steps=150))
         if train is None:
-            raise InfoptError(f"{name} needs the labelled train split.", "run it from infopt optimize with labels.")
+            raise UserError(f"{name} needs the labelled train split.", "run it from infopt optimize with labels.")
         return distill(base, student, train, DistillConfig())
 
     about = DISTILL_VARIANTS.get(name, f"{layers}-layer student, distilled")
@@ -134,7 +134,7 @@ def candidates(task: str, schemes: tuple[str, ...] | None = None) -> list[Candid
     """Every variant that applies to `task`, or the named schemes (validated up front)."""
     names = schemes if schemes is not None else DEFAULT_SCHEMES[task]
     if task == "causal-lm" and any(n.startswith("onnx") for n in names):
-        raise InfoptError("The ONNX schemes apply to classifiers and embedders only.", "drop onnx-* for a causal LM.")
+        raise NotApplicable("The ONNX schemes apply to classifiers and embedders only.", "drop onnx-* for a causal LM.")
     built: dict[str, tuple[LoadedModel, LoadedModel]] = {}
     return [
         _pruning(n, task, built) if n.startswith("prune-")

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 
 __all__ = ["FinetuneConfig", "LossFn", "finetune", "length_grouped_batches"]
 
@@ -46,7 +46,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.warmup < 1:
-            raise InfoptError(f"Bad fine-tuning settings {self}.", "use epochs > 0, batch_size >= 1, lr > 0.")
+            raise UserError(f"Bad fine-tuning settings {self}.", "use epochs > 0, batch_size >= 1, lr > 0.")
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> Iterator[list[int]]:
@@ -85,7 +85,7 @@ def finetune(
     `loss_fn` the whole output object instead of the logits.
     """
     if len(data) == 0:
-        raise InfoptError("The training data is empty.", "give at least one labelled example.")
+        raise UserError("The training data is empty.", "give at least one labelled example.")
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     enc = tokenizer(data.texts, truncation=True, max_length=config.max_length)

@@ -11,7 +11,7 @@ from infopt.compress.distill._early_exit import self_distill
 from infopt.compress.distill._progressive import distill_chain
 from infopt.compress.distill._students import make_student
 from infopt.data import Splits, TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 from infopt.models import LoadedModel
 
 __all__ = ["distill"]
@@ -24,7 +24,7 @@ DataArg = TextDataset | Splits | Sequence[str]
 def _teachers(teacher: TeacherArg) -> list[LoadedModel]:
     teachers = [teacher] if isinstance(teacher, LoadedModel) else list(teacher)
     if not teachers:
-        raise InfoptError("No teacher was given.", "pass a teacher model (or a list of teachers).")
+        raise UserError("No teacher was given.", "pass a teacher model (or a list of teachers).")
     return teachers
 
 
@@ -33,7 +33,7 @@ def _holdout(data: TextDataset, seed: int, share: float = 0.1) -> tuple[TextData
     random.Random(seed).shuffle(order)
     n = max(1, round(len(order) * share))
     if len(order) - n < 1:
-        raise InfoptError(f"{len(data)} examples are too few to hold some out.", "give at least 2 examples.")
+        raise UserError(f"{len(data)} examples are too few to hold some out.", "give at least 2 examples.")
     return data.subset(order[n:]), data.subset(order[:n])
 
 
@@ -41,9 +41,9 @@ def _labelled(data: DataArg, what: str) -> TextDataset:
     if isinstance(data, Splits):
         data = data.train
     if not isinstance(data, TextDataset):
-        raise InfoptError(f"{what} needs labelled data (a TextDataset or Splits).", "load it with load_dataset.")
+        raise UserError(f"{what} needs labelled data (a TextDataset or Splits).", "load it with load_dataset.")
     if len(data) == 0:
-        raise InfoptError("The distillation data is empty.", "give at least one labelled example.")
+        raise UserError("The distillation data is empty.", "give at least one labelled example.")
     return data
 
 
@@ -65,16 +65,16 @@ def distill(
         texts = list(data.train.texts if isinstance(data, Splits) else data.texts if isinstance(data, TextDataset)
                      else data)
         if not texts:
-            raise InfoptError("The distillation corpus is empty.", "give some text.")
+            raise UserError("The distillation corpus is empty.", "give some text.")
         if len(teachers) > 1:
-            raise InfoptError("Causal-LM distillation takes one teacher.", "pass a single teacher.")
+            raise UserError("Causal-LM distillation takes one teacher.", "pass a single teacher.")
         if isinstance(student, Sequence):
-            raise InfoptError("Progressive distillation is for classifiers.", "pass a single causal-LM student.")
+            raise UserError("Progressive distillation is for classifiers.", "pass a single causal-LM student.")
         s = student if isinstance(student, LoadedModel) else make_student(teachers[0], student)
         return distill_causal(teachers[0], s, texts, config)
     if config.scheme == "self":
         if student is not None or len(teachers) > 1:
-            raise InfoptError(
+            raise UserError(
                 "Self-distillation makes an early-exit model of one teacher; no separate student is trained.",
                 "pass student=None and one teacher.",
             )
@@ -83,7 +83,7 @@ def distill(
         else:
             train, validation = _holdout(_labelled(data, "Self-distillation"), config.train.seed)
         if len(train) == 0:
-            raise InfoptError("The distillation data is empty.", "give at least one labelled example.")
+            raise UserError("The distillation data is empty.", "give at least one labelled example.")
         return self_distill(teachers[0], train, validation, config)
     train_data = _labelled(data, "Distilling a classifier")
     if student is None or isinstance(student, LoadedModel | StudentConfig):

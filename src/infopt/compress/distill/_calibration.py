@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 from infopt.models import LoadedModel
 
 __all__ = ["apply_temperature", "calibration_report", "expected_calibration_error", "fit_temperature"]
@@ -20,7 +20,7 @@ __all__ = ["apply_temperature", "calibration_report", "expected_calibration_erro
 def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
     """ECE in percent: sum over equal-width confidence bins of |accuracy - mean confidence| * share of examples."""
     if len(labels) == 0:
-        raise InfoptError("ECE of an empty set was asked for.", "give at least one example.")
+        raise UserError("ECE of an empty set was asked for.", "give at least one example.")
     probs = torch.softmax(logits.float(), -1)
     conf, pred = probs.max(-1)
     correct = (pred == labels).float()
@@ -55,7 +55,7 @@ def _classifier_layer(model: torch.nn.Module) -> torch.nn.Linear:
         layer = getattr(model, name, None)
         if isinstance(layer, torch.nn.Linear):
             return layer
-    raise InfoptError(
+    raise UserError(
         f"Cannot find the final classifier layer of {type(model).__name__}.",
         "temperature-scale a *ForSequenceClassification model.",
     )
@@ -64,7 +64,7 @@ def _classifier_layer(model: torch.nn.Module) -> torch.nn.Linear:
 def apply_temperature(model: LoadedModel, temperature: float) -> LoadedModel:
     """A copy whose logits are divided by `temperature` (folded into the classifier weights; argmax unchanged)."""
     if not (math.isfinite(temperature) and temperature > 0):
-        raise InfoptError(f"Temperature {temperature} is not > 0.", "fit it with fit_temperature.")
+        raise UserError(f"Temperature {temperature} is not > 0.", "fit it with fit_temperature.")
     inner = copy.deepcopy(model.model)
     layer = _classifier_layer(getattr(inner, "base", inner))  # an early-exit model scales its final classifier
     with torch.no_grad():

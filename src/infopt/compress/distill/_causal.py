@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from infopt.compress.distill._cache import model_fingerprint
 from infopt.compress.distill._configs import DistillConfig
 from infopt.compress.distill._loss import response_kd_loss
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel
 
 __all__ = ["distill_causal", "token_blocks"]
@@ -40,13 +40,13 @@ def token_blocks(model: LoadedModel, texts: list[str], block: int, count: int, s
 def _check(teacher: LoadedModel, student: LoadedModel) -> None:
     for m, role in ((teacher, "teacher"), (student, "student")):
         if m.task != "causal-lm" or not isinstance(m.model, torch.nn.Module):
-            raise InfoptError(
+            raise UserError(
                 f"The {role} {m.manifest.name} is not a PyTorch causal LM ({m.task}).",
                 "distil causal LMs into causal LMs.",
             )
     tv, sv = teacher.model.config.vocab_size, student.model.config.vocab_size
     if tv != sv or teacher.tokenizer.get_vocab() != student.tokenizer.get_vocab():
-        raise InfoptError(
+        raise UserError(
             f"Teacher and student have different vocabularies ({tv} vs {sv} tokens).",
             "token-level distillation needs a student with the teacher's tokenizer (e.g. one cut from its layers).",
         )
@@ -61,11 +61,11 @@ def distill_causal(
     steps (else `train.epochs` passes over the blocks the texts give). Loss per token: response_kd_loss.
     """
     if config.scheme != "offline":
-        raise InfoptError(
+        raise NotApplicable(
             f"The {config.scheme} scheme is not available for causal LMs.", "use the default offline scheme."
         )
     if not texts:
-        raise InfoptError("The distillation corpus is empty.", "give some text.")
+        raise UserError("The distillation corpus is empty.", "give some text.")
     _check(teacher, student)
     tc = config.train
     bs, block = tc.batch_size, tc.max_length
@@ -76,7 +76,7 @@ def distill_causal(
         blocks = token_blocks(teacher, texts, block, 10**9, tc.seed)
         steps = max(1, round(math.ceil(len(blocks) / bs) * tc.epochs))
     if len(blocks) == 0:
-        raise InfoptError(f"The corpus has fewer than {block} tokens.", "give more text or a shorter max_length.")
+        raise UserError(f"The corpus has fewer than {block} tokens.", "give more text or a shorter max_length.")
     torch.manual_seed(tc.seed)
     params = [p for p in student.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)

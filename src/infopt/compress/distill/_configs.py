@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from infopt.compress.distill._loss import check_alpha, check_temperature
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 from infopt.train import FinetuneConfig
 
 __all__ = ["SCHEMES", "STUDENT_INITS", "DistillConfig", "EarlyExitConfig", "Scheme", "StudentConfig", "StudentInit"]
@@ -23,7 +23,7 @@ DISTILL_TRAIN = FinetuneConfig(epochs=1.0, batch_size=32, lr=1e-4, max_length=64
 
 def _weight(name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-        raise InfoptError(f"The {name} weight must be a finite number >= 0, got {value!r}.", f"pass {name}=0 or more.")
+        raise UserError(f"The {name} weight must be a finite number >= 0, got {value!r}.", f"pass {name}=0 or more.")
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,15 @@ class EarlyExitConfig:
 
     def __post_init__(self) -> None:
         if self.exit_layers is not None and (not self.exit_layers or any(i < 1 for i in self.exit_layers)):
-            raise InfoptError(f"Bad exit layers {self.exit_layers}.", "give 1-based layer numbers, e.g. (1, 2, 3).")
+            raise UserError(f"Bad exit layers {self.exit_layers}.", "give 1-based layer numbers, e.g. (1, 2, 3).")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
-            raise InfoptError(f"Exit threshold {self.threshold} is not in (0, 1].", "pass e.g. 0.9, or None.")
+            raise UserError(f"Exit threshold {self.threshold} is not in (0, 1].", "pass e.g. 0.9, or None.")
         if not (math.isfinite(self.max_drop) and self.max_drop >= 0):
-            raise InfoptError(f"max_drop={self.max_drop} is invalid.", "allow 0 or more accuracy points.")
+            raise UserError(f"max_drop={self.max_drop} is invalid.", "allow 0 or more accuracy points.")
         if not 0.5 <= self.confidence < 1.0:
-            raise InfoptError(f"confidence={self.confidence} is not in [0.5, 1).", "use e.g. 0.95 (0.5: no margin).")
+            raise UserError(f"confidence={self.confidence} is not in [0.5, 1).", "use e.g. 0.95 (0.5: no margin).")
         if self.head_epochs <= 0 or self.head_lr <= 0:
-            raise InfoptError("Exit-head training needs head_epochs > 0 and head_lr > 0.", "use positive values.")
+            raise UserError("Exit-head training needs head_epochs > 0 and head_lr > 0.", "use positive values.")
 
 
 @dataclass(frozen=True)
@@ -94,16 +94,16 @@ class DistillConfig:
         for name in ("feature", "relation", "attention"):
             _weight(name, getattr(self, name))
         if self.scheme not in SCHEMES:
-            raise InfoptError(f"Unknown distillation scheme {self.scheme!r}.", f"use one of {', '.join(SCHEMES)}.")
+            raise UserError(f"Unknown distillation scheme {self.scheme!r}.", f"use one of {', '.join(SCHEMES)}.")
         if self.layer_map is not None and (not self.layer_map or any(j < 1 for j in self.layer_map)):
-            raise InfoptError(f"Bad layer map {self.layer_map}.", "give one 1-based teacher layer per student layer.")
+            raise UserError(f"Bad layer map {self.layer_map}.", "give one 1-based teacher layer per student layer.")
         if self.teacher_weights is not None:
             for w in self.teacher_weights:
                 _weight("teacher", w)
             if sum(self.teacher_weights) <= 0:
-                raise InfoptError("The teacher weights sum to 0.", "give at least one positive teacher weight.")
+                raise UserError("The teacher weights sum to 0.", "give at least one positive teacher weight.")
         if self.max_steps is not None and self.max_steps < 1:
-            raise InfoptError(f"max_steps={self.max_steps} is invalid.", "use 1 or more steps, or None.")
+            raise UserError(f"max_steps={self.max_steps} is invalid.", "use 1 or more steps, or None.")
 
     @property
     def uses_teacher(self) -> bool:
@@ -129,10 +129,10 @@ class StudentConfig:
 
     def __post_init__(self) -> None:
         if self.init not in STUDENT_INITS:
-            raise InfoptError(f"Unknown student init {self.init!r}.", f"use one of {', '.join(STUDENT_INITS)}.")
+            raise UserError(f"Unknown student init {self.init!r}.", f"use one of {', '.join(STUDENT_INITS)}.")
         if self.layers is not None and (not self.layers or any(i < 0 for i in self.layers)):
-            raise InfoptError(f"Bad student layers {self.layers}.", "give 0-based teacher layer numbers.")
+            raise UserError(f"Bad student layers {self.layers}.", "give 0-based teacher layer numbers.")
         if self.layers is not None and len(set(self.layers)) != len(self.layers):
-            raise InfoptError(f"Student layers {self.layers} repeat a layer.", "give each teacher layer once.")
+            raise UserError(f"Student layers {self.layers} repeat a layer.", "give each teacher layer once.")
         if self.num_layers is not None and self.num_layers < 1:
-            raise InfoptError(f"num_layers={self.num_layers} is invalid.", "use 1 or more layers.")
+            raise UserError(f"num_layers={self.num_layers} is invalid.", "use 1 or more layers.")

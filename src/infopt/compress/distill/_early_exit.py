@@ -30,7 +30,7 @@ from infopt.compress.distill._kinds import masked_mean
 from infopt.compress.distill._loss import response_kd_loss
 from infopt.compress.distill._multi import align_data, label_names
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel, load_model, write_model
 from infopt.train import finetune
 
@@ -64,7 +64,7 @@ class ExitHead(torch.nn.Module):
 def _encoder_parts(base: Any) -> tuple[Any, Any]:
     bert = getattr(base, "bert", None)
     if bert is None or not hasattr(bert, "encoder") or not hasattr(base, "classifier"):
-        raise InfoptError(
+        raise NotApplicable(
             f"Early exit supports BERT-style classifiers, not {type(base).__name__}.",
             "self-distil a *ForSequenceClassification model with a .bert encoder (e.g. minilm-l6-rt).",
         )
@@ -152,7 +152,7 @@ def _exit_layers(total: int, config: EarlyExitConfig) -> tuple[int, ...]:
     layers = config.exit_layers or tuple(range(1, total))
     bad = [k for k in layers if not 1 <= k < total]
     if bad:
-        raise InfoptError(f"Exit layers {bad} are not inside a {total}-layer model.", f"use layers 1..{total - 1}.")
+        raise UserError(f"Exit layers {bad} are not inside a {total}-layer model.", f"use layers 1..{total - 1}.")
     return tuple(sorted(set(layers)))
 
 
@@ -288,7 +288,7 @@ def self_distill(
     original model; the threshold is chosen on `validation` unless given.
     """
     if len(train) == 0 or len(validation) == 0:
-        raise InfoptError("Self-distillation needs training and validation examples.", "give more labelled data.")
+        raise UserError("Self-distillation needs training and validation examples.", "give more labelled data.")
     ee_cfg = config.early_exit
     base = model.model
     _encoder_parts(base)
@@ -339,7 +339,7 @@ def save_early_exit(model: LoadedModel, folder: str | Path) -> LoadedModel:
     """Write the backbone as a Hugging Face folder plus the exit heads in `exits.safetensors`, atomically."""
     ee = model.model
     if not isinstance(ee, EarlyExitClassifier):
-        raise InfoptError("save_early_exit got a model without exit heads.", "save it with save_model instead.")
+        raise UserError("save_early_exit got a model without exit heads.", "save it with save_model instead.")
     with atomic_dir(folder) as tmp:
         save_file({k: v.contiguous() for k, v in ee.heads.state_dict().items()}, tmp / EXITS_FILE)
         manifest = write_model(LoadedModel(ee.base, model.tokenizer, model.manifest), tmp)
@@ -359,12 +359,12 @@ def load_early_exit(path: str | Path) -> LoadedModel:
     recipe = _exit_recipe(loaded)
     exits = Path(path) / EXITS_FILE
     if recipe is None or not exits.is_file():
-        raise InfoptError(f"{path} holds no early-exit model (no {EXITS_FILE} or recipe).", "load it with load_model.")
+        raise UserError(f"{path} holds no early-exit model (no {EXITS_FILE} or recipe).", "load it with load_model.")
     layers = tuple(int(k) for k in recipe["exit_layers"])
     heads = _new_heads(loaded.model.config.hidden_size, loaded.model.config.num_labels, layers, 0)
     try:
         heads.load_state_dict(load_file(exits), strict=True)
     except Exception as e:
-        raise InfoptError(f"{exits} cannot be loaded ({type(e).__name__}).", "re-save the early-exit model.") from None
+        raise UserError(f"{exits} cannot be loaded ({type(e).__name__}).", "re-save the early-exit model.") from None
     ee = EarlyExitClassifier(loaded.model, layers, float(recipe["threshold"]), heads).eval()
     return LoadedModel(ee, loaded.tokenizer, loaded.manifest)

@@ -14,7 +14,7 @@ from infopt.compress.distill._configs import DistillConfig, StudentConfig
 from infopt.compress.distill._early_exit import EarlyExitClassifier, save_early_exit
 from infopt.compress.distill._students import make_student
 from infopt.data import DataConfig, Splits, load_dataset, load_text_corpus, split_dataset
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 from infopt.models import LoadedModel, load_model, save_model
 
 __all__ = ["DistillJob", "parse_student", "run_distill_job"]
@@ -31,12 +31,12 @@ def parse_student(spec: str) -> StudentConfig | str:
         try:
             layers = tuple(int(x) for x in spec.removeprefix("layers=").split(",") if x.strip())
         except ValueError:
-            raise InfoptError(f"Bad student spec {spec!r}.", "write it like layers=0,2,5.") from None
+            raise UserError(f"Bad student spec {spec!r}.", "write it like layers=0,2,5.") from None
         return StudentConfig(layers=layers)
     if spec == "random" or spec.startswith("random:"):
         n = spec.partition(":")[2]
         if n and not n.isdigit():
-            raise InfoptError(f"Bad student spec {spec!r}.", "write it like random:3.")
+            raise UserError(f"Bad student spec {spec!r}.", "write it like random:3.")
         return StudentConfig(init="random", num_layers=int(n) if n else None)
     return spec
 
@@ -66,7 +66,7 @@ class DistillJob:
 def _default_data(teacher: LoadedModel) -> DataConfig:
     if source := teacher.manifest.trained_on():
         return DataConfig(source)
-    raise InfoptError(
+    raise UserError(
         f"Teacher {teacher.manifest.name} does not say which data it was trained on.",
         "pass --data FILE --text-column NAME --label-column NAME.",
     )
@@ -122,7 +122,7 @@ def _causal(job: DistillJob, teacher: LoadedModel) -> dict[str, Any]:
     random.Random(job.data.seed if job.data else 0).shuffle(corpus)
     held_out, train = corpus[: max(1, len(corpus) // 10)], corpus[len(corpus) // 10 :]
     if not train:
-        raise InfoptError(f"Corpus {source} is too small to hold text out.", "give a larger corpus.")
+        raise UserError(f"Corpus {source} is too small to hold text out.", "give a larger corpus.")
     student_arg = _student_arg(job.student, teacher)
     student = student_arg if isinstance(student_arg, LoadedModel) else make_student(teacher, student_arg)
     tokens = 256 * job.eval_blocks
@@ -147,12 +147,12 @@ def run_distill_job(job: DistillJob) -> dict[str, Any]:
     teachers = [load_model(t) for t in (job.teacher, *job.extra_teachers)]
     if teachers[0].task == "causal-lm":
         if len(teachers) > 1 or job.assistant:
-            raise InfoptError(
+            raise UserError(
                 "Causal-LM distillation takes one teacher and no assistant.", "drop --teachers / --assistant."
             )
         return _causal(job, teachers[0])
     if teachers[0].task != "classification":
-        raise InfoptError(
+        raise UserError(
             f"Teacher {teachers[0].manifest.name} is an {teachers[0].task} model.",
             "distil a classifier or a causal LM.",
         )

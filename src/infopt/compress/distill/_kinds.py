@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 
 __all__ = [
     "attention_loss",
@@ -54,7 +54,7 @@ def feature_loss(
 ) -> torch.Tensor:
     """Mean over mapped layers of MSE(projection(student features), teacher features); features [B, D]."""
     if not (len(student) == len(teacher) == len(maps)) or not student:
-        raise InfoptError(
+        raise UserError(
             "Feature distillation got mismatched layer lists.", "give one teacher layer per student layer."
         )
     terms = [F.mse_loss(p(s.float()), t.float().detach()) for s, t, p in zip(student, teacher, maps, strict=True)]
@@ -79,7 +79,7 @@ def relation_loss(student: torch.Tensor, teacher: torch.Tensor, angle_weight: fl
     Pairwise distances are divided by their mean, so student and teacher may differ in width and scale.
     """
     if student.shape[0] != teacher.shape[0]:
-        raise InfoptError("Relation distillation got batches of different sizes.", "pass the same examples.")
+        raise UserError("Relation distillation got batches of different sizes.", "pass the same examples.")
     if student.shape[0] < 2:
         return student.sum() * 0.0
     s, t = student.float(), teacher.float().detach()
@@ -99,7 +99,7 @@ def attention_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Ten
     Rows of both maps are attention distributions over keys (padding keys carry ~0 probability).
     """
     if student.shape != teacher.shape:
-        raise InfoptError(
+        raise UserError(
             f"Attention maps differ in shape: student {tuple(student.shape)}, teacher {tuple(teacher.shape)}.",
             "attention transfer needs the same tokenizer for teacher and student.",
         )

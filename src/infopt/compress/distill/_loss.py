@@ -7,13 +7,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 
 
 def check_temperature(temperature: float) -> None:
     """Raise InfoptError unless temperature is a finite number > 0."""
     if not (isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0):
-        raise InfoptError(
+        raise UserError(
             f"Distillation temperature must be > 0, got {temperature!r}.",
             "pass a positive temperature such as 4.0 (1.0 means no softening).",
         )
@@ -22,7 +22,7 @@ def check_temperature(temperature: float) -> None:
 def check_alpha(alpha: float, name: str = "alpha") -> None:
     """Raise InfoptError unless alpha is a finite number in [0, 1]."""
     if not (isinstance(alpha, int | float) and math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
-        raise InfoptError(
+        raise UserError(
             f"Distillation {name} must be in [0, 1], got {alpha!r}.",
             f"pass {name} between 0 (hard labels only) and 1 (soft targets only), e.g. 0.5.",
         )
@@ -32,7 +32,7 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     """T^2 * KL(P_T || P_S) with P = softmax(z / T), batch-mean over rows (all leading dims flattened)."""
     check_temperature(temperature)
     if student_logits.shape != teacher_logits.shape:
-        raise InfoptError(
+        raise UserError(
             f"Student logits {tuple(student_logits.shape)} and teacher logits "
             f"{tuple(teacher_logits.shape)} differ in shape.",
             "distil between models with the same label set (same num_labels / vocabulary).",
@@ -63,7 +63,7 @@ def response_kd_loss(
     loss = alpha * soft_kl(student_logits, teacher_logits, temperature) if alpha > 0 else None
     if alpha < 1:
         if labels is None:
-            raise InfoptError(
+            raise UserError(
                 "response_kd_loss got no labels but alpha < 1 needs the hard-label term.",
                 "pass labels, or alpha=1.0 for soft targets only.",
             )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 from infopt.models import LoadedModel
 
 __all__ = ["align_data", "column_order", "label_names", "mix_soft_targets", "normalised_weights"]
@@ -25,7 +25,7 @@ def label_names(model: LoadedModel) -> list[str]:
 def column_order(source: list[str], target: list[str], what: str) -> list[int]:
     """Indices that reorder columns labelled `source` into the order `target`; InfoptError if the sets differ."""
     if sorted(source) != sorted(target) or len(set(source)) != len(source):
-        raise InfoptError(
+        raise UserError(
             f"{what} have different label sets: {source} vs {target}.",
             "distil between classifiers of the same classes (same names), or build the student with make_student.",
         )
@@ -45,7 +45,7 @@ def normalised_weights(weights: Sequence[float] | None, count: int) -> list[floa
     if weights is None:
         return [1.0 / count] * count
     if len(weights) != count:
-        raise InfoptError(
+        raise UserError(
             f"{len(weights)} teacher weights were given for {count} teachers.", "give one weight per teacher."
         )
     total = float(sum(weights))

@@ -9,7 +9,7 @@ from infopt.compress.distill._configs import DistillConfig, StudentConfig
 from infopt.compress.distill._students import make_student
 from infopt.compress.distill._train import distill_classifier
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 from infopt.models import LoadedModel
 
 __all__ = ["distill_chain"]
@@ -27,9 +27,9 @@ def distill_chain(
     every stage's model, the final student last. The layer map of `config`, if any, applies to the last stage.
     """
     if not chain:
-        raise InfoptError("The progressive chain is empty.", "give at least one student.")
+        raise UserError("The progressive chain is empty.", "give at least one student.")
     if config.scheme == "online" and len(chain) > 1:
-        raise InfoptError("Progressive distillation runs offline.", "use scheme='offline' for a chain.")
+        raise UserError("Progressive distillation runs offline.", "use scheme='offline' for a chain.")
     previous: Sequence[LoadedModel] = teachers
     out: list[LoadedModel] = []
     for k, stage in enumerate(chain):

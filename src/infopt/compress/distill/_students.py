@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from infopt.compress.distill._configs import StudentConfig
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel, Manifest, auto_class, load_model
 
 __all__ = ["cut_layers", "evenly_spaced", "layer_list", "make_student", "num_layers", "student_layers"]
@@ -29,7 +29,7 @@ def _layer_path(model: torch.nn.Module) -> str:
     for path in _LAYER_PATHS:
         if isinstance(_get(model, path), torch.nn.ModuleList):
             return path
-    raise InfoptError(
+    raise UserError(
         f"Cannot find the transformer layers of {type(model).__name__}.",
         "distil a BERT-like encoder or a Llama-like causal LM, or give a ready-made student model.",
     )
@@ -49,7 +49,7 @@ def num_layers(model: torch.nn.Module) -> int:
 def evenly_spaced(total: int, keep: int) -> tuple[int, ...]:
     """`keep` of `total` layers (0-based), evenly spaced, always the first and the last: 6 -> 3 gives (0, 2, 5)."""
     if not 1 <= keep <= total:
-        raise InfoptError(f"Cannot keep {keep} of {total} layers.", f"keep between 1 and {total} layers.")
+        raise UserError(f"Cannot keep {keep} of {total} layers.", f"keep between 1 and {total} layers.")
     if keep == 1:
         return (total - 1,)
     return tuple(round(i * (total - 1) / (keep - 1)) for i in range(keep))
@@ -60,7 +60,7 @@ def cut_layers(model: torch.nn.Module, keep: tuple[int, ...]) -> torch.nn.Module
     total = num_layers(model)
     bad = [i for i in keep if not 0 <= i < total]
     if bad or not keep:
-        raise InfoptError(f"Layers {bad or keep} do not exist in a {total}-layer model.", f"use 0..{total - 1}.")
+        raise UserError(f"Layers {bad or keep} do not exist in a {total}-layer model.", f"use 0..{total - 1}.")
     path = _layer_path(model)
     # One deepcopy of the whole model keeps every module pointing at the same (copied) config object.
     student = copy.deepcopy(model)
@@ -91,7 +91,7 @@ def _from_pretrained(teacher: LoadedModel, config: StudentConfig) -> tuple[torch
     base = load_model(config.pretrained)
     if base.task == "causal-lm" or teacher.task == "causal-lm":
         if base.task != teacher.task:
-            raise InfoptError(
+            raise UserError(
                 f"The pretrained student {config.pretrained} is a {base.task} model, the teacher a {teacher.task}.",
                 "start from a pretrained model of the same task.",
             )
@@ -119,7 +119,7 @@ def _folder_of(name_or_path: str) -> str:
 def make_student(teacher: LoadedModel, config: StudentConfig | None = None) -> LoadedModel:
     """An untrained student for `teacher` (classifier or causal LM), with the teacher's labels and a manifest."""
     if not isinstance(teacher.model, torch.nn.Module):
-        raise InfoptError("The teacher is not a PyTorch model (ONNX?).", "distil from the PyTorch teacher.")
+        raise NotApplicable("The teacher is not a PyTorch model (ONNX?).", "distil from the PyTorch teacher.")
     config = config or StudentConfig()
     total = num_layers(teacher.model)
     recipe: dict[str, Any] = {"init": config.init}

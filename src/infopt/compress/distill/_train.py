@@ -25,7 +25,7 @@ from infopt.compress.distill._multi import align_data, column_order, label_names
 from infopt.compress.distill._online import OnlineTeacher
 from infopt.compress.distill._students import num_layers, student_layers
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel
 from infopt.train import finetune
 
@@ -43,7 +43,7 @@ def layer_map_for(student: LoadedModel, teacher: LoadedModel, config: DistillCon
     else:
         mapping = uniform_layer_map(ls, lt)
     if len(mapping) != ls or max(mapping) > lt:
-        raise InfoptError(
+        raise UserError(
             f"Layer map {mapping} does not fit a {ls}-layer student and a {lt}-layer teacher.",
             f"give {ls} teacher layers between 1 and {lt}.",
         )
@@ -68,12 +68,12 @@ def _lengths(model: LoadedModel, texts: list[str], max_length: int) -> list[int]
 def _check_classifiers(teachers: Sequence[LoadedModel], student: LoadedModel) -> None:
     for m, role in [*((t, "teacher") for t in teachers), (student, "student")]:
         if m.task != "classification":
-            raise InfoptError(
+            raise UserError(
                 f"The {role} {m.manifest.name} is a {m.task} model, not a classifier.",
                 "distil classifiers into classifiers (causal LMs into causal LMs).",
             )
         if not isinstance(m.model, torch.nn.Module):
-            raise InfoptError(f"The {role} {m.manifest.name} is not a PyTorch model.", "use the PyTorch model.")
+            raise NotApplicable(f"The {role} {m.manifest.name} is not a PyTorch model.", "use the PyTorch model.")
 
 
 def _set_attn(model: Any, impl: str | None) -> str | None:
@@ -94,18 +94,18 @@ def distill_classifier(
     (the teacher passed in is never modified).
     """
     if len(data) == 0:
-        raise InfoptError("The distillation data is empty.", "give at least one labelled example.")
+        raise UserError("The distillation data is empty.", "give at least one labelled example.")
     if not teachers:
-        raise InfoptError("No teacher was given.", "pass a teacher model.")
+        raise UserError("No teacher was given.", "pass a teacher model.")
     _check_classifiers(teachers, student)
     s_labels = label_names(student)
     if not s_labels:
-        raise InfoptError(f"The student {student.manifest.name} has no class names.", "build it with make_student.")
+        raise UserError(f"The student {student.manifest.name} has no class names.", "build it with make_student.")
     columns = [column_order(label_names(t), s_labels, f"Teacher {t.manifest.name} and the student") for t in teachers]
     data = align_data(data, s_labels)
     online = config.scheme == "online"
     if online and len(teachers) > 1:
-        raise InfoptError("Online distillation takes one teacher.", "use the offline scheme for several teachers.")
+        raise UserError("Online distillation takes one teacher.", "use the offline scheme for several teachers.")
     weights = normalised_weights(config.teacher_weights, len(teachers))
     primary = teachers[0]
     tcfg = config.train
@@ -118,7 +118,7 @@ def distill_classifier(
     attention_layers = tuple(sorted(set(mapping))) if config.attention else ()
     s_len = _lengths(student, data.texts, tcfg.max_length)
     if config.attention and _lengths(primary, data.texts, tcfg.max_length) != s_len:
-        raise InfoptError(
+        raise UserError(
             "Attention transfer needs teacher and student to split texts into the same tokens.",
             "use a student with the teacher's tokenizer, or set attention=0.",
         )
@@ -146,7 +146,7 @@ def distill_classifier(
 
     left = student.tokenizer.padding_side == "left"
     if config.attention and left:
-        raise InfoptError("Attention transfer assumes right padding.", "set the tokenizer's padding_side='right'.")
+        raise UserError("Attention transfer assumes right padding.", "set the tokenizer's padding_side='right'.")
     s_depth = num_layers(student.model)
 
     def loss_fn(out: Any, labels: torch.Tensor, idx: list[int]) -> torch.Tensor:

@@ -16,7 +16,7 @@ from infopt.compress.prune._recovery import recover
 from infopt.compress.prune._structured import plan_counts, prune_structured
 from infopt.compress.prune._unstructured import prune_unstructured
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable
 from infopt.models import LoadedModel, auto_class
 
 __all__ = ["prune"]
@@ -28,7 +28,7 @@ def _check(model: LoadedModel, config: PruneConfig) -> None:
     require_torch_module(model, "prune")
     quantized = [s for s in model.manifest.recipe if s.get("stage") == "quantize"]
     if quantized:
-        raise InfoptError("The model is quantized; pruning works on float weights.",
+        raise NotApplicable("The model is quantized; pruning works on float weights.",
                           "prune the float32 model first, then quantize the pruned one.")
     if isinstance(config, StructuredConfig):
         plan_counts(model.model, config)  # fail fast, before any calibration or copying
@@ -42,8 +42,7 @@ def _check_shapes(module: nn.Module, task: str) -> None:
     actual = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     if actual != expected:
         wrong = sorted(k for k in actual.keys() | expected.keys() if actual.get(k) != expected.get(k))
-        raise InfoptError(f"The pruned model's tensors do not match its config ({wrong[:3]}).",
-                          "report this as a bug in infopt.compress.prune.")
+        raise RuntimeError(f"bug in infopt.compress.prune: the pruned tensors do not match the config ({wrong[:3]})")
 
 
 def prune(

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 
 __all__ = ["keep_masks", "prunable_linears", "text_batches"]
 
@@ -28,7 +28,7 @@ def prunable_linears(model: nn.Module, exclude: Sequence[str] = ()) -> dict[str,
         and not any(fnmatch.fnmatch(name, p) for p in exclude)
     }
     if not found:
-        raise InfoptError(
+        raise UserError(
             f"{type(model).__name__} has no Linear layers inside numbered transformer blocks to prune"
             + (f" (after excluding {', '.join(exclude)})." if exclude else "."),
             "prune a transformers model whose blocks are a ModuleList (e.g. BERT, Llama), or loosen `exclude`.",

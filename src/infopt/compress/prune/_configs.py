@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 
 __all__ = [
     "PRUNE_METHODS",
@@ -25,8 +25,8 @@ SCOPES = ("layer", "row", "global")
 IMPORTANCES = ("magnitude", "taylor")
 
 
-def _bad(owner: object, field: str, value: object, allowed: str) -> InfoptError:
-    return InfoptError(
+def _bad(owner: object, field: str, value: object, allowed: str) -> UserError:
+    return UserError(
         f"{type(owner).__name__}.{field} is {value!r}, which is not allowed.", f"pass {field}= {allowed}."
     )
 
@@ -65,7 +65,7 @@ def parse_pattern(pattern: str) -> tuple[int, int]:
     except ValueError:
         n, m = 0, 0
     if not 0 < n < m:
-        raise InfoptError(f"Sparsity pattern {pattern!r} is not of the form N:M with 0 < N < M.", "use e.g. 2:4.")
+        raise UserError(f"Sparsity pattern {pattern!r} is not of the form N:M with 0 < N < M.", "use e.g. 2:4.")
     return n, m
 
 
@@ -163,7 +163,7 @@ class MagnitudeConfig(PruneConfig):
             raise _bad(self, "scope", self.scope, " or ".join(map(repr, SCOPES)))
         _positive_int(self, "steps")
         if self.steps > 1 and self.recovery is None:
-            raise InfoptError(
+            raise UserError(
                 f"A gradual schedule (steps={self.steps}) fine-tunes between steps, but no recovery was configured.",
                 "pass recovery=RecoveryConfig(...) (CLI: --recover-epochs), or steps=1.",
             )
@@ -172,12 +172,12 @@ class MagnitudeConfig(PruneConfig):
                 raise _bad(self, "pattern", self.pattern, "a string such as '2:4', or None")
             n, m = parse_pattern(self.pattern)
             if not math.isclose(self.sparsity, 1 - n / m):
-                raise InfoptError(
+                raise UserError(
                     f"Pattern {self.pattern} gives sparsity {1 - n / m:g}, but sparsity={self.sparsity:g} was asked.",
                     f"pass sparsity={1 - n / m:g} with pattern {self.pattern}, or drop the pattern.",
                 )
             if self.steps != 1 or self.scope == "global":
-                raise InfoptError(
+                raise UserError(
                     f"Pattern {self.pattern} is applied in one step within each row.", "use steps=1 and scope='layer'."
                 )
 
@@ -229,12 +229,12 @@ PRUNE_METHODS: dict[str, PruneConfig] = {c.method: c() for c in (MagnitudeConfig
 def config_from_name(method: str, **overrides: Any) -> PruneConfig:
     """The default config of `method` with some fields replaced; InfoptError for unknown methods or fields."""
     if method not in PRUNE_METHODS:
-        raise InfoptError(f"Unknown pruning method {method!r}.", f"use one of: {', '.join(PRUNE_METHODS)}.")
+        raise UserError(f"Unknown pruning method {method!r}.", f"use one of: {', '.join(PRUNE_METHODS)}.")
     default = PRUNE_METHODS[method]
     known = [f.name for f in fields(default)]
     unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise InfoptError(
+        raise UserError(
             f"Pruning method {method!r} has no option {', '.join(unknown)}.", f"use only {', '.join(known)}."
         )
     if isinstance(overrides.get("recovery"), dict):
@@ -247,5 +247,5 @@ def config_from_dict(data: dict[str, Any]) -> PruneConfig:
     rest = dict(data)
     method = rest.pop("method", None)
     if not isinstance(method, str):
-        raise InfoptError(f"A prune step in the recipe has no method ({data!r}).", "re-create the model.")
+        raise UserError(f"A prune step in the recipe has no method ({data!r}).", "re-create the model.")
     return config_from_name(method, **rest)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable
 
 __all__ = ["FAMILIES", "Family", "family_of", "slice_linear"]
 
@@ -85,7 +85,7 @@ def family_of(model: object) -> Family:
         if model_type in family.model_types:
             return family
     supported = ", ".join(t for f in FAMILIES for t in f.model_types)
-    raise InfoptError(
+    raise NotApplicable(
         f"Structured pruning does not support {type(model).__name__} (model_type {model_type!r}).",
         f"use a model of type {supported}, or unstructured pruning (method magnitude or wanda).",
     )

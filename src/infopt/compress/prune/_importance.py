@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerBase
 from infopt.compress.prune._common import text_batches
 from infopt.compress.prune._families import Family
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable, UserError
 
 __all__ = ["layer_influence", "magnitude_importance", "taylor_importance"]
 
@@ -62,7 +62,7 @@ def _loss_batches(
             yield model(**batch, labels=targets).loss
         return
     if task != "classification":
-        raise InfoptError(f"Taylor importance needs a loss; a {task} model has none.", "use importance='magnitude'.")
+        raise NotApplicable(f"Taylor importance needs a loss; a {task} model has none.", "use importance='magnitude'.")
     labels: list[int] = []
     if labelled is not None:
         texts, labels = labelled.texts, labelled.labels
@@ -85,7 +85,7 @@ def taylor_importance(
     exact first-order estimate for removing the unit, did no better: 83.7% vs 84.1% on the teacher, one trial.)
     """
     if not texts and labelled is None:
-        raise InfoptError("Taylor importance needs calibration data.", "pass calibration texts or a train dataset.")
+        raise UserError("Taylor importance needs calibration data.", "pass calibration texts or a train dataset.")
     head_dim = family.head_dim(model.config)
     blocks = family.block_list(model)
     attn = [torch.zeros(family.groups(b, head_dim)[0], dtype=torch.float64) for b in blocks]
@@ -119,7 +119,7 @@ def layer_influence(
 ) -> torch.Tensor:
     """Block influence (ShortGPT): mean over real tokens of 1 - cos(block input, block output), per block."""
     if not texts:
-        raise InfoptError("Choosing layers to remove needs calibration texts.",
+        raise UserError("Choosing layers to remove needs calibration texts.",
                           "pass calibration texts, or name the layers (layers=(4, 5)).")
     blocks = family.block_list(model)
     total = torch.zeros(len(blocks), dtype=torch.float64)

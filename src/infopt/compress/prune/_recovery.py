@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerBase
 from infopt.compress.prune._common import keep_masks
 from infopt.compress.prune._configs import RecoveryConfig
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable, UserError
 from infopt.train import FinetuneConfig, finetune
 
 __all__ = ["kd_loss", "recover"]
@@ -61,7 +61,7 @@ def _blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], length: in
             ids.append(tokenizer.eos_token_id)
     n = len(ids) // length
     if n == 0:
-        raise InfoptError(f"The recovery texts hold fewer than {length} tokens.", "give more text for recovery.")
+        raise UserError(f"The recovery texts hold fewer than {length} tokens.", "give more text for recovery.")
     return torch.tensor(ids[: n * length]).view(n, length)
 
 
@@ -120,13 +120,13 @@ def recover(
     with keep_masks(masks or {}):
         if task == "classification":
             if train is None or not train.labels:
-                raise InfoptError("Recovering a pruned classifier needs labelled training data.",
+                raise UserError("Recovering a pruned classifier needs labelled training data.",
                                   "pass train=<TextDataset> (CLI: --data), or recovery=None.")
             _classifier(student, teacher, tokenizer, config, train, epochs, kd)
         elif task == "causal-lm":
             source = train.texts if train is not None else list(texts)
             _causal_lm(student, teacher, tokenizer, config, source, epochs, kd)
         else:
-            raise InfoptError(f"Recovery fine-tuning supports classifiers and causal LMs, not {task} models.",
+            raise NotApplicable(f"Recovery fine-tuning supports classifiers and causal LMs, not {task} models.",
                               "prune without recovery (recovery=None).")
     return {"epochs": round(epochs, 4), "distilled": kd is not None, "seconds": round(time.perf_counter() - t0, 1)}

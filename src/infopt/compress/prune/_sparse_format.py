@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 
 __all__ = ["SPARSE_FILE", "read_sparse", "sparse_bytes", "write_sparse"]
 
@@ -65,7 +65,7 @@ def read_sparse(path: Path) -> dict[str, torch.Tensor]:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         if meta.get("format") != _FORMAT:
-            raise InfoptError(f"{path} is not an infopt sparse weight file.", "re-save the model with infopt.")
+            raise UserError(f"{path} is not an infopt sparse weight file.", "re-save the model with infopt.")
         sparse: dict[str, list[int]] = json.loads(meta["sparse"])
         aliases: dict[str, str] = json.loads(meta["aliases"])
         state: dict[str, torch.Tensor] = {}

@@ -13,7 +13,7 @@ from infopt.compress.prune._configs import StructuredConfig
 from infopt.compress.prune._families import Family, family_of, set_submodule, slice_linear
 from infopt.compress.prune._importance import layer_influence, magnitude_importance, taylor_importance
 from infopt.data import TextDataset
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable, UserError
 from infopt.models import auto_class, pruned_bert_config
 
 __all__ = ["plan_counts", "prune_structured"]
@@ -22,7 +22,7 @@ __all__ = ["plan_counts", "prune_structured"]
 def _count(fraction: float, total: int, what: str, field: str) -> int:
     n = round(fraction * total)
     if n >= total:
-        raise InfoptError(
+        raise UserError(
             f"{field}={fraction:g} would remove all {total} {what} of a layer.",
             f"use {field} below {(total - 0.5) / total:.3f} (keep at least one).",
         )
@@ -39,23 +39,23 @@ def plan_counts(model: nn.Module, config: StructuredConfig) -> tuple[Family, int
     what = "attention heads" if family.groups(blocks[0], head_dim)[1] == 1 else "KV-head groups"
     n_units = max(_count(config.heads, u, what, "heads") for u in units)
     if n_units and getattr(model.config, "model_type", None) == "roberta":
-        raise InfoptError("Removing attention heads from RoBERTa is not supported (no loadable architecture for it).",
+        raise NotApplicable("Removing attention heads from RoBERTa is not supported (no loadable architecture for it).",
                           "prune RoBERTa's FFN neurons and layers only (heads=0).")
     n_neurons = max(_count(config.ffn, f, "FFN neurons", "ffn") for f in neurons)
     layers: list[int] | int
     if isinstance(config.layers, int):
         if config.layers >= len(blocks):
-            raise InfoptError(f"layers={config.layers} would remove all {len(blocks)} layers.",
+            raise UserError(f"layers={config.layers} would remove all {len(blocks)} layers.",
                               f"remove at most {len(blocks) - 1}.")
         layers = config.layers
     else:
         layers = list(config.layers)
         bad = [i for i in layers if i >= len(blocks)]
         if bad:
-            raise InfoptError(f"Layer indices {bad} do not exist; the model has {len(blocks)} layers (0-based).",
+            raise UserError(f"Layer indices {bad} do not exist; the model has {len(blocks)} layers (0-based).",
                               f"use indices below {len(blocks)}.")
         if len(layers) >= len(blocks):
-            raise InfoptError(f"layers={tuple(layers)} would remove every layer.", "keep at least one layer.")
+            raise UserError(f"layers={tuple(layers)} would remove every layer.", "keep at least one layer.")
     return family, n_units, n_neurons, layers
 
 

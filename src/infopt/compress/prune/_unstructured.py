@@ -10,7 +10,7 @@ from transformers import PreTrainedTokenizerBase
 
 from infopt.compress.prune._common import prunable_linears, text_batches
 from infopt.compress.prune._configs import MagnitudeConfig, WandaConfig, parse_pattern
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 
 __all__ = ["activation_norms", "apply_masks", "compute_masks", "prune_unstructured", "schedule"]
 
@@ -31,7 +31,7 @@ def activation_norms(
 ) -> dict[str, torch.Tensor]:
     """L2 norm over all real (unpadded) calibration tokens of each input feature of each Linear: [in]."""
     if not texts:
-        raise InfoptError("Wanda pruning needs calibration texts.", "pass calibration=[...] (32-128 short texts).")
+        raise UserError("Wanda pruning needs calibration texts.", "pass calibration=[...] (32-128 short texts).")
     sums = {name: torch.zeros(lin.in_features, dtype=torch.float64) for name, lin in linears.items()}
     current: dict[str, torch.Tensor] = {}
 
@@ -77,7 +77,7 @@ def compute_masks(
         for name, s in scores.items():
             rows, cols = s.shape
             if cols % m:
-                raise InfoptError(f"{name} has {cols} inputs, which is not a multiple of {m} (pattern {pattern}).",
+                raise UserError(f"{name} has {cols} inputs, which is not a multiple of {m} (pattern {pattern}).",
                                   f"exclude it (exclude=['{name}']) or use unstructured sparsity.")
             masks[name] = _lowest(s.reshape(rows, cols // m, m), m - n).reshape(rows, cols)
         return masks

@@ -21,7 +21,7 @@ from infopt.compress.quantize._configs import (
     config_from_dict,
     config_from_name,
 )
-from infopt.errors import InfoptError
+from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel
 
 __all__ = ["quantize", "replay"]
@@ -38,7 +38,7 @@ def _apply_torch(model: nn.Module, config: QuantConfig, weights: bool = True) ->
         from infopt.compress.quantize._weight_only import apply_weight_only
 
         return apply_weight_only(model, config, weights)
-    raise InfoptError(f"Scheme {config.scheme!r} does not produce a torch module.",
+    raise UserError(f"Scheme {config.scheme!r} does not produce a torch module.",
                       "load its folder with load_model instead of replaying its recipe.")
 
 
@@ -46,11 +46,11 @@ def _check(model: LoadedModel, config: QuantConfig) -> None:
     require_torch_module(model, "quantize")
     done = [s.get("config", {}).get("scheme") for s in model.manifest.recipe if s.get("stage") == STAGE]
     if done:
-        raise InfoptError(f"The model is already quantized ({', '.join(map(str, done))}).",
+        raise NotApplicable(f"The model is already quantized ({', '.join(map(str, done))}).",
                           "quantize the float32 model it was made from.")
     if config.kind == "onnx" and model.task not in ("classification", "embedding"):
         onnx_free = [s for s, c in QUANT_SCHEMES.items() if c.kind == "torch"]
-        raise InfoptError(f"Scheme {config.scheme!r} supports classification and embedding models, "
+        raise NotApplicable(f"Scheme {config.scheme!r} supports classification and embedding models, "
                           f"not {model.task}.", f"use one of: {', '.join(onnx_free)}.")
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 
 __all__ = [
     "QUANT_SCHEMES",
@@ -33,8 +33,8 @@ BLOCK_SIZES = (16, 32, 64, 128, 256)
 ONNX_FORMATS = ("qoperator", "qdq")
 
 
-def _bad(config: QuantConfig, field: str, value: object, allowed: str) -> InfoptError:
-    return InfoptError(
+def _bad(config: QuantConfig, field: str, value: object, allowed: str) -> UserError:
+    return UserError(
         f"{type(config).__name__}.{field} is {value!r}, which is not allowed for scheme {config.scheme!r}.",
         f"pass {field}= {allowed}.",
     )
@@ -267,14 +267,14 @@ QUANT_SCHEMES: dict[str, QuantConfig] = {
 def config_from_name(scheme: str, **overrides: Any) -> QuantConfig:
     """The default config of `scheme` with some fields replaced; InfoptError for unknown schemes or fields."""
     if scheme not in QUANT_SCHEMES:
-        raise InfoptError(
+        raise UserError(
             f"Unknown quantization scheme {scheme!r}.", f"use one of: {', '.join(QUANT_SCHEMES)}."
         )
     default = QUANT_SCHEMES[scheme]
     known = [f.name for f in fields(default)]
     unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise InfoptError(
+        raise UserError(
             f"Scheme {scheme!r} has no option {', '.join(unknown)}.",
             f"use only {', '.join(known) or 'no options'}.",
         )
@@ -286,5 +286,5 @@ def config_from_dict(data: dict[str, Any]) -> QuantConfig:
     rest = dict(data)
     scheme = rest.pop("scheme", None)
     if not isinstance(scheme, str):
-        raise InfoptError(f"A quantize step in the recipe has no scheme ({data!r}).", "re-create the model.")
+        raise UserError(f"A quantize step in the recipe has no scheme ({data!r}).", "re-create the model.")
     return config_from_name(scheme, **rest)

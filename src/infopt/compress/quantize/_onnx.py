@@ -33,7 +33,7 @@ from infopt.compress.quantize._configs import (
     OnnxStaticInt8Config,
 )
 from infopt.compress.quantize._modules import excluded
-from infopt.errors import InfoptError
+from infopt.errors import UserError
 from infopt.models import OnnxModel
 
 __all__ = ["ONNX_INPUTS", "apply_onnx", "export_onnx"]
@@ -83,14 +83,14 @@ def export_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str,
                 external_data=False, verbose=False,
             )
         except Exception as e:  # the exporter raises many types for unsupported models
-            raise InfoptError(f"torch.onnx cannot export this model ({type(e).__name__}: "
+            raise UserError(f"torch.onnx cannot export this model ({type(e).__name__}: "
                               f"{(str(e).splitlines() or [''])[0][:200]}).",
                               "use a torch scheme (dynamic-int8) for this model.") from e
         expected = wrapper(**sample)
     got = OnnxModel(path)(**sample)
     err = float((getattr(got, output) - expected).abs().max())
     if not err < EXPORT_TOLERANCE:
-        raise InfoptError(f"The ONNX export of this model is wrong (max error {err:.3g} vs torch).",
+        raise UserError(f"The ONNX export of this model is wrong (max error {err:.3g} vs torch).",
                           "use a torch scheme (dynamic-int8) for this model.")
 
 
@@ -158,7 +158,7 @@ def apply_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, 
     if isinstance(config, CalibratedInt8Config):
         calibration = list(calibration) or list(config.calibration)
         if not calibration:
-            raise InfoptError(f"{config.scheme} needs calibration texts.",
+            raise UserError(f"{config.scheme} needs calibration texts.",
                               "pass calibration=[...] (100 or so typical inputs) to quantize().")
     folder = Path(tempfile.mkdtemp(prefix=f"infopt-{config.scheme}-"))
     try:
