@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,6 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from infopt.data import TextDataset
 from infopt.errors import UserError
+from infopt.train._config import FinetuneConfig
 
 __all__ = ["FinetuneConfig", "LossFn", "finetune", "length_grouped_batches"]
 
@@ -23,30 +23,6 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, list[int]], torch.Tensor]
 
 With `finetune(..., full_output=True)` the first argument is the model's whole output object instead
 (`.logits`, and `.hidden_states` / `.attentions` when `model_kwargs` asks for them)."""
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """How long and how hard to train."""
-
-    epochs: float = 1.0
-    """Passes over the training set (fractions allowed)."""
-    batch_size: int = 32
-    """Examples per optimizer step."""
-    lr: float = 1e-4
-    """Peak learning rate of AdamW."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    warmup: float = 0.06
-    """Fraction of steps with a linear learning-rate warm-up."""
-    max_length: int = 64
-    """Tokens kept per text."""
-    seed: int = 0
-    """Seed of batch order and dropout."""
-
-    def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.warmup < 1:
-            raise UserError(f"Bad fine-tuning settings {self}.", "use epochs > 0, batch_size >= 1, lr > 0.")
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> Iterator[list[int]]:
