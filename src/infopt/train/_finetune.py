@@ -46,7 +46,7 @@ def finetune(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     data: TextDataset,
-    config: FinetuneConfig = FinetuneConfig(),
+    config: FinetuneConfig | None = None,
     loss_fn: LossFn = _cross_entropy,
     desc: str = "fine-tune",
     *,
@@ -62,6 +62,7 @@ def finetune(
     """
     if len(data) == 0:
         raise UserError("The training data is empty.", "give at least one labelled example.")
+    config = config or FinetuneConfig()
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     enc = tokenizer(data.texts, truncation=True, max_length=config.max_length)
