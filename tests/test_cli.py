@@ -80,7 +80,7 @@ def test_unknown_quantization_scheme(tmp_path: Path, model_dir: Path, reviews_cs
     assert_user_error(run("quantize", "--model", str(model_dir), "--scheme", "int3", "--output", str(out)), "int3")
     assert not out.exists()
     proc = run("optimize", "--model", str(model_dir), "--data", str(reviews_csv), "--text-column", "review",
-               "--label-column", "sentiment", "--schemes", "dynamic-int8,int3", "--output", str(out))
+               "--label-column", "sentiment", "--recipes", "dynamic-int8,int3", "--output", str(out))
     assert_user_error(proc, "int3")
     assert not out.exists()
 
@@ -88,7 +88,7 @@ def test_unknown_quantization_scheme(tmp_path: Path, model_dir: Path, reviews_cs
 def test_optimize_on_a_users_model_and_csv(tmp_path: Path, model_dir: Path, reviews_csv: Path) -> None:
     out = tmp_path / "runs" / "reviews"
     proc = run("optimize", "--model", str(model_dir), "--data", str(reviews_csv), "--text-column", "review",
-               "--label-column", "sentiment", "--schemes", "dynamic-int8", "--output", str(out))
+               "--label-column", "sentiment", "--recipes", "dynamic-int8", "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "| variant |" in (out / "report.md").read_text()
     results = json.loads((out / "results.json").read_text())

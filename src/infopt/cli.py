@@ -23,34 +23,22 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return DataConfig(args.data, args.text_column, args.label_column, args.limit, args.seed)
 
 
-def _bench_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from infopt.evaluate import BenchConfig
-
-    return BenchConfig(threads=args.threads, batch_size=args.batch_size)
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(t.strip() for t in (text or "").split(",") if t.strip())
 
 
-def _optimize_config(args: argparse.Namespace, schemes: tuple[str, ...] | None):  # type: ignore[no-untyped-def]
-    from infopt.optimize import OptimizeConfig
-
-    return OptimizeConfig(
-        model=args.model,
-        data=_data_config(args),
-        output=Path(args.output) if args.output else None,
-        schemes=schemes,
-        bench=_bench_config(args),
-        eval_limit=args.eval_limit,
-        seed=args.seed,
-    )
-
-
-def _run_and_report(args: argparse.Namespace, schemes: tuple[str, ...] | None) -> None:
+def _run_and_report(args: argparse.Namespace, recipes: tuple[str, ...] | None) -> None:
     from rich.console import Console
 
-    from infopt.evaluate import print_table
-    from infopt.optimize import optimize
+    from infopt.evaluate import BenchConfig, print_table
+    from infopt.optimize import OptimizeConfig, optimize
 
-    console = Console(stderr=True)
-    run, folder = optimize(_optimize_config(args, schemes), console)
+    config = OptimizeConfig(
+        model=args.model, data=_data_config(args), output=Path(args.output) if args.output else None, recipes=recipes,
+        bench=BenchConfig(threads=args.threads, batch_size=args.batch_size), eval_limit=args.eval_limit,
+        seed=args.seed, overwrite=args.overwrite,
+    )
+    run, folder = optimize(config, Console(stderr=True))
     print_table(run, Console())
     Console().print(f"report: {folder / 'report.md'}")
 
@@ -70,78 +58,59 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_optimize(args: argparse.Namespace) -> None:
-    schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip()) if args.schemes else None
-    _run_and_report(args, schemes)
+    _run_and_report(args, _names(args.recipes) if args.recipes else None)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     _run_and_report(args, ())
 
 
+def _print_saved(summary: dict[str, object]) -> None:
+    s = summary
+    print(f"saved {s['name']} ({s['method']}, format {s['format']}) to {s['output']}, fingerprint {s['fingerprint']}: "
+          f"{s['weights_mb']} MB of weights on disk (input: {s['input_weights_mb']} MB); "
+          f"measure it with: infopt bench --model {s['output']}")
+
+
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from infopt.compress.quantize import config_from_name, quantize, uses_calibration
-    from infopt.models import load_model, save_model
-    from infopt.optimize import plan_evaluation
+    from infopt.compress.quantize import config_from_name
+    from infopt.optimize import QuantizeJob, run_stage_job
 
-    overrides = {"group_size": args.group_size} if args.group_size else {}
-    config = config_from_name(args.scheme, **overrides)
-    model = load_model(args.model)
-    calibration = plan_evaluation(model, _optimize_config(args, None)).calibration if uses_calibration(config) else []
-    saved = save_model(quantize(model, config, calibration=calibration), args.output)
-    m = saved.manifest
-    print(f"saved {m.name} ({m.method}) to {args.output}, fingerprint {m.fingerprint}")
+    config = config_from_name(args.scheme, **({"group_size": args.group_size} if args.group_size else {}))
+    job = QuantizeJob(args.model, config, Path(args.output), _data_config(args), args.seed, args.overwrite)
+    _print_saved(run_stage_job(job))
 
 
-def _parse_layers(text: str | None) -> int | tuple[int, ...] | None:
+def _layers(text: str) -> int | tuple[int, ...]:
     """`2` -> 2 (a count); `4,5` or `5,` -> layer indices."""
-    if text is None:
-        return None
     try:
         return int(text) if "," not in text else tuple(int(i) for i in text.split(",") if i.strip())
     except ValueError:
-        raise UserError(f"--layers {text!r} is neither a count nor indices.", "use e.g. 2, or 4,5.") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a count (2) nor layer indices (4,5).") from None
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    from infopt.compress.prune import RecoveryConfig, config_from_name, prune
-    from infopt.compress.prune._configs import parse_pattern
-    from infopt.models import BUNDLED_MODELS, bundled_path, load_model, save_model, weights_mb
-    from infopt.optimize import plan_evaluation
+    from infopt.compress.prune import RecoveryConfig, config_from_name
+    from infopt.optimize import PruneJob, run_stage_job
 
-    layers = _parse_layers(args.layers)
-    sparsity = args.sparsity
-    if sparsity is None and args.pattern:
-        n, m = parse_pattern(args.pattern)
-        sparsity = 1 - n / m
-    given = {"sparsity": sparsity, "scope": args.scope, "pattern": args.pattern, "steps": args.steps,
-             "heads": args.heads, "ffn": args.ffn, "layers": layers, "importance": args.importance}
-    overrides: dict[str, object] = {k: v for k, v in given.items() if v is not None}
+    given = {"sparsity": args.sparsity, "scope": args.scope, "pattern": args.pattern, "steps": args.steps,
+             "heads": args.heads, "ffn": args.ffn, "layers": args.layers, "importance": args.importance}
+    options: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     if args.recover_epochs is not None:
-        overrides["recovery"] = RecoveryConfig(
-            epochs=args.recover_epochs, lr=args.recover_lr, distill=not args.no_distill
-        )
-    config = config_from_name(args.method, **overrides)
-    model = load_model(args.model)
-    needs_data = (
-        args.method == "wanda" or "recovery" in overrides
-        or (args.method == "structured" and (args.importance == "taylor" or bool(layers)))
-    )
-    plan = plan_evaluation(model, _optimize_config(args, None)) if needs_data else None
-    pruned = prune(model, config, calibration=plan.calibration if plan else None, train=plan.train if plan else None)
-    saved = save_model(pruned, args.output)
-    source = bundled_path(args.model) if args.model in BUNDLED_MODELS else Path(args.model)
-    print(f"saved {saved.manifest.name} ({saved.manifest.method}, format {saved.manifest.format}) to {args.output}: "
-          f"{weights_mb(Path(args.output)):.1f} MB of weights on disk (input: {weights_mb(source):.1f} MB); "
-          f"measure its latency and quality with: infopt bench --model {args.output}")
+        options["recovery"] = RecoveryConfig(args.recover_epochs, args.recover_lr, distill=not args.no_distill)
+    job = PruneJob(args.model, config_from_name(args.method, **options), Path(args.output), _data_config(args),
+                   args.seed, args.overwrite)
+    _print_saved(run_stage_job(job))
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
     import json
 
-    from infopt.compress.distill import DistillConfig, DistillJob, run_distill_job
+    from infopt.compress.distill import DistillConfig
+    from infopt.optimize import DistillJob, run_distill_job
     from infopt.train import FinetuneConfig
 
-    weights = tuple(float(w) for w in args.teacher_weights.split(",")) if args.teacher_weights else None
+    weights = tuple(float(w) for w in _names(args.teacher_weights)) if args.teacher_weights else None
     train = FinetuneConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr,
                            max_length=args.max_length, seed=args.seed)
     config = DistillConfig(
@@ -149,10 +118,9 @@ def cmd_distill(args: argparse.Namespace) -> None:
         attention=args.attention, scheme=args.scheme, teacher_weights=weights, train=train, max_steps=args.steps,
         cache=not args.no_cache,
     )
-    data = _data_config(argparse.Namespace(**{**vars(args), "seed": args.seed}))
-    extra = tuple(t.strip() for t in args.teachers.split(",") if t.strip()) if args.teachers else ()
-    job = DistillJob(teacher=args.teacher, student=args.student, output=Path(args.output), data=data, config=config,
-                     extra_teachers=extra, assistant=args.assistant)
+    job = DistillJob(teacher=args.teacher, student=args.student, output=Path(args.output), data=_data_config(args),
+                     config=config, extra_teachers=_names(args.teachers), assistant=args.assistant,
+                     overwrite=args.overwrite)
     print(json.dumps(run_distill_job(job), indent=2))
 
 
@@ -163,7 +131,9 @@ def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> No
     p.add_argument("--label-column", help="column holding the label (user files)")
     p.add_argument("--limit", type=int, help="use at most this many examples of the data")
     p.add_argument("--eval-limit", type=int, help="score quality on at most this many test examples")
-    p.add_argument("--output", required=output_required, help="output folder")
+    p.add_argument("--output", required=output_required, help="output folder (new, empty, or an earlier infopt "
+                   "output of the same kind with --overwrite; infopt never deletes files it did not write)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier infopt output in --output")
     p.add_argument("--threads", type=int, help="intra-op threads for timing (default: torch's default)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size of the throughput measurement")
     p.add_argument("--seed", type=int, default=0, help="seed of splits and sampling")
@@ -175,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the bundled models").set_defaults(func=cmd_models)
     p = sub.add_parser("optimize", help="measure the model and its optimized variants side by side")
     _add_common(p)
-    p.add_argument("--schemes", help="comma-separated variants: quantization schemes, prune-* variants and "
-                   "prune-*+SCHEME (default: all that apply)")
+    p.add_argument("--recipes", help="comma-separated recipes: quantization schemes (onnx-int8, ...), prune-*, "
+                   "distill-lN, and chains A+B (e.g. prune-structured+onnx-int8); default: the task's list")
+    p.add_argument("--schemes", dest="recipes", help=argparse.SUPPRESS)  # the flag's name before recipes
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser("bench", help="measure one model: quality, latency, throughput, size, memory")
     _add_common(p)
@@ -195,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="magnitude / wanda: gradual schedule steps (needs --recover-epochs)")
     p.add_argument("--heads", type=float, help="structured: fraction of attention heads removed per layer")
     p.add_argument("--ffn", type=float, help="structured: fraction of FFN neurons removed per layer")
-    p.add_argument("--layers", help="structured: how many layers to remove (e.g. 2), or which (4,5; one index: 5,)")
+    p.add_argument("--layers", type=_layers,
+                   help="structured: how many layers to remove (e.g. 2), or which (4,5; one index: 5,)")
     p.add_argument("--importance", choices=("magnitude", "taylor"), help="structured: how heads / neurons are ranked")
     p.add_argument("--recover-epochs", type=float, help="fine-tune after pruning for this many epochs (e.g. 0.33)")
     p.add_argument("--recover-lr", type=float, default=1e-4, help="peak learning rate of the recovery fine-tune")
@@ -209,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="column holding the text (user files)")
     p.add_argument("--label-column", help="column holding the label (user files)")
     p.add_argument("--limit", type=int, help="use at most this many examples of the data")
-    p.add_argument("--output", required=True, help="folder the student is saved to")
+    p.add_argument("--output", required=True, help="folder the student is saved to (new, or --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier infopt model in --output")
     p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T > 0 (default 4)")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the soft targets in [0, 1] (default 0.5)")
     p.add_argument("--feature", type=float, default=0.0, help="weight of feature-based KD (default 0)")

@@ -8,40 +8,9 @@ from pathlib import Path
 import pytest
 
 from infopt.data import DataConfig
-from infopt.errors import InfoptError
 from infopt.evaluate import BenchConfig
 from infopt.models import LoadedModel, load_model, save_model
-from infopt.optimize import OptimizeConfig, candidates, optimize, plan_evaluation
-
-
-def test_candidates_validate_scheme_names() -> None:
-    assert [c.name for c in candidates("classification", ("dynamic-int8",))] == ["dynamic-int8"]
-    assert {c.name for c in candidates("causal-lm")} >= {"weight-int8", "weight-int4"}
-    with pytest.raises(InfoptError, match="int3"):
-        candidates("classification", ("int3",))
-    with pytest.raises(InfoptError, match="onnx"):
-        candidates("causal-lm", ("onnx-int8",))
-
-
-def test_plan_for_a_classifier_aligns_labels_by_name(tiny_bert_classifier: LoadedModel, tmp_path: Path) -> None:
-    path = tmp_path / "flipped.csv"
-    path.write_text("t,y\n" + "".join(f"text {i},{'positive' if i % 2 else 'negative'}\n" for i in range(40)))
-    plan = plan_evaluation(tiny_bert_classifier, OptimizeConfig(data=DataConfig(str(path), "t", "y")))
-    for text, label in zip(plan.spec.texts, plan.spec.labels, strict=True):
-        assert label == int(text.split()[1]) % 2  # model order is negative=0, positive=1
-    assert plan.metric == "accuracy" and plan.calibration
-
-
-def test_plan_rejects_data_with_other_labels(tiny_bert_classifier: LoadedModel, tmp_path: Path) -> None:
-    path = tmp_path / "three.csv"
-    path.write_text("t,y\n" + "".join(f"text {i},{'abc'[i % 3]}\n" for i in range(60)))
-    with pytest.raises(InfoptError, match="labels"):
-        plan_evaluation(tiny_bert_classifier, OptimizeConfig(data=DataConfig(str(path), "t", "y")))
-
-
-def test_plan_for_a_classifier_without_data_asks_for_it(tiny_bert_classifier: LoadedModel) -> None:
-    with pytest.raises(InfoptError, match="--data"):
-        plan_evaluation(tiny_bert_classifier, OptimizeConfig())
+from infopt.optimize import OptimizeConfig, optimize
 
 
 def test_optimize_tiny_classifier_writes_a_complete_report(
@@ -53,7 +22,7 @@ def test_optimize_tiny_classifier_writes_a_complete_report(
         model=str(model_dir),
         data=DataConfig(str(reviews_csv), "review", "sentiment"),
         output=tmp_path / "report",
-        schemes=("dynamic-int8", "dynamic-int8-emb"),
+        recipes=("dynamic-int8", "dynamic-int8-emb"),
         bench=BenchConfig(isolate=False),
     )
     run, folder = optimize(config)
@@ -78,7 +47,7 @@ def test_optimize_leaves_nothing_when_a_step_fails(
     monkeypatch.setattr("infopt.optimize._run.write_report", boom)
     config = OptimizeConfig(
         model=str(model_dir), data=DataConfig(str(reviews_csv), "review", "sentiment"),
-        output=tmp_path / "report", schemes=("dynamic-int8",), bench=BenchConfig(isolate=False),
+        output=tmp_path / "report", recipes=("dynamic-int8",), bench=BenchConfig(isolate=False),
     )
     with pytest.raises(RuntimeError):
         optimize(config)
@@ -95,7 +64,7 @@ def test_default_teacher_is_accurate() -> None:
 
 @pytest.mark.slow
 def test_default_job_on_the_real_teacher(tmp_path: Path) -> None:
-    config = OptimizeConfig(output=tmp_path / "run", schemes=("dynamic-int8-emb", "onnx-int8"), eval_limit=200)
+    config = OptimizeConfig(output=tmp_path / "run", recipes=("dynamic-int8-emb", "onnx-int8"), eval_limit=200)
     run, folder = optimize(config)
     base, q8, ort8 = run.variants
     assert base.quality["accuracy"] > 70

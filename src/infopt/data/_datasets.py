@@ -8,8 +8,9 @@ import importlib.metadata as md
 import io
 import json
 import random
+import re
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,26 @@ class TextDataset:
     def subset(self, indices: Iterable[int]) -> TextDataset:
         idx = list(indices)
         return TextDataset(self.name, [self.texts[i] for i in idx], [self.labels[i] for i in idx], self.label_names)
+
+    def aligned_to(self, labels: Sequence[str]) -> TextDataset:
+        """These examples with their labels renumbered into a model's label order `labels`.
+
+        The same class names in another order are renumbered. A model whose names say nothing (`LABEL_0`, ... as
+        transformers names them when a model was trained without names, or none at all) with as many classes is
+        taken in the data's order. Any other difference is a UserError: guessing would score the wrong classes.
+        """
+        labels = list(labels)
+        if not self.label_names or not labels or labels == self.label_names:
+            return self
+        if sorted(labels) == sorted(self.label_names) and len(set(labels)) == len(labels):
+            order = [labels.index(name) for name in self.label_names]  # data class k -> model index order[k]
+            return TextDataset(self.name, self.texts, [order[y] for y in self.labels], labels)
+        if len(labels) == len(self.label_names) and all(re.fullmatch(r"LABEL_\d+", n) for n in labels):
+            return self
+        raise UserError(
+            f"The model's labels {labels} do not match the data's {self.label_names}.",
+            "give data with the model's class names (any order), or a model trained on this data.",
+        )
 
 
 def _asset(dist: str, relpath: str) -> Path:

@@ -1,4 +1,4 @@
-"""Deterministic, seeded, stratified train / validation / test splits."""
+"""Deterministic, seeded splits: stratified train / validation / test, and a plain hold-out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from infopt.data._datasets import TextDataset
 from infopt.errors import UserError
 
-__all__ = ["Splits", "split_dataset"]
+__all__ = ["Splits", "holdout", "split_dataset"]
 
 
 @dataclass(frozen=True)
@@ -38,3 +38,13 @@ def split_dataset(data: TextDataset, seed: int = 0, validation: float = 0.1, tes
         if not parts[name]:
             raise UserError(f"Dataset {data.name} is too small for a {name} split.", "give more rows.")
     return Splits(*(data.subset(parts[n]) for n in ("train", "validation", "test")))
+
+
+def holdout(data: TextDataset, seed: int = 0, share: float = 0.1) -> tuple[TextDataset, TextDataset]:
+    """(rest, held out): `share` of the rows (at least one), drawn at random with `seed` regardless of class."""
+    order = list(range(len(data)))
+    random.Random(seed).shuffle(order)
+    n = max(1, round(len(order) * share))
+    if len(order) - n < 1:
+        raise UserError(f"{len(data)} examples are too few to hold some out.", "give at least 2 examples.")
+    return data.subset(order[n:]), data.subset(order[:n])

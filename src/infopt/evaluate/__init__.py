@@ -1,5 +1,11 @@
 """Evaluate: task quality, speed, size and memory of each variant, and the side-by-side report."""
 
+from infopt.evaluate._calibration import (
+    apply_temperature,
+    calibration_report,
+    expected_calibration_error,
+    fit_temperature,
+)
 from infopt.evaluate._measure import BenchConfig, EvalSpec, measure, measure_variant
 from infopt.evaluate._quality import (
     classification_quality,
@@ -19,6 +25,10 @@ from infopt.evaluate._speed import (
 )
 
 __all__ = [
+    "apply_temperature",
+    "calibration_report",
+    "expected_calibration_error",
+    "fit_temperature",
     "BenchConfig",
     "EvalSpec",
     "RunResult",

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
 
-from infopt.data import TextDataset
+from infopt.data import TextDataset, joined_tokens
 from infopt.models import LoadedModel
 
 __all__ = ["classification_quality", "embed", "embedding_quality", "perplexity", "predict_logits"]
@@ -54,14 +54,7 @@ def embedding_quality(model: LoadedModel, texts: list[str], reference: torch.Ten
 @torch.inference_mode()
 def perplexity(model: LoadedModel, texts: list[str], block: int = 256, max_tokens: int = 8192) -> dict[str, float]:
     """Token-level perplexity over `texts` cut into blocks of `block` tokens, up to `max_tokens` tokens."""
-    ids: list[int] = []
-    for t in texts:
-        ids += model.tokenizer(t, add_special_tokens=False)["input_ids"]
-        if model.tokenizer.eos_token_id is not None:
-            ids.append(model.tokenizer.eos_token_id)
-        if len(ids) >= max_tokens:
-            break
-    ids = ids[:max_tokens]
+    ids = joined_tokens(model.tokenizer, texts, limit=max_tokens)[:max_tokens]
     nll, count = 0.0, 0
     for start in range(0, len(ids) - 1, block):
         chunk = torch.tensor([ids[start : start + block]])  # [1, T]

@@ -1,29 +1,35 @@
-"""Models: load by bundled name or folder, save with a manifest, fingerprint."""
+"""Models: load by bundled name or folder, save with a manifest, fingerprint; the registry of folder formats."""
 
 from infopt.models._architectures import pruned_bert_config
-from infopt.models._bundled import BUNDLED_MODELS, bundled_path, cache_dir, package_file
-from infopt.models._load import auto_class, infer_task, load_model
+from infopt.models._bundled import BUNDLED_MODELS, BundledModel, bundled_path, cache_dir, package_file
+from infopt.models._formats import ModelFormat, get_format, register_format
+from infopt.models._load import load_model
 from infopt.models._loaded import LoadedModel, mean_pool
 from infopt.models._manifest import MANIFEST_FILE, Manifest, Task, fingerprint_folder, weight_files, weights_mb
 from infopt.models._onnx import OnnxModel
 from infopt.models._save import save_model, write_model
+from infopt.models._tasks import auto_class, infer_task
 
 __all__ = [
     "BUNDLED_MODELS",
     "MANIFEST_FILE",
+    "BundledModel",
     "LoadedModel",
     "Manifest",
+    "ModelFormat",
     "OnnxModel",
     "Task",
     "auto_class",
     "bundled_path",
     "cache_dir",
     "fingerprint_folder",
+    "get_format",
     "infer_task",
     "load_model",
     "mean_pool",
     "package_file",
     "pruned_bert_config",
+    "register_format",
     "save_model",
     "weight_files",
     "weights_mb",

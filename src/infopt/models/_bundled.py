@@ -11,7 +11,9 @@ from pathlib import Path
 from infopt._atomic import atomic_dir
 from infopt.errors import MissingDependency
 
-__all__ = ["BUNDLED_MODELS", "BundledModel", "bundled_path", "cache_dir", "package_file"]
+__all__ = ["BUILDERS_GROUP", "BUNDLED_MODELS", "BundledModel", "bundled_path", "cache_dir", "package_file"]
+
+BUILDERS_GROUP = "infopt.builders"
 
 
 def cache_dir() -> Path:
@@ -68,10 +70,18 @@ def _build_smollm2(folder: Path) -> None:
     convert_smollm2(folder)
 
 
-def _build_teacher(folder: Path) -> None:
-    from infopt.models._teacher import build_default_teacher
+def _registered_builder(name: str) -> Callable[[Path], None]:
+    """A builder that a layer above `models` provides (entry point `name` of the group `infopt.builders`)."""
 
-    build_default_teacher(folder)
+    def build(folder: Path) -> None:
+        found = md.entry_points(group=BUILDERS_GROUP, name=name)
+        if not found:
+            raise MissingDependency(
+                f"No builder for the bundled model {name} is installed.", "reinstall infopt (scripts/setup.sh)."
+            )
+        next(iter(found)).load()(folder)
+
+    return build
 
 
 BUNDLED_MODELS: dict[str, BundledModel] = {
@@ -81,7 +91,7 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
             "minilm-l6-rt",
             "classification",
             "all-MiniLM-L6-v2 fine-tuned on Rotten Tomatoes by infopt (the default teacher)",
-            build=_build_teacher,
+            build=_registered_builder("minilm-l6-rt"),
         ),
         BundledModel(
             "minilm-l6", "embedding", "all-MiniLM-L6-v2 sentence embedder (6 layers, 22.7M params)", locate=_minilm_l6
@@ -109,7 +119,8 @@ def bundled_path(name: str) -> Path:
         return spec.locate()
     folder = cache_dir() / "models" / name
     if not (folder / "config.json").exists():
-        assert spec.build is not None
-        with atomic_dir(folder) as tmp:
+        if spec.build is None:
+            raise TypeError(f"bundled model {name} has neither locate nor build")
+        with atomic_dir(folder, "model", overwrite=True) as tmp:
             spec.build(tmp)
     return folder

@@ -13,6 +13,7 @@ from infopt.errors import MissingDependency
 from infopt.models._bundled import bundled_path, package_file
 from infopt.models._loaded import LoadedModel
 from infopt.models._manifest import Manifest
+from infopt.models._pooling import masked_mean
 from infopt.models._save import write_model
 
 __all__ = ["convert_minilm_l3", "convert_smollm2"]
@@ -128,8 +129,7 @@ def _verify_against_onnx(model: Any, tokenizer: Any, onnx_path: Path) -> float:
     with torch.inference_mode():
         hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     mask = batch["attention_mask"].bool()
-    m = mask.unsqueeze(-1).float()
-    pooled = (hidden * m).sum(1) / m.sum(1)
+    pooled = masked_mean(hidden, mask)
     diff = max(
         float((hidden[mask] - torch.from_numpy(ort_hidden)[mask]).abs().max()),
         float((pooled - torch.from_numpy(ort_pooled)).abs().max()),

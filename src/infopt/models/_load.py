@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
 
-import torch
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PretrainedConfig,
-)
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
 
 from infopt.errors import InfoptError, UserError
+from infopt.models._formats import get_format
 from infopt.models._loaded import LoadedModel
-from infopt.models._manifest import MANIFEST_FILE, Manifest, Task, fingerprint_folder
-from infopt.models._onnx import OnnxModel
+from infopt.models._manifest import MANIFEST_FILE, Manifest, fingerprint_folder
+from infopt.models._tasks import infer_task
 
-__all__ = ["auto_class", "infer_task", "load_model"]
-
-
-def infer_task(config: PretrainedConfig) -> Task:
-    """Guess the task from the architectures named in config.json."""
-    archs = " ".join(config.architectures or [])
-    if "ForSequenceClassification" in archs:
-        return "classification"
-    if "ForCausalLM" in archs or "LMHead" in archs:
-        return "causal-lm"
-    return "embedding"
-
-
-def auto_class(task: str) -> Any:
-    return {
-        "classification": AutoModelForSequenceClassification,
-        "causal-lm": AutoModelForCausalLM,
-        "embedding": AutoModel,
-    }[task]
+__all__ = ["load_model"]
 
 
 def _check_folder(path: Path) -> None:
@@ -59,9 +34,12 @@ def _check_folder(path: Path) -> None:
 def _manifest_for(path: Path, config: PretrainedConfig, name: str) -> Manifest:
     if (path / MANIFEST_FILE).exists():
         try:
-            return Manifest.from_file(path / MANIFEST_FILE)
+            manifest = Manifest.from_file(path / MANIFEST_FILE)
         except (ValueError, TypeError) as e:
             raise UserError(f"{path / MANIFEST_FILE} is corrupt ({e}).", "delete it or re-save the model.") from None
+        if manifest.format == "hf" and any(s.get("stage") == "early-exit" for s in manifest.recipe):
+            manifest = dataclasses.replace(manifest, format="early-exit")  # saved before early-exit had its format
+        return manifest
     task = infer_task(config)
     id2label = sorted((int(i), str(label)) for i, label in (config.id2label or {}).items())
     labels = [label for _, label in id2label] if task == "classification" else []
@@ -96,23 +74,4 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
 
 
 def _load_weights(path: Path, config: PretrainedConfig, manifest: Manifest) -> object:
-    if manifest.format == "onnx":
-        return OnnxModel(path / "model.onnx")
-    cls = auto_class(manifest.task)
-    if manifest.format == "hf":
-        if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-            raise UserError(f"{path} has a config.json but no weights.", "copy the model's weight files into it.")
-        return cls.from_pretrained(path, dtype=torch.float32).eval()
-    if manifest.format in ("torch-state", "sparse"):
-        from infopt.compress import replay
-        from infopt.compress.prune import SPARSE_FILE, read_sparse
-
-        skeleton = cls.from_config(config, dtype=torch.float32).eval()
-        model = replay(skeleton, manifest.recipe)
-        if manifest.format == "sparse":
-            state = read_sparse(path / SPARSE_FILE)
-        else:
-            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=True)
-        return model.eval()
-    raise UserError(f"{path} has an unknown format {manifest.format!r}.", "re-save it with this version of infopt.")
+    return get_format(manifest.format).read(path, config, manifest)

@@ -10,15 +10,14 @@ from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 from infopt.models._manifest import Manifest
+from infopt.models._pooling import masked_mean
 
 __all__ = ["LoadedModel", "mean_pool"]
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[B, T, D] hidden states, [B, T] mask -> [B, D] L2-normalised mean (sentence-transformers pooling)."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)
+    return torch.nn.functional.normalize(masked_mean(hidden, mask, floor=1e-9), dim=-1)
 
 
 @dataclass

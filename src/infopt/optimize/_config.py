@@ -24,14 +24,16 @@ class OptimizeConfig:
     """Labelled data (classifiers) or texts (embedders, LMs); None picks the model's own default."""
     output: Path | None = None
     """Report folder; None makes a new one under ./infopt-runs/."""
-    schemes: tuple[str, ...] | None = None
-    """Variants to try; None tries every one that applies to the task, () measures the baseline only."""
+    recipes: tuple[str, ...] | None = None
+    """Recipe names to try (`A+B` chains them); None: the task's defaults; (): the baseline only."""
     bench: BenchConfig = field(default_factory=BenchConfig)
     """How variants are timed."""
     eval_limit: int | None = None
     """Score quality on at most this many test examples (None: the whole test split)."""
     seed: int = 0
     """Seed of data splits and calibration samples."""
+    overwrite: bool = False
+    """Replace an earlier infopt report in `output` (never a folder infopt did not write)."""
 
     def __post_init__(self) -> None:
         if self.eval_limit is not None and self.eval_limit < 10:

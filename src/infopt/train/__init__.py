@@ -1,5 +1,15 @@
 """Training loops shared by the teacher, pruning recovery and distillation."""
 
 from infopt.train._finetune import FinetuneConfig, LossFn, finetune, length_grouped_batches
+from infopt.train._loop import AdamWSchedule, epoch_batches, optimizer_steps, refilled_batches
 
-__all__ = ["FinetuneConfig", "LossFn", "finetune", "length_grouped_batches"]
+__all__ = [
+    "AdamWSchedule",
+    "FinetuneConfig",
+    "LossFn",
+    "epoch_batches",
+    "finetune",
+    "length_grouped_batches",
+    "optimizer_steps",
+    "refilled_batches",
+]

@@ -1,4 +1,4 @@
-"""Fine-tune a sequence classifier on labelled texts (AdamW, linear warm-up and decay)."""
+"""Fine-tune a sequence classifier on labelled texts (AdamW, linear warm-up and decay: `optimizer_steps`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from infopt.data import TextDataset
 from infopt.errors import UserError
 from infopt.train._config import FinetuneConfig
+from infopt.train._loop import AdamWSchedule, epoch_batches, optimizer_steps
 
 __all__ = ["FinetuneConfig", "LossFn", "finetune", "length_grouped_batches"]
 
@@ -69,30 +69,17 @@ def finetune(
     lengths = [len(ids) for ids in enc["input_ids"]]
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = max(1, round(steps_per_epoch * config.epochs))
-    params = [*model.parameters(), *extra_parameters]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    warm = max(1, int(total * config.warmup))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-    )
+    kwargs, batch_size = dict(model_kwargs or {}), config.batch_size
+
+    def step(idx: list[int]) -> torch.Tensor:
+        batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
+        labels = torch.tensor([data.labels[i] for i in idx])
+        out = model(**batch, **kwargs)
+        return loss_fn(out if full_output else out.logits, labels, idx)
+
     model.train()
-    step = 0
-    bar = tqdm(total=total, desc=desc, unit="step", leave=False)
-    while step < total:
-        for idx in length_grouped_batches(lengths, config.batch_size, rng):
-            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
-            labels = torch.tensor([data.labels[i] for i in idx])
-            out = model(**batch, **(model_kwargs or {}))
-            loss = loss_fn(out if full_output else out.logits, labels, idx)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step >= total:
-                break
-    bar.close()
+    optimizer_steps(
+        [*model.parameters(), *extra_parameters], total, AdamWSchedule.of(config),
+        epoch_batches(lambda: length_grouped_batches(lengths, batch_size, rng)), step, desc,
+    )
     return model.eval()

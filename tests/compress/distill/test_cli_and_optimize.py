@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from infopt.cli import main
-from infopt.compress.distill import StudentConfig, load_early_exit, parse_student
+from infopt.compress.distill import StudentConfig
 from infopt.data import TextDataset
 from infopt.errors import InfoptError
 from infopt.models import LoadedModel, load_model, save_model
-from infopt.optimize import candidates
+from infopt.optimize import StageInputs, build, parse_recipes, parse_student
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,8 @@ def test_cli_self_distillation_saves_an_early_exit_model(
     out = tmp_path / "ee"
     assert main(_args(teacher_folder, data_file, out, "--scheme", "self")) == 0
     assert (out / "exits.safetensors").is_file()
-    assert load_early_exit(out).model.exit_layers == (1, 2, 3)
+    ee = load_model(out)
+    assert ee.manifest.format == "early-exit" and ee.model.exit_layers == (1, 2, 3)
 
 
 @pytest.mark.parametrize(
@@ -103,12 +104,12 @@ def test_cli_label_mismatch_and_empty_data_exit_2(
     assert "empty" in capsys.readouterr().err
 
 
-def test_optimize_candidate_builds_a_distilled_student(tiny_teacher: LoadedModel, reviews: TextDataset) -> None:
-    (cand,) = candidates("classification", ("distill-l3",))
-    assert cand.train and cand.name == "distill-l3"
-    student = cand.build(tiny_teacher, reviews.texts[:8], train=reviews)
+def test_the_distill_recipe_builds_a_student(tiny_teacher: LoadedModel, reviews: TextDataset) -> None:
+    (recipe,) = parse_recipes(["distill-l3"], "classification")
+    assert recipe.needs() == {"train"}
+    student = build(recipe, tiny_teacher, StageInputs(reviews.texts[:8], reviews))
     assert student.manifest.name == "distill-l3" and student.model.config.num_hidden_layers == 3
     with pytest.raises(InfoptError, match="train split"):
-        cand.build(tiny_teacher, reviews.texts[:8], train=None)
-    with pytest.raises(InfoptError, match="Unknown distillation"):
-        candidates("classification", ("distill-lx",))
+        build(recipe, tiny_teacher, StageInputs(reviews.texts[:8], None))
+    with pytest.raises(InfoptError, match="Unknown recipe"):
+        parse_recipes(["distill-lx"], "classification")

@@ -12,7 +12,7 @@ from infopt.data import DataConfig
 from infopt.errors import InfoptError
 from infopt.evaluate import BenchConfig
 from infopt.models import LoadedModel, load_model, save_model
-from infopt.optimize import DEFAULT_SCHEMES, OptimizeConfig, candidates, optimize
+from infopt.optimize import DEFAULT_RECIPES, OptimizeConfig, optimize, parse_recipes
 
 
 @pytest.fixture
@@ -69,13 +69,13 @@ def test_cli_bad_flags_are_one_line_errors(
     assert not out.exists()
 
 
-def test_candidate_names() -> None:
-    assert "prune-structured+onnx-int8" in DEFAULT_SCHEMES["classification"]
-    assert {"prune-wanda-50", "prune-2:4"} <= set(DEFAULT_SCHEMES["causal-lm"])
-    named = candidates("causal-lm", ("prune-unstructured-50", "prune-magnitude-2:4", "prune-structured+weight-int8"))
+def test_recipe_names() -> None:
+    assert "prune-structured+onnx-int8" in DEFAULT_RECIPES["classification"]
+    assert {"prune-wanda-50", "prune-2:4"} <= set(DEFAULT_RECIPES["causal-lm"])
+    named = parse_recipes(("prune-unstructured-50", "prune-magnitude-2:4", "prune-structured+weight-int8"), "causal-lm")
     assert [c.name for c in named] == ["prune-unstructured-50", "prune-magnitude-2:4", "prune-structured+weight-int8"]
-    with pytest.raises(InfoptError, match="Unknown pruning variant"):
-        candidates("classification", ("prune-everything",))
+    with pytest.raises(InfoptError, match="Unknown recipe"):
+        parse_recipes(("prune-everything",), "classification")
 
 
 def test_optimize_measures_pruned_variants_next_to_the_baseline(model_dir: Path, reviews_csv: Path,
@@ -84,7 +84,7 @@ def test_optimize_measures_pruned_variants_next_to_the_baseline(model_dir: Path,
         model=str(model_dir),
         data=DataConfig(str(reviews_csv), "review", "sentiment"),
         output=tmp_path / "report",
-        schemes=("prune-structured", "prune-structured+onnx-int8", "prune-unstructured-90"),
+        recipes=("prune-structured", "prune-structured+onnx-int8", "prune-unstructured-90"),
         bench=BenchConfig(isolate=False),
     )
     run, folder = optimize(config)

@@ -6,12 +6,6 @@ One entry point, `distill(teacher, student, data, config)`; the pieces below are
 
 from infopt.compress.distill._api import distill
 from infopt.compress.distill._cache import TeacherOutputs, model_fingerprint, teacher_cache_folder, teacher_outputs
-from infopt.compress.distill._calibration import (
-    apply_temperature,
-    calibration_report,
-    expected_calibration_error,
-    fit_temperature,
-)
 from infopt.compress.distill._causal import distill_causal, token_blocks
 from infopt.compress.distill._configs import (
     SCHEMES,
@@ -29,10 +23,9 @@ from infopt.compress.distill._early_exit import (
     self_distill,
     simulate_exits,
 )
-from infopt.compress.distill._job import DistillJob, parse_student, run_distill_job
 from infopt.compress.distill._kinds import attention_loss, feature_loss, relation_loss, uniform_layer_map
 from infopt.compress.distill._loss import response_kd_loss, soft_kl
-from infopt.compress.distill._multi import mix_soft_targets
+from infopt.compress.distill._multi import label_names, mix_soft_targets
 from infopt.compress.distill._progressive import distill_chain
 from infopt.compress.distill._students import cut_layers, evenly_spaced, make_student
 from infopt.compress.distill._train import distill_classifier
@@ -41,14 +34,11 @@ __all__ = [
     "SCHEMES",
     "STUDENT_INITS",
     "DistillConfig",
-    "DistillJob",
     "EarlyExitClassifier",
     "EarlyExitConfig",
     "StudentConfig",
     "TeacherOutputs",
-    "apply_temperature",
     "attention_loss",
-    "calibration_report",
     "choose_threshold",
     "cut_layers",
     "distill",
@@ -57,17 +47,14 @@ __all__ = [
     "distill_classifier",
     "evenly_spaced",
     "exit_logits_on",
-    "expected_calibration_error",
     "feature_loss",
-    "fit_temperature",
     "load_early_exit",
+    "label_names",
     "make_student",
     "mix_soft_targets",
     "model_fingerprint",
-    "parse_student",
     "relation_loss",
     "response_kd_loss",
-    "run_distill_job",
     "save_early_exit",
     "self_distill",
     "simulate_exits",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 from infopt.compress.distill._causal import distill_causal
@@ -10,7 +9,7 @@ from infopt.compress.distill._configs import DistillConfig, StudentConfig
 from infopt.compress.distill._early_exit import self_distill
 from infopt.compress.distill._progressive import distill_chain
 from infopt.compress.distill._students import make_student
-from infopt.data import Splits, TextDataset
+from infopt.data import Splits, TextDataset, holdout
 from infopt.errors import UserError
 from infopt.models import LoadedModel
 
@@ -26,15 +25,6 @@ def _teachers(teacher: TeacherArg) -> list[LoadedModel]:
     if not teachers:
         raise UserError("No teacher was given.", "pass a teacher model (or a list of teachers).")
     return teachers
-
-
-def _holdout(data: TextDataset, seed: int, share: float = 0.1) -> tuple[TextDataset, TextDataset]:
-    order = list(range(len(data)))
-    random.Random(seed).shuffle(order)
-    n = max(1, round(len(order) * share))
-    if len(order) - n < 1:
-        raise UserError(f"{len(data)} examples are too few to hold some out.", "give at least 2 examples.")
-    return data.subset(order[n:]), data.subset(order[:n])
 
 
 def _labelled(data: DataArg, what: str) -> TextDataset:
@@ -81,7 +71,7 @@ def distill(
         if isinstance(data, Splits):
             train, validation = data.train, data.validation
         else:
-            train, validation = _holdout(_labelled(data, "Self-distillation"), config.train.seed)
+            train, validation = holdout(_labelled(data, "Self-distillation"), config.train.seed)
         if len(train) == 0:
             raise UserError("The distillation data is empty.", "give at least one labelled example.")
         return self_distill(teachers[0], train, validation, config)

@@ -18,8 +18,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from infopt.compress.distill._kinds import head_average, masked_mean
+from infopt.compress.distill._kinds import head_average
 from infopt.models import LoadedModel, cache_dir
+from infopt.models._modules import eval_mode
+from infopt.models._pooling import masked_mean
 
 __all__ = ["TeacherOutputs", "model_fingerprint", "run_teacher", "teacher_cache_folder", "teacher_outputs"]
 
@@ -151,15 +153,13 @@ def _compute(
     impl = getattr(model.config, "_attn_implementation", None)
     if attention and impl != "eager":
         model.set_attn_implementation("eager")
-    was_training = model.training
-    model.eval()
     lengths = [len(ids) for ids in teacher.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
     logits: list[torch.Tensor] = [torch.empty(0)] * len(texts)
     pooled_rows: dict[int, list[torch.Tensor]] = {j: [torch.empty(0)] * len(texts) for j in pooled}
     maps: dict[int, list[torch.Tensor]] = {j: [torch.empty(0)] * len(texts) for j in attention}
     try:
-        with torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():
             for start in tqdm(range(0, len(order), batch_size), desc="teacher outputs", unit="batch", leave=False):
                 idx = order[start : start + batch_size]
                 lg, pl, mp = run_teacher(teacher, [texts[i] for i in idx], max_length, pooled, attention)
@@ -172,7 +172,6 @@ def _compute(
     finally:
         if attention and impl is not None and impl != "eager":
             model.set_attn_implementation(impl)
-        model.train(was_training)
     return TeacherOutputs(
         logits=torch.stack(logits) if texts else torch.empty(0),
         pooled={j: torch.stack(rows) for j, rows in pooled_rows.items()},

@@ -10,31 +10,21 @@ import math
 import random
 
 import torch
-from tqdm.auto import tqdm
 
 from infopt.compress.distill._cache import model_fingerprint
 from infopt.compress.distill._configs import DistillConfig
 from infopt.compress.distill._loss import response_kd_loss
+from infopt.data import token_blocks as cut_blocks
 from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel
+from infopt.train import AdamWSchedule, optimizer_steps, refilled_batches
 
 __all__ = ["distill_causal", "token_blocks"]
 
 
 def token_blocks(model: LoadedModel, texts: list[str], block: int, count: int, seed: int = 0) -> torch.Tensor:
     """[count, block] token ids cut from `texts` (shuffled with `seed`, joined with EOS); fewer if texts run out."""
-    order = list(range(len(texts)))
-    random.Random(seed).shuffle(order)
-    eos = model.tokenizer.eos_token_id
-    ids: list[int] = []
-    for i in order:
-        ids += model.tokenizer(texts[i], add_special_tokens=False)["input_ids"]
-        if eos is not None:
-            ids.append(eos)
-        if len(ids) >= block * count:
-            break
-    n = min(count, len(ids) // block)
-    return torch.tensor(ids[: n * block], dtype=torch.long).view(n, block)
+    return cut_blocks(model.tokenizer, texts, block, count, seed)
 
 
 def _check(teacher: LoadedModel, student: LoadedModel) -> None:
@@ -79,36 +69,24 @@ def distill_causal(
         raise UserError(f"The corpus has fewer than {block} tokens.", "give more text or a shorter max_length.")
     torch.manual_seed(tc.seed)
     params = [p for p in student.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    warm = max(1, int(steps * tc.warmup))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
     teacher.model.eval()
     student.model.train()
-    bar = tqdm(total=steps, desc=desc, unit="step", leave=False)
-    order: list[int] = []
     rng = random.Random(tc.seed)
-    for _ in range(steps):
-        if len(order) < bs:
-            more = list(range(len(blocks)))
-            rng.shuffle(more)
-            order += more
-        idx, order = order[:bs], order[bs:]
+
+    def shuffled() -> list[int]:
+        more = list(range(len(blocks)))
+        rng.shuffle(more)
+        return more
+
+    def step(idx: list[int]) -> torch.Tensor:
         ids = blocks[idx]
         with torch.inference_mode():
             t_logits = teacher.model(input_ids=ids).logits.float()
         s_logits = student.model(input_ids=ids).logits
         t_next = t_logits[:, :-1].clone()  # out of inference mode
-        loss = response_kd_loss(s_logits[:, :-1], t_next, ids[:, 1:], config.temperature, config.alpha)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
+        return response_kd_loss(s_logits[:, :-1], t_next, ids[:, 1:], config.temperature, config.alpha)
+
+    optimizer_steps(params, steps, AdamWSchedule.of(tc), refilled_batches(bs, shuffled), step, desc)
     student.model.eval()
     recipe = {
         "teachers": [teacher.manifest.name],

@@ -26,13 +26,13 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from infopt._atomic import atomic_dir
 from infopt.compress.distill._cache import teacher_outputs
 from infopt.compress.distill._configs import DistillConfig, EarlyExitConfig
-from infopt.compress.distill._kinds import masked_mean
 from infopt.compress.distill._loss import response_kd_loss
 from infopt.compress.distill._multi import align_data, label_names
 from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel, load_model, write_model
-from infopt.train import finetune
+from infopt.models._pooling import masked_mean
+from infopt.train import AdamWSchedule, epoch_batches, finetune, optimizer_steps
 
 __all__ = [
     "EXITS_FILE",
@@ -170,33 +170,29 @@ def _train_heads_frozen(
     outs = teacher_outputs(teacher, data.texts, config.train.max_length, pooled_layers=model.exit_layers,
                            use_cache=config.cache)
     labels = torch.tensor(data.labels)
-    params = list(model.heads.parameters())
-    opt = torch.optim.AdamW(params, lr=ee.head_lr, weight_decay=config.train.weight_decay)
     bs = max(1, config.train.batch_size)
     steps = max(1, round(math.ceil(len(data) / bs) * ee.head_epochs))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / steps))
     rng = random.Random(config.train.seed)
     torch.manual_seed(config.train.seed)
-    model.heads.train()
-    step = 0
-    while step < steps:
+
+    def epoch() -> list[list[int]]:
         order = list(range(len(data)))
         rng.shuffle(order)
-        for start in range(0, len(order), bs):
-            idx = order[start : start + bs]
-            loss = sum(
-                response_kd_loss(model.heads[str(k)](outs.pooled[k][idx]), outs.logits[idx], labels[idx],
-                                 config.temperature, config.alpha)
-                for k in model.exit_layers
-            )
-            assert isinstance(loss, torch.Tensor)
-            loss.backward()
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            if step >= steps:
-                break
+        return [order[start : start + bs] for start in range(0, len(order), bs)]
+
+    def step(idx: list[int]) -> torch.Tensor:
+        loss = sum(
+            response_kd_loss(model.heads[str(k)](outs.pooled[k][idx]), outs.logits[idx], labels[idx],
+                             config.temperature, config.alpha)
+            for k in model.exit_layers
+        )
+        if not isinstance(loss, torch.Tensor):
+            raise TypeError("exit-head training needs at least one exit layer")
+        return loss
+
+    model.heads.train()
+    schedule = AdamWSchedule(lr=ee.head_lr, weight_decay=config.train.weight_decay, warmup=None, clip=None)
+    optimizer_steps(model.heads.parameters(), steps, schedule, epoch_batches(epoch), step)
     model.heads.eval()
 
 
@@ -271,7 +267,8 @@ def choose_threshold(
 def exit_logits_on(model: LoadedModel, texts: list[str], max_length: int, batch_size: int = 64) -> list[torch.Tensor]:
     """Every exit's logits (final last) on `texts`, all layers run."""
     ee = model.model
-    assert isinstance(ee, EarlyExitClassifier)
+    if not isinstance(ee, EarlyExitClassifier):
+        raise TypeError(f"exit_logits_on needs an EarlyExitClassifier, not {type(ee).__name__}")
     parts: list[list[torch.Tensor]] = []
     for start in range(0, len(texts), batch_size):
         enc = model.encode(texts[start : start + batch_size], max_length)

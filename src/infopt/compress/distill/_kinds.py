@@ -13,17 +13,10 @@ __all__ = [
     "attention_loss",
     "feature_loss",
     "head_average",
-    "masked_mean",
     "projections",
     "relation_loss",
     "uniform_layer_map",
 ]
-
-
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B, T, D] hidden states and a [B, T] 0/1 mask -> [B, D] mean over the real tokens."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def head_average(attention: torch.Tensor) -> torch.Tensor:
@@ -40,13 +33,12 @@ def projections(student_dim: int, teacher_dim: int, count: int, seed: int = 0) -
     """One learned linear map from the student's hidden size to the teacher's per mapped layer (FitNets regressor)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        maps = torch.nn.ModuleList(torch.nn.Linear(student_dim, teacher_dim) for _ in range(count))
+        maps = [torch.nn.Linear(student_dim, teacher_dim) for _ in range(count)]
     if student_dim == teacher_dim:
         for m in maps:  # start at the identity: a student cut from the teacher already speaks its language
-            assert isinstance(m, torch.nn.Linear)
             torch.nn.init.eye_(m.weight)
             torch.nn.init.zeros_(m.bias)
-    return maps
+    return torch.nn.ModuleList(maps)
 
 
 def feature_loss(

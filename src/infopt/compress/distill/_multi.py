@@ -33,12 +33,8 @@ def column_order(source: list[str], target: list[str], what: str) -> list[int]:
 
 
 def align_data(data: TextDataset, labels: list[str]) -> TextDataset:
-    """`data` with its integer labels renumbered into the order `labels` (same class names required)."""
-    if not data.label_names:
-        return data
-    order = column_order(labels, list(data.label_names), "The model and the data")
-    # order[k] = model index of the data's class k
-    return TextDataset(data.name, data.texts, [order[y] for y in data.labels], list(labels))
+    """`data` renumbered into the label order `labels` (see `TextDataset.aligned_to`)."""
+    return data.aligned_to(labels)
 
 
 def normalised_weights(weights: Sequence[float] | None, count: int) -> list[float]:

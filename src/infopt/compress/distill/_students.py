@@ -11,34 +11,27 @@ from transformers import AutoModelForSequenceClassification
 from infopt.compress.distill._configs import StudentConfig
 from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel, Manifest, auto_class, load_model
+from infopt.models._modules import base_of, block_path, set_submodule
 
 __all__ = ["cut_layers", "evenly_spaced", "layer_list", "make_student", "num_layers", "student_layers"]
 
-_LAYER_PATHS = ("bert.encoder.layer", "roberta.encoder.layer", "encoder.layer", "model.layers", "layers")
-
-
-def _get(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
-
 
 def _layer_path(model: torch.nn.Module) -> str:
-    for path in _LAYER_PATHS:
-        if isinstance(_get(model, path), torch.nn.ModuleList):
-            return path
-    raise UserError(
-        f"Cannot find the transformer layers of {type(model).__name__}.",
-        "distil a BERT-like encoder or a Llama-like causal LM, or give a ready-made student model.",
-    )
+    """Where the transformer blocks sit inside `base_of(model)`."""
+    path = block_path(model)
+    if path is None:
+        raise UserError(
+            f"Cannot find the transformer layers of {type(model).__name__}.",
+            "distil a BERT-like encoder or a Llama-like causal LM, or give a ready-made student model.",
+        )
+    return path
 
 
 def layer_list(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The ModuleList holding the model's transformer blocks."""
-    layers = _get(model, _layer_path(model))
-    assert isinstance(layers, torch.nn.ModuleList)
+    layers = base_of(model).get_submodule(_layer_path(model))
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise TypeError(f"the transformer layers of {type(model).__name__} are not a ModuleList")
     return layers
 
 
@@ -61,12 +54,10 @@ def cut_layers(model: torch.nn.Module, keep: tuple[int, ...]) -> torch.nn.Module
     bad = [i for i in keep if not 0 <= i < total]
     if bad or not keep:
         raise UserError(f"Layers {bad or keep} do not exist in a {total}-layer model.", f"use 0..{total - 1}.")
-    path = _layer_path(model)
     # One deepcopy of the whole model keeps every module pointing at the same (copied) config object.
     student = copy.deepcopy(model)
     old = layer_list(student)
-    parent = _get(student, path.rsplit(".", 1)[0]) if "." in path else student
-    setattr(parent, path.rsplit(".", 1)[-1], torch.nn.ModuleList(old[i] for i in keep))
+    set_submodule(base_of(student), _layer_path(student), torch.nn.ModuleList(old[i] for i in keep))
     for new_idx, layer in enumerate(layer_list(student)):
         for module in layer.modules():
             if hasattr(module, "layer_idx"):

@@ -5,17 +5,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from infopt.compress.distill._cache import model_fingerprint, teacher_outputs
+from infopt.compress.distill._cache import TeacherOutputs, model_fingerprint, teacher_outputs
 from infopt.compress.distill._configs import DistillConfig
 from infopt.compress.distill._kinds import (
     attention_loss,
     feature_loss,
     head_average,
-    masked_mean,
     projections,
     relation_loss,
     uniform_layer_map,
@@ -27,6 +26,7 @@ from infopt.compress.distill._students import num_layers, student_layers
 from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel
+from infopt.models._pooling import masked_mean
 from infopt.train import finetune
 
 __all__ = ["distill_classifier", "layer_map_for"]
@@ -157,8 +157,9 @@ def distill_classifier(
         live_maps: dict[int, list[torch.Tensor]] = {}
         if live is not None:
             t_logits, t_pooled, live_maps, extra = live(idx, logits, labels, pooled_layers, attention_layers)
+        elif cached is None or cached_logits is None:
+            raise TypeError("offline distillation without cached teacher outputs")
         else:
-            assert cached is not None and cached_logits is not None
             t_logits = cached_logits[idx]
             t_pooled = {j: cached.pooled[j][idx] for j in pooled_layers}
         loss = response_kd_loss(logits, t_logits, labels, config.temperature, config.alpha)
@@ -178,9 +179,8 @@ def distill_classifier(
                     t_map = torch.zeros(len(idx), width, width)
                     for b, m in enumerate(live_maps[j]):
                         t_map[b, : m.shape[0], : m.shape[0]] = m.detach().float()
-                else:
-                    assert cached is not None
-                    t_map = cached.attention_batch(j, idx, width)
+                else:  # offline: `cached` was checked above
+                    t_map = cast(TeacherOutputs, cached).attention_batch(j, idx, width)
                 terms.append(attention_loss(head_average(out.attentions[i]), t_map, mask))
             loss = loss + config.attention * torch.stack(terms).mean()
         return loss if extra is None else loss + extra

@@ -1,13 +1,30 @@
-"""One frozen config dataclass per pruning method, validated on construction, JSON-round-trippable."""
+"""One frozen config dataclass per pruning method, validated on construction, JSON-round-trippable.
+
+The method configs are flat: each lists all of its fields and none inherits from another, so code picks a backend
+by the exact type of the config (see `_api.py`). `PruneConfig` is only their common base (no fields).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from infopt import _config
+from infopt._config import (
+    CALIBRATION,
+    TRAIN,
+    Config,
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    check_type,
+    field_error,
+    int_tuple,
+    str_tuple,
+)
 from infopt.errors import UserError
 
 __all__ = [
@@ -16,6 +33,7 @@ __all__ = [
     "PruneConfig",
     "RecoveryConfig",
     "StructuredConfig",
+    "UnstructuredConfig",
     "WandaConfig",
     "config_from_dict",
     "config_from_name",
@@ -23,39 +41,6 @@ __all__ = [
 
 SCOPES = ("layer", "row", "global")
 IMPORTANCES = ("magnitude", "taylor")
-
-
-def _bad(owner: object, field: str, value: object, allowed: str) -> UserError:
-    return UserError(
-        f"{type(owner).__name__}.{field} is {value!r}, which is not allowed.", f"pass {field}= {allowed}."
-    )
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _fraction(owner: object, field: str) -> None:
-    value = getattr(owner, field)
-    if not _is_number(value) or not 0 <= value < 1:
-        raise _bad(owner, field, value, "a fraction in [0, 1), e.g. 0.5")
-
-
-def _positive_int(owner: object, field: str, minimum: int = 1) -> None:
-    value = getattr(owner, field)
-    if not _is_int(value) or value < minimum:
-        raise _bad(owner, field, value, f"an integer >= {minimum}")
-
-
-def _as_str_tuple(owner: object, field: str) -> None:
-    value = getattr(owner, field)
-    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
-        raise _bad(owner, field, value, "a list of strings")
-    object.__setattr__(owner, field, tuple(value))
 
 
 def parse_pattern(pattern: str) -> tuple[int, int]:
@@ -70,8 +55,10 @@ def parse_pattern(pattern: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class RecoveryConfig:
+class RecoveryConfig(Config):
     """A short fine-tune after pruning, learning from the labels and (optionally) from the unpruned model."""
+
+    version: ClassVar[int] = 1
 
     epochs: float = 1 / 3
     """Passes over the training data (fractions allowed); split evenly over the steps of a gradual schedule."""
@@ -92,53 +79,84 @@ class RecoveryConfig:
     """Seed of batch order and dropout."""
 
     def __post_init__(self) -> None:
-        if not _is_number(self.epochs) or self.epochs <= 0:
-            raise _bad(self, "epochs", self.epochs, "a number > 0, e.g. 0.33")
-        if not _is_number(self.lr) or self.lr <= 0:
-            raise _bad(self, "lr", self.lr, "a number > 0, e.g. 1e-4")
-        _positive_int(self, "batch_size")
-        _positive_int(self, "max_length", 2)
-        if not isinstance(self.distill, bool):
-            raise _bad(self, "distill", self.distill, "True or False")
-        if not _is_number(self.temperature) or self.temperature <= 0:
-            raise _bad(self, "temperature", self.temperature, "a number > 0, e.g. 4.0")
-        if not _is_number(self.alpha) or not 0 <= self.alpha <= 1:
-            raise _bad(self, "alpha", self.alpha, "a number in [0, 1]")
-        if not _is_int(self.seed):
-            raise _bad(self, "seed", self.seed, "an integer")
+        check_number(self, "epochs", low=0, bounds="(]", example=0.33)
+        check_number(self, "lr", low=0, bounds="(]", example=1e-4)
+        check_int(self, "batch_size", min=1)
+        check_int(self, "max_length", min=2)
+        check_bool(self, "distill")
+        check_number(self, "temperature", low=0, bounds="(]", example=4.0)
+        check_number(self, "alpha", low=0, high=1)
+        check_int(self, "seed")
 
 
-@dataclass(frozen=True)
-class PruneConfig:
-    """Fields every method has. Subclasses set `method` and add their own fields."""
+class PruneConfig(Config):
+    """Base of the method configs: the ClassVars `method` and `version`, `to_dict` and `needs`; no fields.
+
+    Every method has the fields `exclude`, `recovery`, `calibration_size` and `calibration_length`.
+    """
 
     method: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+    name_field: ClassVar[str] = "method"
 
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of Linear names left alone (embeddings, pooler and task head are never pruned)."""
-    recovery: RecoveryConfig | None = None
-    """Fine-tune after pruning (and between the steps of a gradual schedule); None: no fine-tuning."""
-    calibration_size: int = 64
-    """Calibration texts used for activation norms, Taylor gradients and layer influence."""
-    calibration_length: int = 128
-    """Tokens kept per calibration text."""
+    if TYPE_CHECKING:
 
-    def __post_init__(self) -> None:
-        _as_str_tuple(self, "exclude")
-        if self.recovery is not None and not isinstance(self.recovery, RecoveryConfig):
-            raise _bad(self, "recovery", self.recovery, "a RecoveryConfig or None")
-        _positive_int(self, "calibration_size")
-        _positive_int(self, "calibration_length", 2)
+        @property
+        def exclude(self) -> tuple[str, ...]:
+            """fnmatch patterns of Linear names left alone."""
+            ...
 
-    def to_dict(self) -> dict[str, Any]:
-        """`{"method": ..., **fields}`, as stored in a manifest's recipe."""
-        out: dict[str, Any] = {"method": self.method}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, RecoveryConfig):
-                value = dataclasses.asdict(value)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
+        @property
+        def recovery(self) -> RecoveryConfig | None:
+            """Fine-tune after pruning; None: no fine-tuning."""
+            ...
+
+        @property
+        def calibration_size(self) -> int:
+            """Calibration texts used."""
+            ...
+
+        @property
+        def calibration_length(self) -> int:
+            """Tokens kept per calibration text."""
+            ...
+
+    def needs(self) -> frozenset[str]:
+        """What `prune` must be given besides the model: "calibration" (texts, `calibration=`) and / or "train"
+        (the train split, `train=`; labelled for classifiers). Every method defines it."""
+        raise NotImplementedError(f"{type(self).__name__}.needs")
+
+
+def _common_checks(config: PruneConfig) -> None:
+    str_tuple(config, "exclude")
+    check_type(config, "recovery", RecoveryConfig, optional=True)
+    check_int(config, "calibration_size", min=1)
+    check_int(config, "calibration_length", min=2)
+
+
+def _unstructured_checks(config: MagnitudeConfig | WandaConfig) -> None:
+    _common_checks(config)
+    check_fraction(config, "sparsity")
+    check_choice(config, "scope", SCOPES)
+    check_int(config, "steps", min=1)
+    if config.steps > 1 and config.recovery is None:
+        raise UserError(
+            f"A gradual schedule (steps={config.steps}) fine-tunes between steps, but no recovery was configured.",
+            "pass recovery=RecoveryConfig(...) (CLI: --recover-epochs), or steps=1.",
+        )
+    if config.pattern is not None:
+        if not isinstance(config.pattern, str):
+            raise field_error(config, "pattern", config.pattern, "a string such as '2:4', or None")
+        n, m = parse_pattern(config.pattern)
+        if not math.isclose(config.sparsity, 1 - n / m):
+            raise UserError(
+                f"Pattern {config.pattern} gives sparsity {1 - n / m:g}, but sparsity={config.sparsity:g} was asked.",
+                f"pass sparsity={1 - n / m:g} with pattern {config.pattern}, or drop the pattern.",
+            )
+        if config.steps != 1 or config.scope == "global":
+            raise UserError(
+                f"Pattern {config.pattern} is applied in one step within each row.", "use steps=1 and scope='layer'."
+            )
 
 
 @dataclass(frozen=True)
@@ -146,7 +164,16 @@ class MagnitudeConfig(PruneConfig):
     """Unstructured pruning: zero the weights of smallest |w| in every Linear of the transformer blocks."""
 
     method: ClassVar[str] = "magnitude"
+    version: ClassVar[int] = 1
 
+    exclude: tuple[str, ...] = ()
+    """fnmatch patterns of Linear names left alone (embeddings, pooler and task head are never pruned)."""
+    recovery: RecoveryConfig | None = None
+    """Fine-tune after pruning (and between the steps of a gradual schedule); None: no fine-tuning."""
+    calibration_size: int = 64
+    """Calibration texts used (magnitude pruning itself reads none)."""
+    calibration_length: int = 128
+    """Tokens kept per calibration text."""
     sparsity: float = 0.5
     """Fraction of the weights of the pruned Linear layers set to zero, in [0, 1)."""
     scope: str = "layer"
@@ -157,39 +184,47 @@ class MagnitudeConfig(PruneConfig):
     """Gradual schedule: reach `sparsity` in this many steps (cubic), with recovery fine-tuning between them."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        _fraction(self, "sparsity")
-        if self.scope not in SCOPES:
-            raise _bad(self, "scope", self.scope, " or ".join(map(repr, SCOPES)))
-        _positive_int(self, "steps")
-        if self.steps > 1 and self.recovery is None:
-            raise UserError(
-                f"A gradual schedule (steps={self.steps}) fine-tunes between steps, but no recovery was configured.",
-                "pass recovery=RecoveryConfig(...) (CLI: --recover-epochs), or steps=1.",
-            )
-        if self.pattern is not None:
-            if not isinstance(self.pattern, str):
-                raise _bad(self, "pattern", self.pattern, "a string such as '2:4', or None")
-            n, m = parse_pattern(self.pattern)
-            if not math.isclose(self.sparsity, 1 - n / m):
-                raise UserError(
-                    f"Pattern {self.pattern} gives sparsity {1 - n / m:g}, but sparsity={self.sparsity:g} was asked.",
-                    f"pass sparsity={1 - n / m:g} with pattern {self.pattern}, or drop the pattern.",
-                )
-            if self.steps != 1 or self.scope == "global":
-                raise UserError(
-                    f"Pattern {self.pattern} is applied in one step within each row.", "use steps=1 and scope='layer'."
-                )
+        _unstructured_checks(self)
+
+    def needs(self) -> frozenset[str]:
+        """{"train"} with recovery, else nothing."""
+        return frozenset({TRAIN}) if self.recovery is not None else frozenset()
 
 
 @dataclass(frozen=True)
-class WandaConfig(MagnitudeConfig):
+class WandaConfig(PruneConfig):
     """Wanda (Sun et al. 2023): score |w| x the L2 norm of its input activation over calibration texts."""
 
     method: ClassVar[str] = "wanda"
+    version: ClassVar[int] = 1
 
+    exclude: tuple[str, ...] = ()
+    """fnmatch patterns of Linear names left alone (embeddings, pooler and task head are never pruned)."""
+    recovery: RecoveryConfig | None = None
+    """Fine-tune after pruning (and between the steps of a gradual schedule); None: no fine-tuning."""
+    calibration_size: int = 64
+    """Calibration texts whose activation norms weigh the weights."""
+    calibration_length: int = 128
+    """Tokens kept per calibration text."""
+    sparsity: float = 0.5
+    """Fraction of the weights of the pruned Linear layers set to zero, in [0, 1)."""
     scope: str = "row"
     """Where weights compete: `row` (each output row, as in the paper), `layer` or `global`."""
+    pattern: str | None = None
+    """Semi-structured N:M sparsity, e.g. `2:4` (keep 2 of every 4 consecutive inputs); sparsity must be 1 - N/M."""
+    steps: int = 1
+    """Gradual schedule: reach `sparsity` in this many steps (cubic), with recovery fine-tuning between them."""
+
+    def __post_init__(self) -> None:
+        _unstructured_checks(self)
+
+    def needs(self) -> frozenset[str]:
+        """{"calibration"} (activation norms), plus "train" with recovery."""
+        return frozenset({CALIBRATION, TRAIN} if self.recovery is not None else {CALIBRATION})
+
+
+UnstructuredConfig = MagnitudeConfig | WandaConfig
+"""The configs of the unstructured methods (a type alias, usable with isinstance)."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +232,16 @@ class StructuredConfig(PruneConfig):
     """Remove attention heads, FFN neurons and whole layers; the result is a smaller dense model."""
 
     method: ClassVar[str] = "structured"
+    version: ClassVar[int] = 1
 
+    exclude: tuple[str, ...] = ()
+    """fnmatch patterns of Linear names left alone (embeddings, pooler and task head are never pruned)."""
+    recovery: RecoveryConfig | None = None
+    """Fine-tune after pruning; None: no fine-tuning."""
+    calibration_size: int = 64
+    """Calibration texts used for Taylor gradients and layer influence."""
+    calibration_length: int = 128
+    """Tokens kept per calibration text."""
     heads: float = 0.0
     """Fraction of attention heads removed from every layer (for grouped-query attention: of KV groups)."""
     ffn: float = 0.0
@@ -209,17 +253,27 @@ class StructuredConfig(PruneConfig):
     their weights, on labelled calibration data or the LM loss)."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        _fraction(self, "heads")
-        _fraction(self, "ffn")
-        if isinstance(self.layers, Sequence) and not isinstance(self.layers, str):
-            if not all(_is_int(i) and i >= 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
-                raise _bad(self, "layers", self.layers, "distinct layer indices >= 0, or a count")
-            object.__setattr__(self, "layers", tuple(sorted(self.layers)))
-        elif not _is_int(self.layers) or self.layers < 0:  # type: ignore[operator]
-            raise _bad(self, "layers", self.layers, "a count >= 0 or a list of layer indices")
-        if self.importance not in IMPORTANCES:
-            raise _bad(self, "importance", self.importance, " or ".join(map(repr, IMPORTANCES)))
+        _common_checks(self)
+        check_fraction(self, "heads")
+        check_fraction(self, "ffn")
+        if isinstance(self.layers, list | tuple):
+            int_tuple(self, "layers", min=0, distinct=True, sort=True,
+                      allowed="distinct layer indices >= 0, or a count")
+        else:
+            check_int(self, "layers", min=0, allowed="a count >= 0 or a list of layer indices")
+        check_choice(self, "importance", IMPORTANCES)
+
+    def needs(self) -> frozenset[str]:
+        """Calibration texts to rank by Taylor scores (classifiers: on the labelled train split, so "train" too)
+        or to choose layers by influence (`layers` a count > 0); "train" with recovery."""
+        out: set[str] = set()
+        if self.importance == "taylor":
+            out |= {CALIBRATION, TRAIN}
+        if isinstance(self.layers, int) and self.layers > 0:
+            out.add(CALIBRATION)
+        if self.recovery is not None:
+            out.add(TRAIN)
+        return frozenset(out)
 
 
 PRUNE_METHODS: dict[str, PruneConfig] = {c.method: c() for c in (MagnitudeConfig, WandaConfig, StructuredConfig)}
@@ -227,25 +281,11 @@ PRUNE_METHODS: dict[str, PruneConfig] = {c.method: c() for c in (MagnitudeConfig
 
 
 def config_from_name(method: str, **overrides: Any) -> PruneConfig:
-    """The default config of `method` with some fields replaced; InfoptError for unknown methods or fields."""
-    if method not in PRUNE_METHODS:
-        raise UserError(f"Unknown pruning method {method!r}.", f"use one of: {', '.join(PRUNE_METHODS)}.")
-    default = PRUNE_METHODS[method]
-    known = [f.name for f in fields(default)]
-    unknown = sorted(set(overrides) - set(known))
-    if unknown:
-        raise UserError(
-            f"Pruning method {method!r} has no option {', '.join(unknown)}.", f"use only {', '.join(known)}."
-        )
-    if isinstance(overrides.get("recovery"), dict):
-        overrides["recovery"] = RecoveryConfig(**overrides["recovery"])
-    return dataclasses.replace(default, **overrides)
+    """The default config of `method` with some fields replaced (`recovery` may be a dict); UserError for unknown
+    methods or fields."""
+    return _config.config_from_name(PRUNE_METHODS, method, overrides, what="pruning method")
 
 
 def config_from_dict(data: dict[str, Any]) -> PruneConfig:
-    """Inverse of `PruneConfig.to_dict` (as read back from a manifest recipe)."""
-    rest = dict(data)
-    method = rest.pop("method", None)
-    if not isinstance(method, str):
-        raise UserError(f"A prune step in the recipe has no method ({data!r}).", "re-create the model.")
-    return config_from_name(method, **rest)
+    """Inverse of `PruneConfig.to_dict` (as read back from a manifest recipe, with or without `version`)."""
+    return _config.config_from_dict(PRUNE_METHODS, data, what="pruning method")

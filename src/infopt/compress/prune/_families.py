@@ -10,8 +10,17 @@ import torch
 from torch import nn
 
 from infopt.errors import NotApplicable
+from infopt.models._modules import BLOCK_PATHS
 
-__all__ = ["FAMILIES", "Family", "family_of", "slice_linear"]
+__all__ = ["FAMILIES", "Family", "family_of", "linear_at", "slice_linear"]
+
+
+def linear_at(module: nn.Module, path: str) -> nn.Linear:
+    """The nn.Linear at dotted `path` inside `module`."""
+    linear = module.get_submodule(path)
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"{path} of {type(module).__name__} is a {type(linear).__name__}, not an nn.Linear")
+    return linear
 
 
 @dataclass(frozen=True)
@@ -21,7 +30,7 @@ class Family:
     name: str
     model_types: tuple[str, ...]
     blocks: str
-    """Path of the ModuleList of blocks, relative to `model.base_model`."""
+    """Path of the ModuleList of blocks, relative to `model.base_model` (`infopt.models` BLOCK_PATHS)."""
     q: str
     k: str
     v: str
@@ -34,7 +43,8 @@ class Family:
     def block_list(self, model: nn.Module) -> nn.ModuleList:
         base: Any = model.base_model
         blocks = base.get_submodule(self.blocks)
-        assert isinstance(blocks, nn.ModuleList)
+        if not isinstance(blocks, nn.ModuleList):
+            raise TypeError(f"{self.blocks} of {type(base).__name__} is a {type(blocks).__name__}, not a ModuleList")
         return blocks
 
     def head_dim(self, config: object) -> int:
@@ -43,20 +53,17 @@ class Family:
 
     def groups(self, block: nn.Module, head_dim: int) -> tuple[int, int]:
         """(attention units in this block, query heads per unit): KV heads and the GQA group size."""
-        q, k = block.get_submodule(self.q), block.get_submodule(self.k)
-        assert isinstance(q, nn.Linear) and isinstance(k, nn.Linear)
+        q, k = linear_at(block, self.q), linear_at(block, self.k)
         return k.out_features // head_dim, q.out_features // k.out_features
 
     def neurons(self, block: nn.Module) -> int:
-        out = block.get_submodule(self.ffn_out)
-        assert isinstance(out, nn.Linear)
-        return out.in_features
+        return linear_at(block, self.ffn_out).in_features
 
 
 _BERT = Family(
     name="bert",
     model_types=("bert", "pruned_bert", "roberta"),
-    blocks="encoder.layer",
+    blocks=BLOCK_PATHS["bert"],
     q="attention.self.query",
     k="attention.self.key",
     v="attention.self.value",
@@ -67,7 +74,7 @@ _BERT = Family(
 _LLAMA = Family(
     name="llama",
     model_types=("llama",),
-    blocks="layers",
+    blocks=BLOCK_PATHS["llama"],
     q="self_attn.q_proj",
     k="self_attn.k_proj",
     v="self_attn.v_proj",
@@ -108,7 +115,3 @@ def slice_linear(linear: nn.Linear, rows: Sequence[int] | None = None, cols: Seq
         new.bias = nn.Parameter(bias.detach().clone(), requires_grad=bias.requires_grad)
     return new
 
-
-def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, name = path.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, name, module)

@@ -10,20 +10,15 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from infopt.compress.prune._common import text_batches
-from infopt.compress.prune._families import Family
+from infopt.compress.prune._families import Family, linear_at
 from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
+from infopt.models._modules import eval_mode, forward_hooks
 
 __all__ = ["layer_influence", "magnitude_importance", "taylor_importance"]
 
 Scores = tuple[list[torch.Tensor], list[torch.Tensor]]
 """Per block: attention-unit scores [units] and FFN-neuron scores [neurons]."""
-
-
-def _linear(block: nn.Module, path: str) -> nn.Linear:
-    lin = block.get_submodule(path)
-    assert isinstance(lin, nn.Linear)
-    return lin
 
 
 def _unit_sums(
@@ -32,14 +27,14 @@ def _unit_sums(
     """Sum `value(linear)` (shaped like its weight) over the slices belonging to each head unit / neuron:
     the unit's output columns of o / down, and (if `inputs`) its rows of q, k, v / up, gate."""
     units, _ = family.groups(block, head_dim)
-    o = value(_linear(block, family.o))
+    o = value(linear_at(block, family.o))
     attn = o.reshape(o.shape[0], units, -1).sum((0, 2))
-    ffn = value(_linear(block, family.ffn_out)).sum(0)
+    ffn = value(linear_at(block, family.ffn_out)).sum(0)
     if inputs:
         for path in (family.q, family.k, family.v):
-            attn = attn + value(_linear(block, path)).reshape(units, -1).sum(1)
+            attn = attn + value(linear_at(block, path)).reshape(units, -1).sum(1)
         for path in family.ffn_in:
-            ffn = ffn + value(_linear(block, path)).sum(1)
+            ffn = ffn + value(linear_at(block, path)).sum(1)
     return attn.double(), ffn.double()
 
 
@@ -90,21 +85,19 @@ def taylor_importance(
     blocks = family.block_list(model)
     attn = [torch.zeros(family.groups(b, head_dim)[0], dtype=torch.float64) for b in blocks]
     ffn = [torch.zeros(family.neurons(b), dtype=torch.float64) for b in blocks]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            for loss in _loss_batches(model, tokenizer, task, texts, labelled, max_length):
-                model.zero_grad(set_to_none=True)
-                loss.backward()
-                with torch.no_grad():
-                    for i, b in enumerate(blocks):
-                        a, f = _unit_sums(b, family, head_dim, _grad_times_weight)
-                        attn[i] += a.abs()
-                        ffn[i] += f.abs()
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
+    with eval_mode(model):
+        try:
+            with torch.enable_grad():
+                for loss in _loss_batches(model, tokenizer, task, texts, labelled, max_length):
+                    model.zero_grad(set_to_none=True)
+                    loss.backward()
+                    with torch.no_grad():
+                        for i, b in enumerate(blocks):
+                            a, f = _unit_sums(b, family, head_dim, _grad_times_weight)
+                            attn[i] += a.abs()
+                            ffn[i] += f.abs()
+        finally:
+            model.zero_grad(set_to_none=True)
     return attn, ffn
 
 
@@ -135,27 +128,20 @@ def layer_influence(
     def post(i: int) -> Callable[..., None]:
         def hook(_: nn.Module, args: tuple, kwargs: dict, out: object) -> None:
             h_out = out[0] if isinstance(out, tuple) else out
-            assert isinstance(h_out, torch.Tensor)
+            if not isinstance(h_out, torch.Tensor):
+                raise TypeError(f"block {i} returned {type(h_out).__name__}, not hidden states")
             mask = state["mask"].bool()
             cos = F.cosine_similarity(inputs[i].float(), h_out.float(), dim=-1)  # [B, T]
             total[i] += (1 - cos)[mask].double().sum()
 
         return hook
 
-    handles = []
-    for i, b in enumerate(blocks):
-        handles.append(b.register_forward_pre_hook(pre(i), with_kwargs=True))
-        handles.append(b.register_forward_hook(post(i), with_kwargs=True))
-    was_training = model.training
-    model.eval()
+    hooks = forward_hooks([(b, pre(i)) for i, b in enumerate(blocks)], [(b, post(i)) for i, b in enumerate(blocks)],
+                          with_kwargs=True)
     tokens = 0
-    try:
+    with hooks, eval_mode(model):
         for batch in text_batches(tokenizer, texts, 8, max_length):
             state["mask"] = batch["attention_mask"]
             tokens += int(batch["attention_mask"].sum())
             model(**batch)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
     return total / max(tokens, 1)

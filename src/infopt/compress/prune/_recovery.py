@@ -14,9 +14,9 @@ from transformers import PreTrainedTokenizerBase
 
 from infopt.compress.prune._common import keep_masks
 from infopt.compress.prune._configs import RecoveryConfig
-from infopt.data import TextDataset
+from infopt.data import TextDataset, token_blocks
 from infopt.errors import NotApplicable, UserError
-from infopt.train import FinetuneConfig, finetune
+from infopt.train import AdamWSchedule, FinetuneConfig, finetune, optimizer_steps, refilled_batches
 
 __all__ = ["kd_loss", "recover"]
 
@@ -36,68 +36,49 @@ def _classifier(
     student: nn.Module, teacher: nn.Module, tokenizer: PreTrainedTokenizerBase, config: RecoveryConfig,
     train: TextDataset, epochs: float, kd: KdLoss | None,
 ) -> None:
-    def distilled(logits: torch.Tensor, labels: torch.Tensor, idx: list[int]) -> torch.Tensor:
-        assert kd is not None
-        batch = tokenizer([train.texts[i] for i in idx], padding=True, truncation=True,
-                          max_length=config.max_length, return_tensors="pt")
-        with torch.no_grad():
-            target = teacher(**batch).logits
-        return kd(logits, target, labels, temperature=config.temperature, alpha=config.alpha)
-
     settings = FinetuneConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr,
                               max_length=config.max_length, seed=config.seed)
     if kd is None:
         finetune(student, tokenizer, train, settings, desc="recovering the pruned model")
-    else:
-        finetune(student, tokenizer, train, settings, loss_fn=distilled, desc="recovering the pruned model")
+        return
+    distil = kd
 
+    def distilled(logits: torch.Tensor, labels: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        batch = tokenizer([train.texts[i] for i in idx], padding=True, truncation=True,
+                          max_length=config.max_length, return_tensors="pt")
+        with torch.no_grad():
+            target = teacher(**batch).logits
+        return distil(logits, target, labels, temperature=config.temperature, alpha=config.alpha)
 
-def _blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], length: int) -> torch.Tensor:
-    """The texts' tokens, joined by EOS and cut into [N, length] blocks."""
-    ids: list[int] = []
-    for t in texts:
-        ids += tokenizer(t, add_special_tokens=False)["input_ids"]
-        if tokenizer.eos_token_id is not None:
-            ids.append(tokenizer.eos_token_id)
-    n = len(ids) // length
-    if n == 0:
-        raise UserError(f"The recovery texts hold fewer than {length} tokens.", "give more text for recovery.")
-    return torch.tensor(ids[: n * length]).view(n, length)
+    finetune(student, tokenizer, train, settings, loss_fn=distilled, desc="recovering the pruned model")
 
 
 def _causal_lm(
     student: nn.Module, teacher: nn.Module, tokenizer: PreTrainedTokenizerBase, config: RecoveryConfig,
     texts: Sequence[str], epochs: float, kd: KdLoss | None,
 ) -> None:
-    blocks = _blocks(tokenizer, texts, config.max_length)
+    blocks = token_blocks(tokenizer, texts, config.max_length)
+    if len(blocks) == 0:
+        raise UserError(f"The recovery texts hold fewer than {config.max_length} tokens.",
+                        "give more text for recovery.")
     total = max(1, round(math.ceil(len(blocks) / config.batch_size) * epochs))
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
-    warm = max(1, int(0.06 * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-    )
-    student.train()
-    order: list[int] = []
-    for _ in range(total):
-        if len(order) < config.batch_size:
-            order += rng.sample(range(len(blocks)), len(blocks))
-        idx, order = order[: config.batch_size], order[config.batch_size :]
+
+    def step(idx: list[int]) -> torch.Tensor:
         ids = blocks[idx]
         logits = student(input_ids=ids).logits[:, :-1]
         labels = ids[:, 1:]
         if kd is None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
-        else:
-            with torch.no_grad():
-                target = teacher(input_ids=ids).logits[:, :-1]
-            loss = kd(logits, target, labels, temperature=config.temperature, alpha=config.alpha)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
+        with torch.no_grad():
+            target = teacher(input_ids=ids).logits[:, :-1]
+        return kd(logits, target, labels, temperature=config.temperature, alpha=config.alpha)
+
+    student.train()
+    batches = refilled_batches(config.batch_size, lambda: rng.sample(range(len(blocks)), len(blocks)))
+    optimizer_steps(student.parameters(), total, AdamWSchedule(lr=config.lr, weight_decay=0.0, warmup=0.06),
+                    batches, step)
     student.eval()
 
 

@@ -10,11 +10,12 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from infopt.compress.prune._configs import StructuredConfig
-from infopt.compress.prune._families import Family, family_of, set_submodule, slice_linear
+from infopt.compress.prune._families import Family, family_of, linear_at, slice_linear
 from infopt.compress.prune._importance import layer_influence, magnitude_importance, taylor_importance
 from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
 from infopt.models import auto_class, pruned_bert_config
+from infopt.models._modules import set_submodule
 
 __all__ = ["plan_counts", "prune_structured"]
 
@@ -70,9 +71,7 @@ def _cut_block(block: nn.Module, family: Family, head_dim: int, keep_units: list
     units, per_unit = family.groups(block, head_dim)
 
     def cut(path: str, rows: list[int] | None = None, cols: list[int] | None = None) -> None:
-        linear = block.get_submodule(path)
-        assert isinstance(linear, nn.Linear)
-        set_submodule(block, path, slice_linear(linear, rows=rows, cols=cols))
+        set_submodule(block, path, slice_linear(linear_at(block, path), rows=rows, cols=cols))
 
     if len(keep_units) < units:
         q_rows = [u * per_unit * head_dim + j for u in keep_units for j in range(per_unit * head_dim)]

@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerBase
 from infopt.compress.prune._common import prunable_linears, text_batches
 from infopt.compress.prune._configs import MagnitudeConfig, WandaConfig, parse_pattern
 from infopt.errors import UserError
+from infopt.models._modules import eval_mode, forward_hooks
 
 __all__ = ["activation_norms", "apply_masks", "compute_masks", "prune_unstructured", "schedule"]
 
@@ -45,17 +46,10 @@ def activation_norms(
 
         return record
 
-    handles = [lin.register_forward_pre_hook(hook(name)) for name, lin in linears.items()]
-    was_training = model.training
-    model.eval()
-    try:
+    with forward_hooks([(lin, hook(name)) for name, lin in linears.items()]), eval_mode(model):
         for batch in text_batches(tokenizer, texts, batch_size, max_length):
             current["mask"] = batch["attention_mask"]
             model(**batch)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
     return {name: s.sqrt().float() for name, s in sums.items()}
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from torch import nn
 
@@ -15,8 +15,15 @@ from infopt.compress.quantize._configs import (
     QUANT_SCHEMES,
     CalibratedInt8Config,
     DynamicInt8Config,
+    DynamicInt8EmbConfig,
+    OnnxBlockInt8Config,
+    OnnxConfig,
     OnnxFp32Config,
+    OnnxInt8Config,
+    OnnxSmoothInt8Config,
+    OnnxStaticInt8Config,
     QuantConfig,
+    WeightInt4Config,
     WeightInt8Config,
     config_from_dict,
     config_from_name,
@@ -29,17 +36,50 @@ __all__ = ["quantize", "replay"]
 STAGE = "quantize"
 
 
+TorchBackend = Callable[[nn.Module, Any, bool], tuple[nn.Module, dict[str, Any]]]
+"""`(module, config, weights)` -> (the module quantized in place, what was done); `weights=False` for `replay`."""
+
+
+def _dynamic(model: nn.Module, config: DynamicInt8Config | DynamicInt8EmbConfig,
+             weights: bool) -> tuple[nn.Module, dict[str, Any]]:
+    from infopt.compress.quantize._dynamic import apply_dynamic
+
+    return apply_dynamic(model, config, weights)
+
+
+def _weight_only(model: nn.Module, config: WeightInt8Config | WeightInt4Config,
+                 weights: bool) -> tuple[nn.Module, dict[str, Any]]:
+    from infopt.compress.quantize._weight_only import apply_weight_only
+
+    return apply_weight_only(model, config, weights)
+
+
+TORCH_BACKENDS: dict[type[QuantConfig], TorchBackend] = {
+    DynamicInt8Config: _dynamic,
+    DynamicInt8EmbConfig: _dynamic,
+    WeightInt8Config: _weight_only,
+    WeightInt4Config: _weight_only,
+}
+"""The torch schemes (saved as `torch-state`), by the exact type of their config."""
+ONNX_SCHEMES: frozenset[type[QuantConfig]] = frozenset(
+    {OnnxFp32Config, OnnxInt8Config, OnnxStaticInt8Config, OnnxSmoothInt8Config, OnnxBlockInt8Config}
+)
+"""The ONNX Runtime schemes (saved as `onnx`, built by `_onnx.apply_onnx`), by the exact type of their config."""
+
+
+def _not_a_scheme(config: object) -> UserError:
+    return UserError(f"{type(config).__name__} is not the config of a quantization scheme.",
+                     f"pass one of the configs of QUANT_SCHEMES or a scheme name: {', '.join(QUANT_SCHEMES)}.")
+
+
 def _apply_torch(model: nn.Module, config: QuantConfig, weights: bool = True) -> tuple[nn.Module, dict[str, Any]]:
-    if isinstance(config, DynamicInt8Config):
-        from infopt.compress.quantize._dynamic import apply_dynamic
-
-        return apply_dynamic(model, config, weights)
-    if isinstance(config, WeightInt8Config):
-        from infopt.compress.quantize._weight_only import apply_weight_only
-
-        return apply_weight_only(model, config, weights)
-    raise UserError(f"Scheme {config.scheme!r} does not produce a torch module.",
-                      "load its folder with load_model instead of replaying its recipe.")
+    backend = TORCH_BACKENDS.get(type(config))
+    if backend is None:
+        if type(config) in ONNX_SCHEMES:
+            raise UserError(f"Scheme {config.scheme!r} does not produce a torch module.",
+                            "load its folder with load_model instead of replaying its recipe.")
+        raise _not_a_scheme(config)
+    return backend(model, config, weights)
 
 
 def _check(model: LoadedModel, config: QuantConfig) -> None:
@@ -63,14 +103,17 @@ def quantize(model: LoadedModel, config: QuantConfig | str, *,
     """
     if isinstance(config, str):
         config = config_from_name(config)
+    if type(config) not in TORCH_BACKENDS and type(config) not in ONNX_SCHEMES:
+        raise _not_a_scheme(config)
     _check(model, config)
     source: nn.Module = model.model
     module = copy.deepcopy(source).eval()
     new_model: Any
-    if isinstance(config, OnnxFp32Config):
+    if type(config) in ONNX_SCHEMES:
         from infopt.compress.quantize._onnx import apply_onnx
 
-        new_model, info = apply_onnx(module, model.tokenizer, model.task, config, calibration or ())
+        onnx_config = cast(OnnxConfig, config)  # ONNX_SCHEMES holds exactly the classes of OnnxConfig
+        new_model, info = apply_onnx(module, model.tokenizer, model.task, onnx_config, calibration or ())
         fmt = "onnx"
     else:
         new_model, info = _apply_torch(module, config)

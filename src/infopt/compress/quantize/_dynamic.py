@@ -21,7 +21,7 @@ from torch.ao.quantization import (
     quantize_dynamic,
 )
 
-from infopt.compress.quantize._configs import DynamicInt8Config
+from infopt.compress.quantize._configs import DynamicInt8Config, DynamicInt8EmbConfig
 from infopt.compress.quantize._embedding import quantize_input_embeddings
 from infopt.compress.quantize._modules import linear_layers, set_submodule
 
@@ -39,7 +39,7 @@ class FullRangeDynamicLinear(nnqd.Linear):
         return "FullRangeDynamicQuantizedLinear"
 
 
-def _qconfig(config: DynamicInt8Config) -> QConfig:
+def _qconfig(config: DynamicInt8Config | DynamicInt8EmbConfig) -> QConfig:
     qmax = 127 if config.activation_bits == 7 else 63  # 8-bit activations -> 7-bit weights
     observer: Any = PerChannelMinMaxObserver if config.per_channel else MinMaxObserver
     qscheme = torch.per_channel_symmetric if config.per_channel else torch.per_tensor_symmetric
@@ -49,7 +49,7 @@ def _qconfig(config: DynamicInt8Config) -> QConfig:
     )
 
 
-def apply_dynamic(model: nn.Module, config: DynamicInt8Config,
+def apply_dynamic(model: nn.Module, config: DynamicInt8Config | DynamicInt8EmbConfig,
                   weights: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """Quantize in place; returns the model and what was done (for the manifest's metrics).
 
@@ -65,6 +65,6 @@ def apply_dynamic(model: nn.Module, config: DynamicInt8Config,
         for name, linear in layers:
             set_submodule(model, name, cls(linear.in_features, linear.out_features, linear.bias is not None))
     info: dict[str, Any] = {"quantized_layers": len(layers)}
-    if config.scheme == "dynamic-int8-emb":
+    if isinstance(config, DynamicInt8EmbConfig):
         info["int8_embeddings"] = quantize_input_embeddings(model, weights)
     return model, info

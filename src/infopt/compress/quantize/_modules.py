@@ -1,10 +1,12 @@
-"""Finding and swapping submodules by qualified name."""
+"""Finding and swapping submodules by qualified name (`set_submodule` lives in infopt.models)."""
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
 from torch import nn
+
+from infopt.models._modules import set_submodule
 
 __all__ = ["excluded", "linear_layers", "set_submodule"]
 
@@ -21,8 +23,3 @@ def linear_layers(model: nn.Module, exclude: tuple[str, ...]) -> list[tuple[str,
         if type(m) is nn.Linear and not excluded(name, exclude)
     ]
 
-
-def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)

@@ -27,6 +27,7 @@ from transformers import PreTrainedTokenizerBase
 from infopt.compress.quantize._configs import (
     CalibratedInt8Config,
     OnnxBlockInt8Config,
+    OnnxConfig,
     OnnxFp32Config,
     OnnxInt8Config,
     OnnxSmoothInt8Config,
@@ -152,7 +153,7 @@ def _calibration_reader(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
     return Reader()
 
 
-def apply_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, config: OnnxFp32Config,
+def apply_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, config: OnnxConfig,
                calibration: Sequence[str] = ()) -> tuple[OnnxModel, dict[str, Any]]:
     """Export (and quantize) into a fresh temp folder holding model.onnx and config.json."""
     if isinstance(config, CalibratedInt8Config):
@@ -169,7 +170,7 @@ def apply_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, 
     return OnnxModel(folder / "model.onnx"), info
 
 
-def _build(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, config: OnnxFp32Config,
+def _build(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, config: OnnxConfig,
            calibration: Sequence[str], folder: Path) -> dict[str, Any]:
     work = folder / "work"
     work.mkdir()
@@ -191,48 +192,55 @@ def _build(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, conf
         graph = work / "fused.onnx"
         info["fused"] = True
     final = folder / "model.onnx"
-    if isinstance(config, OnnxInt8Config | OnnxBlockInt8Config):
-        info.update(_quantize_onnx(graph, raw, final, tokenizer, config, calibration))
-    else:
+    if isinstance(config, OnnxFp32Config):
         shutil.copyfile(graph, final)
+    else:
+        info.update(_quantize_onnx(graph, raw, final, tokenizer, config, calibration))
     model.config.save_pretrained(folder)  # type: ignore[union-attr,operator]
     shutil.rmtree(work, ignore_errors=True)
     return info
 
 
-def _quantize_onnx(graph: Path, raw: Path, final: Path, tokenizer: PreTrainedTokenizerBase,
-                   config: OnnxInt8Config | OnnxBlockInt8Config, calibration: Sequence[str]) -> dict[str, Any]:
-    from onnxruntime.quantization import QuantType
+Int8Config = OnnxInt8Config | OnnxStaticInt8Config | OnnxSmoothInt8Config | OnnxBlockInt8Config
+"""The ONNX schemes that quantize the exported graph."""
 
+
+def _quantize_onnx(graph: Path, raw: Path, final: Path, tokenizer: PreTrainedTokenizerBase,
+                   config: Int8Config, calibration: Sequence[str]) -> dict[str, Any]:
     modules = _module_of_nodes(raw)
     skip = sorted(node for node, mod in modules.items() if excluded(mod, config.exclude))
     info: dict[str, Any] = {"fp32_nodes": sorted({modules[n] for n in skip})}
-    if isinstance(config, OnnxBlockInt8Config):
-        with _quiet(""):
-            _quantize_blocks(graph, final, config, skip)
-        return info
-    ops = ["MatMul", "Gather"] if config.embeddings else ["MatMul"]
-    common: dict[str, Any] = dict(
-        per_channel=config.per_channel, reduce_range=config.reduce_range, weight_type=QuantType.QInt8,
-        op_types_to_quantize=ops, nodes_to_exclude=skip, extra_options={"MatMulConstBOnly": True},
-    )
     with _quiet(""):  # ORT logs "please consider pre-processing" on the root logger
-        _run_ort_quantizer(graph, final, tokenizer, config, calibration, common)
+        if isinstance(config, OnnxBlockInt8Config):
+            _quantize_blocks(graph, final, config, skip)
+        elif isinstance(config, OnnxStaticInt8Config):
+            _quantize_static(graph, final, tokenizer, config, calibration, _common(config, skip))
+        else:  # onnx-int8, and onnx-smooth-int8 after smoothing the torch model
+            from onnxruntime.quantization import quantize_dynamic
+
+            quantize_dynamic(str(graph), str(final), **_common(config, skip))
     return info
 
 
-def _run_ort_quantizer(graph: Path, final: Path, tokenizer: PreTrainedTokenizerBase, config: OnnxInt8Config,
-                       calibration: Sequence[str], common: dict[str, Any]) -> None:
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+def _common(config: OnnxInt8Config | OnnxStaticInt8Config | OnnxSmoothInt8Config, skip: list[str]) -> dict[str, Any]:
+    """The options `quantize_dynamic` and `quantize_static` share."""
+    from onnxruntime.quantization import QuantType
 
-    if isinstance(config, OnnxStaticInt8Config):
-        names = [n for n in ONNX_INPUTS if n in {i.name for i in OnnxModel(graph).session.get_inputs()}]
-        fmt = QuantFormat.QOperator if config.quant_format == "qoperator" else QuantFormat.QDQ
-        reader = _calibration_reader(tokenizer, calibration, names, config.max_length)
-        quantize_static(str(graph), str(final), reader,
-                        quant_format=fmt, activation_type=QuantType.QUInt8, **common)
-    else:
-        quantize_dynamic(str(graph), str(final), **common)
+    ops = ["MatMul", "Gather"] if config.embeddings else ["MatMul"]
+    return dict(
+        per_channel=config.per_channel, reduce_range=config.reduce_range, weight_type=QuantType.QInt8,
+        op_types_to_quantize=ops, nodes_to_exclude=skip, extra_options={"MatMulConstBOnly": True},
+    )
+
+
+def _quantize_static(graph: Path, final: Path, tokenizer: PreTrainedTokenizerBase, config: OnnxStaticInt8Config,
+                     calibration: Sequence[str], common: dict[str, Any]) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    names = [n for n in ONNX_INPUTS if n in {i.name for i in OnnxModel(graph).session.get_inputs()}]
+    fmt = QuantFormat.QOperator if config.quant_format == "qoperator" else QuantFormat.QDQ
+    reader = _calibration_reader(tokenizer, calibration, names, config.max_length)
+    quantize_static(str(graph), str(final), reader, quant_format=fmt, activation_type=QuantType.QUInt8, **common)
 
 
 def _quantize_blocks(graph: Path, final: Path, config: OnnxBlockInt8Config, skip: list[str]) -> None:

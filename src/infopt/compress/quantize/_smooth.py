@@ -12,7 +12,6 @@ The export carries one Mul per smoothed layer.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -21,7 +20,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from infopt.compress.quantize._modules import linear_layers, set_submodule
+from infopt.compress.quantize._modules import linear_layers
+from infopt.models._modules import forward_hooks, set_submodule
 
 __all__ = ["SmoothedLinear", "fake_dynamic_int8", "input_absmax", "smooth_linears"]
 
@@ -83,21 +83,6 @@ def _outputs(model: nn.Module, calls: list[dict[str, torch.Tensor]]) -> list[tor
         return [model(**{k: v for k, v in enc.items() if k in accepted})[0] for enc in calls]
 
 
-@contextlib.contextmanager
-def _hooked(model: nn.Module, hooks: dict[str, Callable[..., Any]], kind: str = "pre") -> Iterator[None]:
-    """Forward pre-hooks (`pre`: hook(module, inputs)) or forward hooks (`post`: hook(module, inputs, output))."""
-    handles = [
-        model.get_submodule(name).register_forward_pre_hook(h) if kind == "pre"
-        else model.get_submodule(name).register_forward_hook(h)
-        for name, h in hooks.items()
-    ]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.detach().reshape(-1, x.shape[-1])
 
@@ -114,7 +99,7 @@ def input_absmax(model: nn.Module, calls: list[dict[str, torch.Tensor]],
 
         return hook
 
-    with _hooked(model, {n: record(n) for n in names}):
+    with forward_hooks([(model.get_submodule(n), record(n)) for n in names]):
         _outputs(model, calls)
     return stats
 
@@ -137,7 +122,7 @@ def _local_errors(model: nn.Module, calls: list[dict[str, torch.Tensor]], layers
 
         return hook
 
-    with _hooked(model, {n: score(n) for n in options}):
+    with forward_hooks([(model.get_submodule(n), score(n)) for n in options]):
         _outputs(model, calls)
     return errors
 
@@ -156,7 +141,7 @@ def _end_to_end_error(model: nn.Module, calls: list[dict[str, torch.Tensor]], la
 
         return hook
 
-    with _hooked(model, {n: simulate(n) for n in plan}, kind="post"):
+    with forward_hooks(post=[(model.get_submodule(n), simulate(n)) for n in plan]):
         outputs = _outputs(model, calls)
     noise = sum(float((o - r).pow(2).sum()) for o, r in zip(outputs, reference, strict=True))
     return noise / max(sum(float(r.pow(2).sum()) for r in reference), 1e-30)

@@ -133,7 +133,7 @@ class Int4WeightOnlyLinear(nn.Module):
                 f"{self.compute_dtype}")
 
 
-def _why_not(linear: nn.Linear, config: WeightInt8Config) -> str | None:
+def _why_not(linear: nn.Linear, config: WeightInt8Config | WeightInt4Config) -> str | None:
     k = linear.in_features
     if isinstance(config, WeightInt4Config):
         if k % config.group_size:
@@ -143,7 +143,7 @@ def _why_not(linear: nn.Linear, config: WeightInt8Config) -> str | None:
     return None
 
 
-def apply_weight_only(model: nn.Module, config: WeightInt8Config,
+def apply_weight_only(model: nn.Module, config: WeightInt8Config | WeightInt4Config,
                       weights: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """Swap every fitting nn.Linear (tied lm_heads included, which unties them) in place.
 

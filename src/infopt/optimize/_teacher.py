@@ -1,4 +1,4 @@
-"""The default teacher: all-MiniLM-L6-v2 fine-tuned on Rotten Tomatoes (fresh vs rotten) by infopt."""
+"""The default teacher: all-MiniLM-L6-v2 fine-tuned by infopt on Rotten Tomatoes reviews (fresh vs rotten)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from infopt.models._bundled import bundled_path
-from infopt.models._loaded import LoadedModel
-from infopt.models._manifest import Manifest, fingerprint_folder
-from infopt.models._save import write_model
+from infopt.data import DataConfig, load_dataset, split_dataset
+from infopt.evaluate import classification_quality
+from infopt.models import LoadedModel, Manifest, bundled_path, fingerprint_folder, write_model
 from infopt.train import FinetuneConfig, finetune
 
 __all__ = ["TEACHER_DATA", "TEACHER_FINETUNE", "build_default_teacher"]
@@ -22,10 +21,9 @@ TEACHER_FINETUNE = FinetuneConfig(epochs=1.0, batch_size=32, lr=1e-4, max_length
 
 
 def build_default_teacher(folder: Path) -> None:
-    """Fine-tune MiniLM-L6 on the Rotten Tomatoes train split and write it, with its test accuracy, to `folder`."""
-    from infopt.data import DataConfig, load_dataset, split_dataset
-    from infopt.evaluate import classification_quality
+    """Fine-tune MiniLM-L6 on the Rotten Tomatoes train split and write it, with its test accuracy, to `folder`.
 
+    Registered as the builder of the bundled name `minilm-l6-rt` (entry point group `infopt.builders`)."""
     splits = split_dataset(load_dataset(DataConfig(TEACHER_DATA)), seed=0)
     base = bundled_path("minilm-l6")
     labels = splits.train.label_names

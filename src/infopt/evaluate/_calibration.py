@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from infopt.data import TextDataset
 from infopt.errors import UserError
+from infopt.evaluate._quality import predict_logits
 from infopt.models import LoadedModel
 
 __all__ = ["apply_temperature", "calibration_report", "expected_calibration_error", "fit_temperature"]
@@ -79,8 +80,6 @@ def apply_temperature(model: LoadedModel, temperature: float) -> LoadedModel:
 
 
 def _logits(model: LoadedModel, data: TextDataset, max_length: int) -> torch.Tensor:
-    from infopt.evaluate import predict_logits
-
     return predict_logits(model, data.texts, max_length=max_length)
 
 
@@ -88,10 +87,8 @@ def calibration_report(
     model: LoadedModel, validation: TextDataset, test: TextDataset, max_length: int = 64
 ) -> dict[str, float]:
     """Test ECE and NLL before and after temperature scaling fitted on `validation`, and the fitted T."""
-    from infopt.compress.distill._multi import align_data, label_names
-
-    labels = label_names(model)
-    validation, test = align_data(validation, labels), align_data(test, labels)
+    labels = model.manifest.labels
+    validation, test = validation.aligned_to(labels), test.aligned_to(labels)
     val_logits, test_logits = _logits(model, validation, max_length), _logits(model, test, max_length)
     y_val, y_test = torch.tensor(validation.labels), torch.tensor(test.labels)
     t = fit_temperature(val_logits, y_val)

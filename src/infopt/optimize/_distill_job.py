@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infopt.compress.distill._api import distill
-from infopt.compress.distill._calibration import calibration_report
-from infopt.compress.distill._configs import DistillConfig, StudentConfig
-from infopt.compress.distill._early_exit import EarlyExitClassifier, save_early_exit
-from infopt.compress.distill._students import make_student
+from infopt._atomic import check_output
+from infopt.compress.distill import DistillConfig, StudentConfig, distill, label_names, make_student
 from infopt.data import DataConfig, Splits, load_dataset, load_text_corpus, split_dataset
-from infopt.errors import UserError
+from infopt.errors import NotApplicable, UserError
+from infopt.evaluate import calibration_report, classification_quality, perplexity
 from infopt.models import LoadedModel, load_model, save_model
+from infopt.optimize._plan import default_data
 
 __all__ = ["DistillJob", "parse_student", "run_distill_job"]
 
@@ -61,15 +60,8 @@ class DistillJob:
     """Progressive: student spec of an assistant distilled first, which then teaches the student."""
     eval_blocks: int = 16
     """Causal LMs: 256-token blocks of held-out text scored for perplexity."""
-
-
-def _default_data(teacher: LoadedModel) -> DataConfig:
-    if source := teacher.manifest.trained_on():
-        return DataConfig(source)
-    raise UserError(
-        f"Teacher {teacher.manifest.name} does not say which data it was trained on.",
-        "pass --data FILE --text-column NAME --label-column NAME.",
-    )
+    overwrite: bool = False
+    """Replace an earlier infopt model in `output` (never a folder infopt did not write)."""
 
 
 def _student_arg(spec: str, teacher: LoadedModel) -> LoadedModel | StudentConfig:
@@ -84,7 +76,7 @@ def _student_arg(spec: str, teacher: LoadedModel) -> LoadedModel | StudentConfig
 
 def _classification(job: DistillJob, teachers: list[LoadedModel]) -> dict[str, Any]:
     teacher = teachers[0]
-    data = job.data or _default_data(teacher)
+    data = job.data or default_data(teacher)
     splits = split_dataset(load_dataset(data), seed=data.seed)
     student_arg: Any = _student_arg(job.student, teacher)
     if job.assistant is not None:
@@ -95,7 +87,7 @@ def _classification(job: DistillJob, teachers: list[LoadedModel]) -> dict[str, A
     t_q = _classifier_quality(teacher, splits, ml)
     s_q = _classifier_quality(student, splits, ml)
     student.manifest = dataclasses.replace(student.manifest, metrics={f"test_{k}": v for k, v in s_q.items()})
-    saved = (save_early_exit if isinstance(student.model, EarlyExitClassifier) else save_model)(student, job.output)
+    saved = save_model(student, job.output, job.overwrite)
     return {
         "task": "classification",
         "teacher": {"name": teacher.manifest.name, "params": teacher.num_parameters(), **t_q},
@@ -106,17 +98,12 @@ def _classification(job: DistillJob, teachers: list[LoadedModel]) -> dict[str, A
 
 
 def _classifier_quality(model: LoadedModel, splits: Splits, max_length: int) -> dict[str, float]:
-    from infopt.compress.distill._multi import align_data, label_names
-    from infopt.evaluate import classification_quality
-
-    test = align_data(splits.test, label_names(model))
+    test = splits.test.aligned_to(label_names(model))
     calibration = calibration_report(model, splits.validation, splits.test, max_length)
     return {**classification_quality(model, test, max_length), **calibration}
 
 
 def _causal(job: DistillJob, teacher: LoadedModel) -> dict[str, Any]:
-    from infopt.evaluate import perplexity
-
     source = job.data.source if job.data else "news"
     corpus = list(load_text_corpus(source, (job.data.text_column if job.data else None) or "text"))
     random.Random(job.data.seed if job.data else 0).shuffle(corpus)
@@ -131,7 +118,7 @@ def _causal(job: DistillJob, teacher: LoadedModel) -> dict[str, Any]:
     student = distill(teacher, student, train, job.config)
     ppl["student_after"] = perplexity(student, held_out, max_tokens=tokens)["perplexity"]
     student.manifest = dataclasses.replace(student.manifest, metrics={f"perplexity_{k}": v for k, v in ppl.items()})
-    saved = save_model(student, job.output)
+    saved = save_model(student, job.output, job.overwrite)
     return {
         "task": "causal-lm",
         "perplexity": ppl,
@@ -144,6 +131,7 @@ def _causal(job: DistillJob, teacher: LoadedModel) -> dict[str, Any]:
 
 def run_distill_job(job: DistillJob) -> dict[str, Any]:
     """Run the job; returns a summary (teacher vs student quality, calibration or perplexity, where saved)."""
+    check_output(job.output, "model", job.overwrite)
     teachers = [load_model(t) for t in (job.teacher, *job.extra_teachers)]
     if teachers[0].task == "causal-lm":
         if len(teachers) > 1 or job.assistant:
@@ -152,7 +140,7 @@ def run_distill_job(job: DistillJob) -> dict[str, Any]:
             )
         return _causal(job, teachers[0])
     if teachers[0].task != "classification":
-        raise UserError(
+        raise NotApplicable(
             f"Teacher {teachers[0].manifest.name} is an {teachers[0].task} model.",
             "distil a classifier or a causal LM.",
         )

@@ -1,0 +1,78 @@
+"""The `infopt quantize` and `infopt prune` jobs: load a model, apply one stage with the inputs it needs, save it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infopt._atomic import check_output
+from infopt.compress.prune import PruneConfig
+from infopt.compress.quantize import QuantConfig
+from infopt.data import DataConfig
+from infopt.models import BUNDLED_MODELS, bundled_path, load_model, save_model, weights_mb
+from infopt.optimize._plan import plan_evaluation
+from infopt.optimize._recipes import StageInputs, apply_step
+
+__all__ = ["PruneJob", "QuantizeJob", "run_stage_job"]
+
+
+@dataclass(frozen=True)
+class QuantizeJob:
+    """What `infopt quantize` is asked to do."""
+
+    model: str
+    """Bundled model name or model folder."""
+    config: QuantConfig
+    """The scheme and its options."""
+    output: Path
+    """Folder the quantized model is saved to."""
+    data: DataConfig | None = None
+    """Where calibration texts come from, for the schemes that need them (None: the model's own data)."""
+    seed: int = 0
+    """Seed of the data split the calibration texts are taken from."""
+    overwrite: bool = False
+    """Replace an earlier infopt model in `output` (never a folder infopt did not write)."""
+
+
+@dataclass(frozen=True)
+class PruneJob:
+    """What `infopt prune` is asked to do."""
+
+    model: str
+    """Bundled model name or model folder."""
+    config: PruneConfig
+    """The method and its options (recovery included)."""
+    output: Path
+    """Folder the pruned model is saved to."""
+    data: DataConfig | None = None
+    """Calibration texts and the labelled train split, for the methods that need them (None: the model's own)."""
+    seed: int = 0
+    """Seed of the data split."""
+    overwrite: bool = False
+    """Replace an earlier infopt model in `output` (never a folder infopt did not write)."""
+
+
+def _size_mb(model: str) -> float:
+    return weights_mb(bundled_path(model) if model in BUNDLED_MODELS else Path(model))
+
+
+def run_stage_job(job: QuantizeJob | PruneJob) -> dict[str, Any]:
+    """Check the output, load the model, read only the data the config needs, apply it, save; returns a summary."""
+    check_output(job.output, "model", job.overwrite)
+    model = load_model(job.model)
+    needs = job.config.needs()
+    inputs = StageInputs()
+    if needs:
+        plan = plan_evaluation(model, job.data, seed=job.seed)
+        inputs = StageInputs(plan.calibration, plan.train)
+    saved = save_model(apply_step(model, job.config, inputs), job.output, job.overwrite).manifest
+    return {
+        "name": saved.name,
+        "method": saved.method,
+        "format": saved.format,
+        "output": str(job.output),
+        "fingerprint": saved.fingerprint,
+        "weights_mb": round(weights_mb(job.output), 1),
+        "input_weights_mb": round(_size_mb(job.model), 1),
+    }

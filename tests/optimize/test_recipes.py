@@ -1,0 +1,67 @@
+"""Recipes: parsed once, composed by concatenation, built by one function, prefixes built once."""
+
+from __future__ import annotations
+
+import pytest
+
+from infopt.compress.prune import StructuredConfig
+from infopt.compress.quantize import QUANT_SCHEMES
+from infopt.errors import NotApplicable, UserError
+from infopt.models import LoadedModel
+from infopt.optimize import BuildCache, Recipe, StageInputs, build, parse_recipes, recipe_names, stage_of
+
+
+def test_names_are_parsed_once_into_recipes() -> None:
+    q8, chain = parse_recipes(["dynamic-int8", "prune-structured+onnx-int8"], "classification")
+    assert q8 == Recipe("dynamic-int8", "quantize: dynamic-int8", (QUANT_SCHEMES["dynamic-int8"],))
+    assert chain.name == "prune-structured+onnx-int8"
+    assert [stage_of(s) for s in chain.steps] == ["prune", "quantize"]
+    assert isinstance(chain.steps[0], StructuredConfig) and chain.steps[0].recovery is not None
+    assert chain == parse_recipes(["prune-structured"], "classification")[0] + parse_recipes(["onnx-int8"],
+                                                                                             "classification")[0]
+
+
+def test_task_decides_defaults_and_what_applies() -> None:
+    assert {r.name for r in parse_recipes(None, "causal-lm")} >= {"weight-int8", "weight-int4"}
+    (lm,) = parse_recipes(["prune-structured"], "causal-lm")
+    assert lm.steps[0].recovery is None  # LMs are pruned without recovery by default
+    assert "onnx-int8" not in recipe_names("causal-lm") and "onnx-int8" in recipe_names("embedding")
+    with pytest.raises(NotApplicable, match="onnx-int8 does not apply"):
+        parse_recipes(["onnx-int8"], "causal-lm")
+    with pytest.raises(NotApplicable, match="distill-l3"):
+        parse_recipes(["distill-l3"], "embedding")
+    with pytest.raises(UserError, match="Unknown recipe 'int3'"):
+        parse_recipes(["dynamic-int8+int3"], "classification")
+
+
+def test_repeats_are_dropped_and_any_layer_count_is_a_distill_recipe() -> None:
+    recipes = parse_recipes(["dynamic-int8", "dynamic-int8", "distill-l4"], "classification")
+    assert [r.name for r in recipes] == ["dynamic-int8", "distill-l4"]
+    assert recipes[1].steps[0].student.num_layers == 4
+
+
+def test_the_manifest_records_the_recipes_steps(tiny_bert_classifier: LoadedModel) -> None:
+    (recipe,) = parse_recipes(["dynamic-int8"], "classification")
+    made = build(recipe, tiny_bert_classifier, StageInputs())
+    assert made.manifest.name == "dynamic-int8"
+    assert made.manifest.recipe == recipe.to_manifest()
+
+
+def test_a_shared_prefix_is_built_once(tiny_llama: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    import infopt.optimize._recipes as recipes_module
+
+    calls: list[str] = []
+    real = recipes_module._STAGES[StructuredConfig]
+
+    def counting(model: LoadedModel, step: object, inputs: StageInputs) -> LoadedModel:
+        calls.append("prune")
+        return real[1](model, step, inputs)
+
+    monkeypatch.setitem(recipes_module._STAGES, StructuredConfig, (real[0], counting))
+    cache = BuildCache()
+    texts = ["the film was long and the ending was a surprise to everyone in the room"] * 8
+    pruned, both = parse_recipes(["prune-structured", "prune-structured+weight-int8"], "causal-lm")
+    a = build(pruned, tiny_llama, StageInputs(texts), cache)
+    b = build(both, tiny_llama, StageInputs(texts), cache)
+    assert calls == ["prune"]
+    assert [s["stage"] for s in b.manifest.recipe] == ["prune", "quantize"] and a.manifest.name == "prune-structured"
