@@ -23,17 +23,10 @@ from pathlib import Path
 
 import torch
 
-from infopt.compress.distill import (
-    DistillConfig,
-    EarlyExitConfig,
-    calibration_report,
-    distill,
-    load_early_exit,
-    save_early_exit,
-)
+from infopt.compress.distill import DistillConfig, EarlyExitConfig, distill
 from infopt.data import DataConfig, Splits, load_dataset, split_dataset
-from infopt.evaluate import classification_quality
-from infopt.models import LoadedModel, load_model
+from infopt.evaluate import calibration_report, classification_quality
+from infopt.models import LoadedModel, load_model, save_model
 from infopt.train import FinetuneConfig
 
 
@@ -68,8 +61,8 @@ def main() -> None:
     early = distill(teacher, None, Splits(train, splits.validation, splits.test), config)
     build_s = time.perf_counter() - t0
     folder = Path(args.save or tempfile.mkdtemp(prefix="infopt-ee-")) / "minilm-l6-rt-exit"
-    save_early_exit(early, folder)
-    early = load_early_exit(folder)
+    save_model(early, folder)
+    early = load_model(folder)
     ee = early.model
     recipe = early.manifest.recipe[-1]["config"]
     print(f"built in {build_s:.0f} s (heads after layers {list(ee.exit_layers)}, trained on {len(train)} reviews); "

@@ -35,13 +35,11 @@ from infopt.compress.distill import (
     StudentConfig,
     distill,
     distill_chain,
-    expected_calibration_error,
-    fit_temperature,
     make_student,
     teacher_outputs,
 )
 from infopt.data import DataConfig, TextDataset, load_dataset, split_dataset
-from infopt.evaluate import latencies_ms, predict_logits
+from infopt.evaluate import expected_calibration_error, fit_temperature, latencies_ms, predict_logits
 from infopt.models import LoadedModel, load_model, save_model
 from infopt.train import FinetuneConfig
 

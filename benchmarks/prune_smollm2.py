@@ -21,7 +21,7 @@ import torch
 from infopt.compress.prune import MagnitudeConfig, PruneConfig, WandaConfig, prune
 from infopt.evaluate import perplexity
 from infopt.models import LoadedModel, load_model, save_model, weights_mb
-from infopt.optimize import OptimizeConfig, plan_evaluation
+from infopt.optimize import plan_evaluation
 
 VARIANTS: dict[str, PruneConfig | None] = {
     "dense": None,
@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.output or tempfile.mkdtemp(prefix="infopt-prune-smollm2-"))
     dense = load_model("smollm2-135m")
-    plan = plan_evaluation(dense, OptimizeConfig(model="smollm2-135m", eval_limit=args.blocks))
+    plan = plan_evaluation(dense, None, eval_limit=args.blocks)
     calibration = plan.calibration[: args.calibration]
 
     loaded: dict[str, LoadedModel] = {}

@@ -17,11 +17,11 @@ from infopt.optimize import OptimizeConfig, optimize
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--blocks", type=int, default=32, help="256-token blocks scored for perplexity")
-    parser.add_argument("--schemes", default="weight-int8,weight-int4,dynamic-int8")
+    parser.add_argument("--recipes", default="weight-int8,weight-int4,dynamic-int8")
     args = parser.parse_args()
     output = Path(tempfile.mkdtemp(prefix="infopt-bench-")) / "smollm2"
     config = OptimizeConfig(
-        model="smollm2-135m", output=output, schemes=tuple(args.schemes.split(",")), eval_limit=args.blocks
+        model="smollm2-135m", output=output, recipes=tuple(args.recipes.split(",")), eval_limit=args.blocks
     )
     run, folder = optimize(config)
     print_table(run)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infopt.models import LoadedModel, save_model
+from infopt.cli import main
+from infopt.models import LoadedModel, load_model, save_model
 
 INFOPT = str(Path(sys.executable).parent / "infopt")
 
@@ -116,3 +117,106 @@ def test_quantize_calibrates_on_the_users_csv(tmp_path: Path, model_dir: Path, r
     info = manifest["metrics"]["quantize"]
     assert 0 < info["calibration"]["texts"] <= 40  # from the CSV's train split
     assert sum(info["smoothing"].values()) == 14  # every Linear of the tiny classifier
+
+
+WRITERS = {
+    "quantize": ["quantize", "--scheme", "dynamic-int8"],
+    "prune": ["prune", "--method", "magnitude", "--sparsity", "0.5"],
+    "optimize": ["optimize", "--recipes", "dynamic-int8"],
+    "distill": ["distill", "--student", "1", "--steps", "1"],
+}
+
+
+def _writer(cmd: str, model_dir: Path, out: Path, *extra: str) -> list[str]:
+    model_flag = "--teacher" if cmd == "distill" else "--model"
+    return [*WRITERS[cmd], model_flag, str(model_dir), "--output", str(out), *extra]
+
+
+@pytest.mark.parametrize("cmd", list(WRITERS))
+def test_an_output_folder_with_the_users_files_is_refused_before_any_work(
+    cmd: str, tmp_path: Path, model_dir: Path
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    assert_user_error(run(*_writer(cmd, model_dir, out)), "notes.txt", "new folder")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "tiny"]
+
+
+@pytest.mark.parametrize("cmd", list(WRITERS))
+def test_an_output_file_is_never_replaced(cmd: str, tmp_path: Path, model_dir: Path) -> None:
+    out = tmp_path / "results.txt"
+    out.write_text("keep me")
+    assert_user_error(run(*_writer(cmd, model_dir, out, "--overwrite")), "is a file")
+    assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("cmd", ["quantize", "optimize", "prune", "distill"])
+def test_an_output_that_cannot_be_written_is_one_line(cmd: str, model_dir: Path) -> None:
+    assert_user_error(run(*_writer(cmd, model_dir, Path("/proc/nope/x"))), "/proc/nope", "cannot be written")
+
+
+def test_an_earlier_output_is_replaced_only_with_overwrite(tmp_path: Path, model_dir: Path) -> None:
+    out = tmp_path / "q8"
+    assert run(*_writer("quantize", model_dir, out)).returncode == 0
+    first = json.loads((out / "infopt.json").read_text())["created"]
+    assert_user_error(run(*_writer("quantize", model_dir, out)), "--overwrite")
+    assert json.loads((out / "infopt.json").read_text())["created"] == first
+    proc = run("quantize", "--scheme", "dynamic-int8-emb", "--model", str(model_dir), "--output", str(out),
+               "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "infopt.json").read_text())["method"] == "quantize:dynamic-int8-emb"
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "results.json").write_text("{}")  # an infopt report, not a model
+    assert_user_error(run(*_writer("quantize", model_dir, report, "--overwrite")), "holds an infopt report")
+
+
+def test_prune_unstructured(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pruned"
+    assert main(["prune", "--model", str(model_dir), "--method", "magnitude", "--sparsity", "0.9",
+                 "--output", str(out)]) == 0
+    assert "format sparse" in capsys.readouterr().out
+    manifest = json.loads((out / "infopt.json").read_text())
+    assert manifest["recipe"][-1]["config"]["sparsity"] == 0.9 and (out / "sparse.safetensors").exists()
+    assert load_model(out).manifest.method == "prune:magnitude"
+
+
+def test_prune_structured_with_recovery(model_dir: Path, reviews_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pruned"
+    code = main(["prune", "--model", str(model_dir), "--method", "structured", "--ffn", "0.5", "--layers", "1,",
+                 "--importance", "taylor", "--recover-epochs", "0.2", "--data", str(reviews_csv),
+                 "--text-column", "review", "--label-column", "sentiment", "--output", str(out)])
+    assert code == 0
+    manifest = json.loads((out / "infopt.json").read_text())
+    step = manifest["recipe"][-1]["config"]
+    assert step["layers"] == [1] and step["recovery"]["epochs"] == 0.2
+    assert manifest["metrics"]["prune"]["recovery"]["distilled"] is True
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
+
+
+def test_prune_pattern_sets_its_sparsity(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pruned"
+    assert main(["prune", "--model", str(model_dir), "--method", "magnitude", "--pattern", "1:4",
+                 "--output", str(out)]) == 0
+    assert json.loads((out / "infopt.json").read_text())["recipe"][-1]["config"]["sparsity"] == 0.75
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--method", "magnitude", "--sparsity", "1.0"], ["sparsity", "[0, 1)"]),
+        (["--method", "magnitude", "--heads", "0.5"], ["no option heads"]),
+        (["--method", "structured", "--heads", "0.9"], ["all 2 attention heads"]),
+        (["--method", "structured", "--layers", "x"], ["--layers"]),
+    ],
+)
+def test_prune_bad_flags_are_one_line_errors(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], words: list[str]
+) -> None:
+    out = tmp_path / "pruned"
+    assert main(["prune", "--model", str(model_dir), *flags, "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Fix:" in err and all(w in err for w in words)
+    assert not out.exists()

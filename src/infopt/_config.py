@@ -183,10 +183,9 @@ def _sequence(value: object) -> bool:
 def str_tuple(owner: object, field: str, value: Any = _OWNER) -> tuple[str, ...]:
     """A list or tuple of strings (not one string), returned (and written back) as a tuple."""
     given, value = value, _value(owner, field, value)
-    seq: Any = value
-    if not _sequence(seq) or not all(isinstance(v, str) for v in seq):
+    if not _sequence(value) or not all(isinstance(v, str) for v in value):
         raise field_error(owner, field, value, "a list of strings")
-    out = tuple(seq)
+    out = tuple(value)
     _write_back(owner, field, given, out)
     return out
 
@@ -199,14 +198,13 @@ def int_tuple(owner: object, field: str, value: Any = _OWNER, *, min: int | None
     given, value = value, _value(owner, field, value)
     if optional and value is None:
         return None
-    seq: Any = value
-    ok = (_sequence(seq) and len(seq) > 0 and all(_is_int(v) and (min is None or v >= min) for v in seq)
-          and (not distinct or len(set(seq)) == len(seq)))
+    ok = (_sequence(value) and len(value) > 0 and all(_is_int(v) and (min is None or v >= min) for v in value)
+          and (not distinct or len(set(value)) == len(value)))
     if not ok:
         text = allowed or (f"a non-empty list of {'distinct ' if distinct else ''}integers"
                            + (f" >= {min}" if min is not None else ""))
         raise field_error(owner, field, value, _or_none(text, optional))
-    out = tuple(sorted(seq) if sort else seq)
+    out = tuple(sorted(value) if sort else value)
     _write_back(owner, field, given, out)
     return out
 
@@ -219,11 +217,10 @@ def number_tuple(owner: object, field: str, value: Any = _OWNER, *, low: float |
     given, value = value, _value(owner, field, value)
     if optional and value is None:
         return None
-    seq: Any = value
-    if not _sequence(seq) or not seq or not all(_is_number(v) and _in_range(v, low, high, bounds) for v in seq):
+    if not _sequence(value) or not value or not all(_is_number(v) and _in_range(v, low, high, bounds) for v in value):
         text = allowed or "a non-empty list of numbers" + _range(low, high, bounds)
         raise field_error(owner, field, value, _or_none(text, optional))
-    out = tuple(seq)
+    out = tuple(value)
     _write_back(owner, field, given, out)
     return out
 
@@ -239,7 +236,7 @@ class Config:
     """
 
     version: ClassVar[int] = 1
-    """Version of the dict form; recipes saved before versions existed read as version 1."""
+    """Version of the dict form; a dict without one (saved before versions existed) reads as version 1."""
     name_field: ClassVar[str] = ""
     """A ClassVar naming the registered config (`scheme`, `method`), written right after `version`; "" if none."""
 
@@ -293,7 +290,10 @@ def _nested(cls: type) -> dict[str, type[Config]]:
     """Field name -> the Config class it holds (`RecoveryConfig | None` -> RecoveryConfig), for this class."""
     if cls in _NESTED:
         return _NESTED[cls]
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError:  # an annotation names something imported only for type checking: no nested configs known
+        hints = {}
     out: dict[str, type[Config]] = {}
     for f in dataclasses.fields(cls):
         hint = hints.get(f.name)
@@ -318,20 +318,20 @@ def _from_fields(cls: type[C], data: Mapping[str, Any], *, recipe: bool, name: s
     rest = dict(data)
     label = f"{cls.__name__}" + (f" ({name})" if name else "")
     if recipe:
-        version = rest.pop("version", None)
-        if version is not None:
-            if not _is_int(version) or version < 1:
-                raise _other_version(f"The recipe's {label} has version {version!r}, which infopt never writes.")
-            if version > cls.version:
-                raise _other_version(f"The recipe's {label} is version {version}; this infopt reads up to version "
-                                     f"{cls.version}.")
-            if version < cls.version:
-                rest = cls.upgrade(rest, version)
+        version = rest.pop("version", 1)  # none: saved before versions existed, i.e. in the form of version 1
+        if not _is_int(version) or version < 1:
+            raise _other_version(f"The recipe's {label} has version {version!r}, which infopt never writes.")
+        if version > cls.version:
+            raise _other_version(f"The recipe's {label} is version {version}; this infopt reads up to version "
+                                 f"{cls.version}.")
+        if version < cls.version:
+            rest = cls.upgrade(rest, version)
     known = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
     unknown = sorted(set(rest) - set(known))
     if unknown:
         if recipe:
-            raise _other_version(f"The recipe's {label} has the field {', '.join(map(repr, unknown))}, which this "
+            field = "fields" if len(unknown) > 1 else "field"
+            raise _other_version(f"The recipe's {label} has the {field} {', '.join(map(repr, unknown))}, which this "
                                  f"version of infopt does not know (it knows {', '.join(known) or 'none'}).")
         raise UserError(f"{label} has no option {', '.join(unknown)}.", f"use only {', '.join(known) or 'no options'}.")
     nested = _nested(cls)
@@ -356,8 +356,9 @@ def config_from_name(registry: Mapping[str, C], name: str, overrides: Mapping[st
 def config_from_dict(registry: Mapping[str, C], data: Mapping[str, Any], *, what: str) -> C:
     """Inverse of `to_dict` for any config in `registry` (name -> default config), as read from a recipe.
 
-    `data` without `version` was saved before versions existed and is read as version 1. A missing name is a
-    UserError; an unknown name or field, or a newer version, says the folder was saved by another version.
+    `data` without `version` was saved before versions existed and is read as version 1 (the form of then). A
+    missing name is a UserError; an unknown name or field, or a newer version, says the folder was saved by another
+    version of infopt.
     """
     if not isinstance(data, Mapping):
         raise UserError(f"A step of the recipe holds {data!r} where a {what} config should be.", RECREATE)

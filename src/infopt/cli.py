@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 from pathlib import Path
 
 from infopt.errors import InfoptError, UserError
@@ -139,8 +140,15 @@ def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> No
     p.add_argument("--seed", type=int, default=0, help="seed of splits and sampling")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other infopt error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"infopt: error: {self.prog}: {message.rstrip('.')}. Fix: see `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="infopt", description="Make models faster, smaller and cheaper; measured.")
+    parser = _Parser(prog="infopt", description="Make models faster, smaller and cheaper; measured.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list the bundled models").set_defaults(func=cmd_models)
     p = sub.add_parser("optimize", help="measure the model and its optimized variants side by side")
@@ -206,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user errors print one line and return 2."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a malformed command line (already printed on one line)
+        return e.code if isinstance(e.code, int) else 2
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as hf_logging

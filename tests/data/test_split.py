@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 
 import pytest
 
-from infopt.data import Splits, TextDataset, split_dataset
+from infopt.data import Splits, TextDataset, holdout, split_dataset
 from infopt.errors import InfoptError
 
 
@@ -95,3 +96,24 @@ def test_minimum_size_works() -> None:
     assert s.test.labels == s.validation.labels == [0]
     s = split_dataset(_dataset([5, 5]), validation=0.2, test=0.2)
     assert [sorted(p.labels) for p in _parts(s)] == [[0, 0, 0, 1, 1, 1], [0, 1], [0, 1]]
+
+
+# --- holdout ---
+
+
+def test_holdout_keeps_a_tenth_out_for_a_seed() -> None:
+    data = _dataset([30, 20])
+    rest, held = holdout(data, seed=3)
+    assert len(held) == 5 and len(rest) == 45
+    assert sorted(rest.texts + held.texts) == sorted(data.texts)
+    assert holdout(data, seed=3) == (rest, held)
+    order = list(range(len(data)))
+    random.Random(3).shuffle(order)
+    assert held.texts == [data.texts[i] for i in order[:5]]  # the seeded shuffle's first tenth, unstratified
+
+
+def test_holdout_keeps_at_least_one_each_side() -> None:
+    rest, held = holdout(_dataset([1, 1]), seed=0)
+    assert len(rest) == len(held) == 1
+    with pytest.raises(InfoptError, match="too few"):
+        holdout(_dataset([1]), seed=0)

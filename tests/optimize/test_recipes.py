@@ -8,7 +8,16 @@ from infopt.compress.prune import StructuredConfig
 from infopt.compress.quantize import QUANT_SCHEMES
 from infopt.errors import NotApplicable, UserError
 from infopt.models import LoadedModel
-from infopt.optimize import BuildCache, Recipe, StageInputs, build, parse_recipes, recipe_names, stage_of
+from infopt.optimize import (
+    DEFAULT_RECIPES,
+    BuildCache,
+    Recipe,
+    StageInputs,
+    build,
+    parse_recipes,
+    recipe_names,
+    stage_of,
+)
 
 
 def test_names_are_parsed_once_into_recipes() -> None:
@@ -65,3 +74,12 @@ def test_a_shared_prefix_is_built_once(tiny_llama: LoadedModel, monkeypatch: pyt
     b = build(both, tiny_llama, StageInputs(texts), cache)
     assert calls == ["prune"]
     assert [s["stage"] for s in b.manifest.recipe] == ["prune", "quantize"] and a.manifest.name == "prune-structured"
+
+
+def test_recipe_names() -> None:
+    assert "prune-structured+onnx-int8" in DEFAULT_RECIPES["classification"]
+    assert {"prune-wanda-50", "prune-2:4"} <= set(DEFAULT_RECIPES["causal-lm"])
+    named = parse_recipes(("prune-unstructured-50", "prune-magnitude-2:4", "prune-structured+weight-int8"), "causal-lm")
+    assert [c.name for c in named] == ["prune-unstructured-50", "prune-magnitude-2:4", "prune-structured+weight-int8"]
+    with pytest.raises(UserError, match="Unknown recipe"):
+        parse_recipes(("prune-everything",), "classification")

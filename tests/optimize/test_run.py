@@ -54,6 +54,30 @@ def test_optimize_leaves_nothing_when_a_step_fails(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reviews.csv", "tiny"]
 
 
+def test_optimize_measures_pruned_variants_next_to_the_baseline(
+    tiny_bert_classifier: LoadedModel, reviews_csv: Path, tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "tiny"
+    save_model(tiny_bert_classifier, model_dir)
+    config = OptimizeConfig(
+        model=str(model_dir),
+        data=DataConfig(str(reviews_csv), "review", "sentiment"),
+        output=tmp_path / "report",
+        recipes=("prune-structured", "prune-structured+onnx-int8", "prune-unstructured-90"),
+        bench=BenchConfig(isolate=False),
+    )
+    run, folder = optimize(config)
+    names = [v.name for v in run.variants]
+    assert names[1:] == ["prune-structured", "prune-structured+onnx-int8", "prune-unstructured-90"]
+    structured, both, sparse = run.variants[1:]
+    assert structured.params < run.baseline.params and both.size_mb < structured.size_mb
+    assert sparse.size_mb < run.baseline.size_mb
+    assert any("not expected to be faster" in n for n in sparse.notes)
+    assert "not expected to be faster" in (folder / "report.md").read_text()
+    recipe = load_model(folder / "variants" / "prune-structured+onnx-int8").manifest.recipe
+    assert [s["stage"] for s in recipe] == ["prune", "quantize"]
+
+
 @pytest.mark.slow
 def test_default_teacher_is_accurate() -> None:
     teacher = load_model("minilm-l6-rt")

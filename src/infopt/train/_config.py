@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from infopt._config import Config, check_fraction, check_int, check_number
 from infopt.errors import UserError
 
 __all__ = ["FinetuneConfig"]
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(Config):
     """How long and how hard to train."""
+
+    version: ClassVar[int] = 1
 
     epochs: float = 1.0
     """Passes over the training set (fractions allowed)."""
@@ -29,5 +33,13 @@ class FinetuneConfig:
     """Seed of batch order and dropout."""
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.warmup < 1:
-            raise UserError(f"Bad fine-tuning settings {self}.", "use epochs > 0, batch_size >= 1, lr > 0.")
+        try:
+            check_number(self, "epochs", low=0, bounds="(]", example=1.0)
+            check_int(self, "batch_size", min=1)
+            check_number(self, "lr", low=0, bounds="(]", example=1e-4)
+            check_number(self, "weight_decay", low=0, example=0.01)
+            check_fraction(self, "warmup")
+            check_int(self, "max_length", min=1)
+            check_int(self, "seed")
+        except UserError as e:  # the field checks name the field; callers (and tests) know this prefix
+            raise UserError(f"Bad fine-tuning settings: {e.problem}", e.fix) from None

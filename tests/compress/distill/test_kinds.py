@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from infopt.compress.distill import attention_loss, feature_loss, mix_soft_targets, relation_loss, uniform_layer_map
-from infopt.compress.distill._kinds import masked_mean, projections
+from infopt.compress.distill._kinds import projections
 
 
 def test_feature_loss_is_zero_for_identical_features_through_identity_projections() -> None:
@@ -59,11 +59,6 @@ def test_uniform_layer_map_ends_on_the_last_layer() -> None:
     assert uniform_layer_map(3, 6) == (2, 4, 6)
     assert uniform_layer_map(15, 30)[-1] == 30
     assert uniform_layer_map(6, 6) == (1, 2, 3, 4, 5, 6)
-
-
-def test_masked_mean_skips_padding() -> None:
-    h = torch.tensor([[[1.0], [3.0], [100.0]]])
-    assert masked_mean(h, torch.tensor([[1, 1, 0]])).item() == pytest.approx(2.0)
 
 
 def test_mixed_soft_targets_are_the_weighted_mean_of_teacher_probabilities() -> None:

@@ -233,3 +233,22 @@ def test_roberta_heads_are_refused(tokenizer) -> None:  # type: ignore[no-untype
     loaded = LoadedModel(model, tokenizer, Manifest(name="tiny-roberta", task="embedding"))
     with pytest.raises(InfoptError, match="RoBERTa"):
         prune(loaded, StructuredConfig(heads=0.5))
+
+
+def test_family_paths_name_linear_layers(tiny_bert_classifier: LoadedModel, tiny_llama: LoadedModel) -> None:
+    from infopt.compress.prune._families import family_of, linear_at
+
+    for model in (tiny_bert_classifier.model, tiny_llama.model):
+        family = family_of(model)
+        block = family.block_list(model)[0]
+        for path in (family.q, family.k, family.v, family.o, *family.ffn_in, family.ffn_out):
+            assert isinstance(linear_at(block, path), torch.nn.Linear)
+    with pytest.raises(TypeError, match=r"not an nn\.Linear"):
+        linear_at(tiny_llama.model.model, "layers")
+
+
+def test_causal_lm_recovery_needs_a_block_of_text(tiny_llama: LoadedModel) -> None:
+    config = RecoveryConfig(epochs=1.0, batch_size=2, max_length=64)
+    student = tiny_llama.model
+    with pytest.raises(InfoptError, match="fewer than 64 tokens"):
+        recovery_module.recover(student, student, tiny_llama.tokenizer, "causal-lm", config, None, ["too short"])

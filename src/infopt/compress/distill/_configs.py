@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import ClassVar, Literal, get_args
 
+from infopt._config import (
+    Config,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_type,
+    int_tuple,
+    number_tuple,
+)
 from infopt.compress.distill._loss import check_alpha, check_temperature
 from infopt.errors import UserError
 from infopt.train import FinetuneConfig
@@ -21,14 +30,11 @@ DISTILL_TRAIN = FinetuneConfig(epochs=1.0, batch_size=32, lr=1e-4, max_length=64
 """The default training budget: one epoch, batch 32, AdamW 1e-4, 64 tokens (as the default teacher's)."""
 
 
-def _weight(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-        raise UserError(f"The {name} weight must be a finite number >= 0, got {value!r}.", f"pass {name}=0 or more.")
-
-
 @dataclass(frozen=True)
-class EarlyExitConfig:
+class EarlyExitConfig(Config):
     """Self-distillation: exit heads on shallow layers taught by the deepest one, and the exit rule."""
+
+    version: ClassVar[int] = 1
 
     exit_layers: tuple[int, ...] | None = None
     """Layers (1-based) followed by an exit head; None: every layer but the last."""
@@ -47,21 +53,21 @@ class EarlyExitConfig:
     """Learning rate of the exit heads when the backbone is frozen."""
 
     def __post_init__(self) -> None:
-        if self.exit_layers is not None and (not self.exit_layers or any(i < 1 for i in self.exit_layers)):
-            raise UserError(f"Bad exit layers {self.exit_layers}.", "give 1-based layer numbers, e.g. (1, 2, 3).")
-        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
-            raise UserError(f"Exit threshold {self.threshold} is not in (0, 1].", "pass e.g. 0.9, or None.")
-        if not (math.isfinite(self.max_drop) and self.max_drop >= 0):
-            raise UserError(f"max_drop={self.max_drop} is invalid.", "allow 0 or more accuracy points.")
-        if not 0.5 <= self.confidence < 1.0:
-            raise UserError(f"confidence={self.confidence} is not in [0.5, 1).", "use e.g. 0.95 (0.5: no margin).")
-        if self.head_epochs <= 0 or self.head_lr <= 0:
-            raise UserError("Exit-head training needs head_epochs > 0 and head_lr > 0.", "use positive values.")
+        int_tuple(self, "exit_layers", min=1, optional=True, allowed="1-based layer numbers, e.g. [1, 2, 3]")
+        check_number(self, "threshold", low=0, high=1, bounds="(]", optional=True, example=0.9)
+        check_number(self, "max_drop", low=0, allowed="0 or more accuracy points, e.g. 1.0")
+        check_number(self, "confidence", low=0.5, high=1, bounds="[)", allowed="a number in [0.5, 1), e.g. 0.95 "
+                     "(0.5: no margin)")
+        check_bool(self, "freeze_backbone")
+        check_number(self, "head_epochs", low=0, bounds="(]", example=4.0)
+        check_number(self, "head_lr", low=0, bounds="(]", example=2e-3)
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(Config):
     """How a student learns from its teacher(s): loss, knowledge kinds, scheme and budget."""
+
+    version: ClassVar[int] = 1
 
     temperature: float = 4.0
     """Softmax temperature T of the soft targets (T > 0); the KL term is scaled by T^2."""
@@ -89,21 +95,20 @@ class DistillConfig:
     """Settings of the self-distillation scheme."""
 
     def __post_init__(self) -> None:
-        check_temperature(self.temperature)
-        check_alpha(self.alpha)
+        check_temperature(self.temperature, self)
+        check_alpha(self.alpha, owner=self)
         for name in ("feature", "relation", "attention"):
-            _weight(name, getattr(self, name))
-        if self.scheme not in SCHEMES:
-            raise UserError(f"Unknown distillation scheme {self.scheme!r}.", f"use one of {', '.join(SCHEMES)}.")
-        if self.layer_map is not None and (not self.layer_map or any(j < 1 for j in self.layer_map)):
-            raise UserError(f"Bad layer map {self.layer_map}.", "give one 1-based teacher layer per student layer.")
-        if self.teacher_weights is not None:
-            for w in self.teacher_weights:
-                _weight("teacher", w)
-            if sum(self.teacher_weights) <= 0:
-                raise UserError("The teacher weights sum to 0.", "give at least one positive teacher weight.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UserError(f"max_steps={self.max_steps} is invalid.", "use 1 or more steps, or None.")
+            check_number(self, name, low=0, example=1.0)
+        check_choice(self, "scheme", SCHEMES)
+        int_tuple(self, "layer_map", min=1, optional=True, allowed="one 1-based teacher layer per student layer")
+        weights = number_tuple(self, "teacher_weights", low=0, optional=True,
+                               allowed="one weight >= 0 per teacher, e.g. [0.6, 0.4]")
+        if weights is not None and sum(weights) <= 0:
+            raise UserError("The teacher weights sum to 0.", "give at least one positive teacher weight.")
+        check_type(self, "train", FinetuneConfig)
+        check_int(self, "max_steps", min=1, optional=True)
+        check_bool(self, "cache")
+        check_type(self, "early_exit", EarlyExitConfig)
 
     @property
     def uses_teacher(self) -> bool:
@@ -112,8 +117,10 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
-class StudentConfig:
+class StudentConfig(Config):
     """How the student is initialised before distillation."""
+
+    version: ClassVar[int] = 1
 
     init: StudentInit = "teacher-layers"
     """teacher-layers: copy of the teacher keeping some layers (DistilBERT-style); pretrained: a smaller
@@ -128,11 +135,7 @@ class StudentConfig:
     """Name of the student in its manifest; None: derived from the teacher's."""
 
     def __post_init__(self) -> None:
-        if self.init not in STUDENT_INITS:
-            raise UserError(f"Unknown student init {self.init!r}.", f"use one of {', '.join(STUDENT_INITS)}.")
-        if self.layers is not None and (not self.layers or any(i < 0 for i in self.layers)):
-            raise UserError(f"Bad student layers {self.layers}.", "give 0-based teacher layer numbers.")
-        if self.layers is not None and len(set(self.layers)) != len(self.layers):
-            raise UserError(f"Student layers {self.layers} repeat a layer.", "give each teacher layer once.")
-        if self.num_layers is not None and self.num_layers < 1:
-            raise UserError(f"num_layers={self.num_layers} is invalid.", "use 1 or more layers.")
+        check_choice(self, "init", STUDENT_INITS)
+        int_tuple(self, "layers", min=0, distinct=True, optional=True,
+                  allowed="0-based teacher layer numbers, each once (no layer repeated)")
+        check_int(self, "num_layers", min=1, optional=True)

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
+from infopt._config import check_number
 from infopt.errors import UserError
 
 
-def check_temperature(temperature: float) -> None:
-    """Raise InfoptError unless temperature is a finite number > 0."""
-    if not (isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0):
-        raise UserError(
-            f"Distillation temperature must be > 0, got {temperature!r}.",
-            "pass a positive temperature such as 4.0 (1.0 means no softening).",
-        )
+def check_temperature(temperature: float, owner: object = "Distillation") -> None:
+    """Raise UserError unless temperature is a finite number > 0 (`owner`: the config, or a name for messages)."""
+    check_number(owner, "temperature", temperature, low=0, bounds="(]",
+                 allowed="a positive number such as 4.0 (1.0 means no softening)")
 
 
-def check_alpha(alpha: float, name: str = "alpha") -> None:
-    """Raise InfoptError unless alpha is a finite number in [0, 1]."""
-    if not (isinstance(alpha, int | float) and math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
-        raise UserError(
-            f"Distillation {name} must be in [0, 1], got {alpha!r}.",
-            f"pass {name} between 0 (hard labels only) and 1 (soft targets only), e.g. 0.5.",
-        )
+def check_alpha(alpha: float, name: str = "alpha", owner: object = "Distillation") -> None:
+    """Raise UserError unless alpha is a finite number in [0, 1] (`owner`: the config, or a name for messages)."""
+    check_number(owner, name, alpha, low=0, high=1,
+                 allowed="a number in [0, 1]: 0 for hard labels only, 1 for soft targets only, e.g. 0.5")
 
 
 def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -60,7 +53,9 @@ def response_kd_loss(
     """
     check_temperature(temperature)
     check_alpha(alpha)
-    loss = alpha * soft_kl(student_logits, teacher_logits, temperature) if alpha > 0 else None
+    terms: list[torch.Tensor] = []  # alpha in [0, 1]: the soft term, the hard one, or both
+    if alpha > 0:
+        terms.append(alpha * soft_kl(student_logits, teacher_logits, temperature))
     if alpha < 1:
         if labels is None:
             raise UserError(
@@ -69,7 +64,5 @@ def response_kd_loss(
             )
         n = student_logits.shape[-1]
         ce = F.cross_entropy(student_logits.reshape(-1, n).float(), labels.reshape(-1).long(), ignore_index=-100)
-        hard = (1.0 - alpha) * ce
-        loss = hard if loss is None else loss + hard
-    assert loss is not None
-    return loss
+        terms.append((1.0 - alpha) * ce)
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]

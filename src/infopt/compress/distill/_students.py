@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -29,10 +29,7 @@ def _layer_path(model: torch.nn.Module) -> str:
 
 def layer_list(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The ModuleList holding the model's transformer blocks."""
-    layers = base_of(model).get_submodule(_layer_path(model))
-    if not isinstance(layers, torch.nn.ModuleList):
-        raise TypeError(f"the transformer layers of {type(model).__name__} are not a ModuleList")
-    return layers
+    return cast(torch.nn.ModuleList, base_of(model).get_submodule(_layer_path(model)))  # block_path checked it
 
 
 def num_layers(model: torch.nn.Module) -> int:

@@ -1,0 +1,243 @@
+"""Dynamic batching without HTTP: one bounded queue and one worker per model.
+
+Whenever the model is free, the worker takes every queued request (first come, first served) up to
+`max_batch_size` items, sorts the items by length, cuts them into groups of similar length and runs each group
+in one call of `run_batch` on the model's own thread (so the event loop never blocks on inference). A lone
+request at low load runs at once (`max_wait_ms` 0). A full queue raises `QueueFull` (429), a request that gets
+no result within `timeout_s` raises `QueueTimeout` (504), and after `drain()` new requests raise `Unavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from infopt.serve._config import BatchingConfig
+from infopt.serve._errors import QueueFull, QueueTimeout, Unavailable
+
+__all__ = ["PAD_BUDGET", "BatchObserver", "Batcher", "group_by_length"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+PAD_BUDGET = 256
+"""Padding tokens a group may gain from one longer item before that item starts a group of its own."""
+
+
+class BatchObserver(Protocol):
+    """What a batcher reports (e.g. to metrics); every method is called on the event loop."""
+
+    def queue_depth(self, model: str, depth: int) -> None: ...
+    def queue_wait(self, model: str, seconds: float) -> None: ...
+    def batch(self, model: str, size: int, seconds: float) -> None: ...
+
+
+class _NoObserver:
+    def queue_depth(self, model: str, depth: int) -> None:
+        pass
+
+    def queue_wait(self, model: str, seconds: float) -> None:
+        pass
+
+    def batch(self, model: str, size: int, seconds: float) -> None:
+        pass
+
+
+def group_by_length(lengths: Sequence[int], max_batch_size: int, pad_budget: int = PAD_BUDGET) -> list[list[int]]:
+    """Indices of `lengths` in groups of at most `max_batch_size`, shortest first; an item starts a new group
+    when joining would add more than `pad_budget` padding tokens to the group (n items × the length jump)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        g = groups[-1] if groups else None
+        if g is None or len(g) >= max_batch_size or len(g) * (lengths[i] - lengths[g[-1]]) > pad_budget:
+            groups.append([i])
+        else:
+            g.append(i)
+    return groups
+
+
+@dataclass(eq=False)
+class _Request(Generic[T, R]):
+    items: list[T]
+    future: asyncio.Future[list[R]]
+    enqueued: float = field(default_factory=time.perf_counter)
+    results: dict[int, R] = field(default_factory=dict)
+
+
+class Batcher(Generic[T, R]):
+    """Batches the items of concurrent `submit` calls into calls of `run_batch(items) -> results` (same order).
+
+    Create it anywhere, `start()` it inside the running event loop, `await submit(items)` from request handlers
+    and `await drain()` on shutdown. `length(item)` (e.g. its token count) groups items of similar length.
+    """
+
+    def __init__(self, run_batch: Callable[[list[T]], list[R]], config: BatchingConfig | None = None, *,
+                 name: str = "model", length: Callable[[T], int] | None = None,
+                 observer: BatchObserver | None = None) -> None:
+        self.run_batch = run_batch
+        self.config = config or BatchingConfig()
+        self.name = name
+        self.length = length or (lambda _: 0)
+        self.observer: BatchObserver = observer or _NoObserver()
+        self._pending: deque[_Request[T, R]] = deque()
+        self._accepting = True
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infopt-serve-{name}")
+        self._batch_s = 0.0  # moving average of one model call, for Retry-After
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting in the queue (not counting the batch being run)."""
+        return len(self._pending)
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    def start(self) -> None:
+        """Start the worker on the running event loop (idempotent)."""
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+
+    async def submit(self, items: list[T]) -> list[R]:
+        """Queue `items` as one request and wait for their results (in order)."""
+        if not self._accepting or self._task is None:
+            raise Unavailable(f"Model {self.name!r} is not taking requests (the server is shutting down).",
+                              "retry on another replica or after the restart.", code="draining")
+        if not items:
+            return []
+        if len(self._pending) >= self.config.max_queue:
+            raise QueueFull(self.name, self.config.max_queue, self.retry_after_s())
+        loop = asyncio.get_running_loop()
+        request: _Request[T, R] = _Request(list(items), loop.create_future())
+        self._pending.append(request)
+        self.observer.queue_depth(self.name, len(self._pending))
+        assert self._wake is not None
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(request.future, self.config.timeout_s)
+        except TimeoutError:
+            where = "in the queue" if request in self._pending else "for its batch"
+            raise QueueTimeout(f"The request to model {self.name!r} waited more than {self.config.timeout_s:g} s "
+                               f"{where}.", "retry later, send fewer inputs, or raise batching.timeout_s.") from None
+        finally:
+            if request in self._pending:
+                self._pending.remove(request)
+                self.observer.queue_depth(self.name, len(self._pending))
+
+    def retry_after_s(self) -> int:
+        """Whole seconds until the queue has likely room again (at least 1)."""
+        batches = len(self._pending) / max(1, self.config.max_batch_size) + 1
+        return max(1, math.ceil(batches * self._batch_s))
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Stop taking requests, finish the accepted ones (failing any left after `timeout_s`), stop the worker."""
+        self._accepting = False
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                for request in self._pending:
+                    if not request.future.done():
+                        request.future.set_exception(Unavailable(
+                            f"Model {self.name!r} shut down before answering.", "retry the request.", code="draining"))
+                self._pending.clear()
+        self._executor.shutdown(wait=False)
+
+    # ------------------------------------------------------------ worker
+
+    def _take(self) -> list[_Request[T, R]]:
+        """Queued requests, first come first served, up to max_batch_size items (always at least one)."""
+        taken: list[_Request[T, R]] = []
+        n = 0
+        while self._pending:
+            request = self._pending[0]
+            if request.future.done():  # timed out or cancelled while queued
+                self._pending.popleft()
+                continue
+            if taken and n + len(request.items) > self.config.max_batch_size:
+                break
+            taken.append(self._pending.popleft())
+            n += len(request.items)
+        self.observer.queue_depth(self.name, len(self._pending))
+        return taken
+
+    def _queued_items(self) -> int:
+        return sum(len(r.items) for r in self._pending if not r.future.done())
+
+    async def _wait_for_more(self) -> None:
+        """Up to max_wait_ms after the first request, while the next batch is not full."""
+        assert self._wake is not None
+        deadline = time.perf_counter() + self.config.max_wait_ms / 1000
+        while self._accepting and self._queued_items() < self.config.max_batch_size:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                return
+
+    async def _work(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._pending:
+                if not self._accepting:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+            if self.config.max_wait_ms > 0:
+                await self._wait_for_more()
+            taken = self._take()
+            now = time.perf_counter()
+            for request in taken:
+                self.observer.queue_wait(self.name, now - request.enqueued)
+            try:
+                flat = [(r, i, item) for r in taken for i, item in enumerate(r.items)]
+                for group in group_by_length([self.length(x) for _, _, x in flat], self.config.max_batch_size):
+                    members = [flat[i] for i in group if not flat[i][0].future.done()]
+                    if members:
+                        await self._run_group(loop, members)
+            except Exception as e:  # a bug here must not leave requests hanging until their timeout
+                log.exception("batcher of model %r failed", self.name)
+                for request in taken:
+                    if not request.future.done():
+                        request.future.set_exception(e)
+
+    async def _run_group(self, loop: asyncio.AbstractEventLoop, members: list[tuple[_Request[T, R], int, T]]) -> None:
+        start = time.perf_counter()
+        try:
+            results: Any = await loop.run_in_executor(self._executor, self.run_batch, [x for _, _, x in members])
+            if len(results) != len(members):
+                raise RuntimeError(f"run_batch returned {len(results)} results for {len(members)} items")
+        except Exception as e:
+            for request, _, _ in members:
+                if not request.future.done():
+                    request.future.set_exception(e)
+            return
+        seconds = time.perf_counter() - start
+        self._batch_s = seconds if self._batch_s == 0 else 0.8 * self._batch_s + 0.2 * seconds
+        self.observer.batch(self.name, len(members), seconds)
+        for (request, i, _), result in zip(members, results, strict=True):
+            request.results[i] = result
+            if len(request.results) == len(request.items) and not request.future.done():
+                request.future.set_result([request.results[j] for j in range(len(request.items))])

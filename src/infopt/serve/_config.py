@@ -1,0 +1,145 @@
+"""What a server serves and how: models, address, batching and request limits; read from TOML.
+
+    [[models]]                      # or a table:  [models]  clf = "minilm-l6-rt"
+    name = "clf"
+    path = "minilm-l6-rt"           # a bundled name or a model folder
+    [batching]
+    max_batch_size = 32
+    max_wait_ms = 0.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from infopt._config import check_int, check_number, check_type, field_error
+from infopt.errors import UserError
+
+__all__ = ["BatchingConfig", "ModelSpec", "ServeConfig", "load_serve_config"]
+
+
+def _check_str(owner: object, field: str) -> None:
+    value = getattr(owner, field)
+    if not isinstance(value, str) or not value.strip():
+        raise field_error(owner, field, value, "a non-empty string")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One served model: the `name` clients ask for and the `path` it loads from (bundled name or folder)."""
+
+    name: str
+    path: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.path, Path):
+            object.__setattr__(self, "path", str(self.path))
+        _check_str(self, "name")
+        _check_str(self, "path")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingConfig:
+    """Dynamic batching of one model: batch up to `max_batch_size` texts; wait `max_wait_ms` for more (0: a
+    lone request runs at once); at most `max_queue` requests wait; each waits at most `timeout_s`."""
+
+    max_batch_size: int = 32
+    max_wait_ms: float = 0.0
+    max_queue: int = 64
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        check_int(self, "max_batch_size", min=1)
+        check_number(self, "max_wait_ms", low=0, high=10_000, example=5)
+        check_int(self, "max_queue", min=1)
+        check_number(self, "timeout_s", low=0, bounds="(]", example=30)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+    """A server: its models (distinct names), its address, batching and request limits. `price_per_hour` (the
+    machine's cost, any currency) turns measured inference time into a cost per 1,000 inputs in /v1/stats."""
+
+    models: tuple[ModelSpec, ...]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    batching: BatchingConfig = dataclasses.field(default_factory=BatchingConfig)
+    max_inputs: int = 64
+    max_body_bytes: int = 1_000_000
+    price_per_hour: float = 0.0
+
+    def __post_init__(self) -> None:
+        models: Any = self.models
+        if isinstance(models, list):
+            models = tuple(models)
+            object.__setattr__(self, "models", models)
+        if not isinstance(models, tuple) or not models or not all(isinstance(m, ModelSpec) for m in models):
+            raise field_error(self, "models", models, "a non-empty list of ModelSpec")
+        names = [m.name for m in models]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise UserError(f"ServeConfig.models names {', '.join(map(repr, dup))} more than once.",
+                            "give every model a distinct name.")
+        _check_str(self, "host")
+        check_int(self, "port", min=0)
+        if self.port > 65535:
+            raise field_error(self, "port", self.port, "an integer in [0, 65535]")
+        check_type(self, "batching", BatchingConfig)
+        check_int(self, "max_inputs", min=1)
+        check_int(self, "max_body_bytes", min=1)
+        check_number(self, "price_per_hour", low=0, example=2.5)
+
+    def model(self, name: str) -> ModelSpec | None:
+        """The spec named `name`, or None."""
+        return next((m for m in self.models if m.name == name), None)
+
+
+def _known(cls: type, table: Mapping[str, Any], where: str, path: Path) -> None:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            raise UserError(f"{path}: unknown key {key!r} in {where}.",
+                            f"use one of {', '.join(sorted(fields))} (or remove it).")
+
+
+def _build(cls: type, table: Mapping[str, Any], where: str, path: Path) -> Any:
+    _known(cls, table, where, path)
+    try:
+        return cls(**table)
+    except UserError as e:
+        raise UserError(f"{path}, {where}: {e.problem}", e.fix) from None
+
+
+def _model_specs(raw: object, path: Path) -> list[ModelSpec]:
+    if isinstance(raw, Mapping):
+        return [_build(ModelSpec, {"name": k, "path": v}, f"[models] {k}", path) for k, v in raw.items()]
+    if isinstance(raw, list) and all(isinstance(t, Mapping) for t in raw):
+        return [_build(ModelSpec, t, f"[[models]] #{i + 1}", path) for i, t in enumerate(raw)]
+    raise UserError(f"{path}: key 'models' is {raw!r}, which is not allowed.",
+                    'write [[models]] tables with name and path, or a [models] table of name = "path".')
+
+
+def load_serve_config(path: str | Path) -> ServeConfig:
+    """Read a TOML server config; raises UserError naming the file and the bad key."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"Cannot read the server config {path} ({e.strerror}).", "pass an existing TOML file.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path} is not valid TOML ({e}).", "fix the syntax at that line.") from None
+    _known(ServeConfig, data, "the top level", path)
+    if "models" not in data:
+        raise UserError(f"{path} names no models.", 'add [[models]] tables with name = "..." and path = "...".')
+    top = dict(data)
+    top["models"] = tuple(_model_specs(data["models"], path))
+    if "batching" in top:
+        if not isinstance(top["batching"], Mapping):
+            raise UserError(f"{path}: key 'batching' is {top['batching']!r}, which is not allowed.",
+                            "write it as a [batching] table.")
+        top["batching"] = _build(BatchingConfig, top["batching"], "[batching]", path)
+    return _build(ServeConfig, top, "the top level", path)

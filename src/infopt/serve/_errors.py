@@ -1,0 +1,80 @@
+"""The errors of serving, each an `InfoptError` with an HTTP status and a short machine-readable `code`.
+
+    RequestError   400  a bad request (unknown model, empty input, too many inputs, a text over the token limit)
+    WrongTask      422  a valid request the model cannot answer (embeddings from a classifier)
+    BodyTooLarge   413  the request body is over `max_body_bytes`
+    QueueFull      429  the model's queue is full; `retry_after_s` says when to try again
+    Unavailable    503  the server is loading its models or draining for shutdown
+    QueueTimeout   504  the request waited longer than `timeout_s` for its result
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from infopt.errors import InfoptError, MissingDependency, NotApplicable, UserError
+
+__all__ = ["BodyTooLarge", "QueueFull", "QueueTimeout", "RequestError", "Unavailable", "WrongTask", "error_code"]
+
+
+class RequestError(UserError):
+    """A request field is wrong (HTTP 400)."""
+
+    def __init__(self, problem: str, fix: str, *, code: str = "invalid_request", param: str | None = None) -> None:
+        super().__init__(problem, fix)
+        self.code = code
+        self.param = param
+
+
+class WrongTask(NotApplicable):
+    """The endpoint does not apply to the model's task (HTTP 422)."""
+
+    code = "wrong_task"
+
+
+class BodyTooLarge(InfoptError):
+    """The request body is larger than the server accepts (HTTP 413)."""
+
+    http_status: ClassVar[int] = 413
+    code = "body_too_large"
+
+
+class QueueFull(InfoptError):
+    """The model's queue is full (HTTP 429 with Retry-After)."""
+
+    http_status: ClassVar[int] = 429
+    code = "queue_full"
+
+    def __init__(self, model: str, max_queue: int, retry_after_s: int) -> None:
+        super().__init__(f"The queue of model {model!r} is full ({max_queue} requests waiting).",
+                         f"retry after {retry_after_s} s, or raise batching.max_queue.")
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(InfoptError):
+    """The server cannot take requests now: it is loading or draining (HTTP 503)."""
+
+    http_status: ClassVar[int] = 503
+
+    def __init__(self, problem: str, fix: str, *, code: str = "unavailable") -> None:
+        super().__init__(problem, fix)
+        self.code = code
+
+
+class QueueTimeout(InfoptError):
+    """The request did not get its result in time (HTTP 504)."""
+
+    http_status: ClassVar[int] = 504
+    code = "timeout"
+
+
+def error_code(error: InfoptError) -> str:
+    """The `code` of an error of this module; for other infopt errors, one derived from its class."""
+    code = getattr(error, "code", None)
+    if isinstance(code, str):
+        return code
+    if isinstance(error, NotApplicable):
+        return "not_applicable"
+    if isinstance(error, MissingDependency):
+        return "missing_dependency"
+    return "invalid_request"
