@@ -1,0 +1,92 @@
+"""One served model: a `LoadedModel`, its token limit, its labels and its batcher."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from infopt.models import LoadedModel
+from infopt.serve._batcher import BatchObserver, Batcher
+from infopt.serve._config import BatchingConfig
+from infopt.serve._errors import RequestError, WrongTask
+
+__all__ = ["ServedModel", "token_limit"]
+
+_UNBOUNDED = 1_000_000
+
+
+def token_limit(loaded: LoadedModel) -> int:
+    """The most tokens one text may have: the smaller of the tokenizer's and the model's position limits."""
+    limits = [int(loaded.tokenizer.model_max_length)]
+    config = getattr(loaded.model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int):
+        limits.append(positions)
+    usable = [n for n in limits if 0 < n < _UNBOUNDED]
+    return min(usable) if usable else 512
+
+
+def _labels(loaded: LoadedModel) -> list[str]:
+    if loaded.manifest.labels:
+        return list(loaded.manifest.labels)
+    id2label = getattr(getattr(loaded.model, "config", None), "id2label", None) or {}
+    return [str(label) for _, label in sorted((int(i), label) for i, label in id2label.items())]
+
+
+class ServedModel:
+    """Counts tokens, checks limits and answers classify / embed requests through its `batcher`."""
+
+    def __init__(self, name: str, loaded: LoadedModel, batching: BatchingConfig,
+                 observer: BatchObserver | None = None) -> None:
+        self.name = name
+        self.loaded = loaded
+        self.task = loaded.task
+        self.max_tokens = token_limit(loaded)
+        self.labels = _labels(loaded) if self.task == "classification" else []
+        self.created = int(time.time())
+        self.batcher: Batcher[tuple[str, int], list[float]] = Batcher(
+            self._run, batching, name=name, length=lambda item: item[1], observer=observer)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens of each text with special tokens, before any truncation."""
+        ids = self.loaded.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return [len(x) for x in ids]
+
+    def check(self, task: str, texts: list[str], truncate: bool) -> list[int]:
+        """Token counts as the model sees them; raises WrongTask or RequestError (a text over the limit)."""
+        if self.task != task:
+            raise WrongTask(f"Model {self.name!r} is a {self.task} model; this endpoint needs a {task} model.",
+                            f"send the request to a {task} model (see GET /v1/models).")
+        counts = self.count_tokens(texts)
+        if not truncate:
+            over = [i for i, n in enumerate(counts) if n > self.max_tokens]
+            if over:
+                raise RequestError(
+                    f"Input {over[0]} has {counts[over[0]]} tokens; model {self.name!r} takes at most "
+                    f"{self.max_tokens}" + (f" ({len(over)} inputs are too long)." if len(over) > 1 else "."),
+                    'shorten it, or send "truncate": true to cut it to the limit.', code="input_too_long",
+                    param="input")
+        return [min(n, self.max_tokens) for n in counts]
+
+    async def infer(self, texts: list[str], counts: list[int]) -> list[list[float]]:
+        """Probabilities (classification) or unit vectors (embedding), one list per text, batched."""
+        return await self.batcher.submit(list(zip(texts, counts, strict=True)))
+
+    def _run(self, items: list[tuple[str, int]]) -> list[list[float]]:
+        """One model call (on the batcher's thread)."""
+        out = self.loaded.predict([t for t, _ in items], max_length=self.max_tokens).float()
+        if self.task == "classification":
+            out = torch.softmax(out, dim=-1)
+        result: list[list[float]] = out.tolist()
+        return result
+
+    def info(self) -> dict[str, Any]:
+        """The OpenAI model object plus what infopt knows of the model."""
+        m = self.loaded.manifest
+        return {
+            "id": self.name, "object": "model", "created": self.created, "owned_by": "infopt",
+            "task": self.task, "fingerprint": m.fingerprint, "recipe": m.recipe, "format": m.format,
+            "method": m.method, "source_name": m.name, "labels": self.labels, "max_tokens": self.max_tokens,
+        }
