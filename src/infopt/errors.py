@@ -5,6 +5,9 @@ HTTP status. A bug in infopt is never one of these: it stays an ordinary excepti
     ├── UserError            bad input: a path, data, an option, a request (exit 2, HTTP 400)
     ├── NotApplicable        a valid request that does not apply to this model (exit 2, HTTP 422; optimize skips it)
     └── MissingDependency    a package, a bundled asset or a service is missing (exit 3, HTTP 503)
+
+An error raised while handling a library's exception names that exception in its message and is raised
+`from None`: the user sees one line; a bug is never wrapped into one of these.
 """
 
 from __future__ import annotations

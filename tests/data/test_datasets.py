@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infopt.data import BUNDLED_DATASETS, DataConfig, TextDataset, load_dataset, load_text_corpus
-from infopt.errors import InfoptError
+from infopt.errors import InfoptError, UserError
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[object]], encoding: str = "utf-8") -> Path:
@@ -397,3 +397,15 @@ def test_corpus_from_bundled_dataset_names() -> None:
     tweets = load_text_corpus("tweets", limit=50)
     assert len(tweets) == 50
     assert tweets == load_text_corpus("tweets", limit=50)
+
+
+def test_aligned_to_renumbers_by_name_and_refuses_other_classes() -> None:
+    data = TextDataset("d", ["a", "b", "c"], [0, 1, 0], ["pos", "neg"])
+    flipped = data.aligned_to(["neg", "pos"])
+    assert flipped.labels == [1, 0, 1] and flipped.label_names == ["neg", "pos"]
+    assert data.aligned_to(["pos", "neg"]) is data
+    assert data.aligned_to(["LABEL_0", "LABEL_1"]) is data  # a model trained without names: the data's order
+    with pytest.raises(UserError, match="do not match"):
+        data.aligned_to(["rotten", "fresh"])
+    with pytest.raises(UserError, match="do not match"):
+        data.aligned_to(["LABEL_0", "LABEL_1", "LABEL_2"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from infopt.compress.distill import apply_temperature, calibration_report, expected_calibration_error, fit_temperature
 from infopt.data import TextDataset
 from infopt.errors import InfoptError
+from infopt.evaluate import apply_temperature, calibration_report, expected_calibration_error, fit_temperature
 from infopt.models import LoadedModel
 
 
@@ -52,8 +52,10 @@ def test_apply_temperature_scales_logits_and_keeps_predictions(tiny_bert_classif
         apply_temperature(tiny_bert_classifier, 0.0)
 
 
-def test_calibration_report(tiny_teacher: LoadedModel, reviews: TextDataset) -> None:
-    report = calibration_report(tiny_teacher, reviews, reviews, max_length=16)
+def test_calibration_report(tiny_bert_classifier: LoadedModel) -> None:
+    reviews = TextDataset("r", ["a good film", "a bad film", "great", "awful"] * 8, [1, 0, 1, 0] * 8,
+                          ["negative", "positive"])
+    report = calibration_report(tiny_bert_classifier, reviews, reviews, max_length=16)
     assert set(report) == {"ece", "nll", "temperature", "ece_scaled", "nll_scaled"}
     assert report["nll_scaled"] <= report["nll"] + 1e-6
     assert report["temperature"] > 0

@@ -135,7 +135,7 @@ def test_failed_overwrite_keeps_old_folder(tiny_bert_embedder: LoadedModel, tmp_
     old = save_model(tiny_bert_embedder, tmp_path / "model").manifest.fingerprint
     _failing_save(tiny_bert_embedder, monkeypatch)
     with pytest.raises(RuntimeError):
-        save_model(tiny_bert_embedder, tmp_path / "model")
+        save_model(tiny_bert_embedder, tmp_path / "model", overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
     assert load_model(tmp_path / "model").manifest.fingerprint == old
 

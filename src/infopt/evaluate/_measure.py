@@ -61,7 +61,8 @@ def _quality(model: LoadedModel, spec: EvalSpec) -> dict[str, float]:
 
         return classification_quality(model, TextDataset("test", spec.texts, spec.labels))
     if spec.task == "embedding":
-        assert spec.reference is not None
+        if spec.reference is None:
+            raise ValueError("an embedding EvalSpec needs the parent's reference embeddings")
         return embedding_quality(model, spec.texts, spec.reference)
     return perplexity(model, spec.texts, max_tokens=spec.max_tokens)
 

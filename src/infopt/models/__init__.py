@@ -2,6 +2,7 @@
 
 from infopt.models._architectures import pruned_bert_config
 from infopt.models._bundled import BUNDLED_MODELS, BundledModel, bundled_path, cache_dir, package_file
+from infopt.models._fingerprint import fingerprint_model
 from infopt.models._formats import ModelFormat, get_format, register_format
 from infopt.models._load import load_model
 from infopt.models._loaded import LoadedModel, mean_pool
@@ -23,6 +24,7 @@ __all__ = [
     "bundled_path",
     "cache_dir",
     "fingerprint_folder",
+    "fingerprint_model",
     "get_format",
     "infer_task",
     "load_model",

@@ -94,6 +94,7 @@ class Batcher(Generic[T, R]):
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infopt-serve-{name}")
+        self._in_flight: list[_Request[T, R]] = []
         self._batch_s = 0.0  # moving average of one model call, for Retry-After
 
     # ------------------------------------------------------------ public
@@ -154,7 +155,7 @@ class Batcher(Generic[T, R]):
                 await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
             except TimeoutError:
                 self._task.cancel()
-                for request in self._pending:
+                for request in [*self._in_flight, *self._pending]:
                     if not request.future.done():
                         request.future.set_exception(Unavailable(
                             f"Model {self.name!r} shut down before answering.", "retry the request.", code="draining"))
@@ -207,7 +208,7 @@ class Batcher(Generic[T, R]):
                 await self._wake.wait()
             if self.config.max_wait_ms > 0:
                 await self._wait_for_more()
-            taken = self._take()
+            taken = self._in_flight = self._take()
             now = time.perf_counter()
             for request in taken:
                 self.observer.queue_wait(self.name, now - request.enqueued)

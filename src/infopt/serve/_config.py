@@ -129,7 +129,8 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     try:
         data = tomllib.loads(path.read_text())
     except OSError as e:
-        raise UserError(f"Cannot read the server config {path} ({e.strerror}).", "pass an existing TOML file.") from None
+        raise UserError(f"Cannot read the server config {path} ({e.strerror}).",
+                        "pass an existing TOML file.") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path} is not valid TOML ({e}).", "fix the syntax at that line.") from None
     _known(ServeConfig, data, "the top level", path)

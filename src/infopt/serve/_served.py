@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
 import torch
 
 from infopt.models import LoadedModel
-from infopt.serve._batcher import BatchObserver, Batcher
+from infopt.serve._batcher import Batcher, BatchObserver
 from infopt.serve._config import BatchingConfig
 from infopt.serve._errors import RequestError, WrongTask
 
@@ -46,12 +47,17 @@ class ServedModel:
         self.max_tokens = token_limit(loaded)
         self.labels = _labels(loaded) if self.task == "classification" else []
         self.created = int(time.time())
+        # fast tokenizers must not be used from two threads at once ("Already borrowed"): the event loop counts
+        # tokens with its own copy while the batcher's thread tokenizes batches with the original
+        self._counter = copy.deepcopy(loaded.tokenizer)
+        hidden = getattr(getattr(loaded.model, "config", None), "hidden_size", None)
+        self.dimensions: int | None = hidden if self.task == "embedding" and isinstance(hidden, int) else None
         self.batcher: Batcher[tuple[str, int], list[float]] = Batcher(
             self._run, batching, name=name, length=lambda item: item[1], observer=observer)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens of each text with special tokens, before any truncation."""
-        ids = self.loaded.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        ids = self._counter(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]
 
     def check(self, task: str, texts: list[str], truncate: bool) -> list[int]:
@@ -89,4 +95,5 @@ class ServedModel:
             "id": self.name, "object": "model", "created": self.created, "owned_by": "infopt",
             "task": self.task, "fingerprint": m.fingerprint, "recipe": m.recipe, "format": m.format,
             "method": m.method, "source_name": m.name, "labels": self.labels, "max_tokens": self.max_tokens,
+            "dimensions": self.dimensions,
         }

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import torch
 
-from infopt.compress.distill import model_fingerprint, teacher_cache_folder, teacher_outputs
+from infopt.compress.distill import teacher_cache_folder, teacher_outputs
 from infopt.data import TextDataset
-from infopt.models import LoadedModel, cache_dir
+from infopt.models import LoadedModel, cache_dir, fingerprint_model
 
 
 def _forbid_teacher(model: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,10 +62,10 @@ def test_key_changes_with_data_weights_and_max_length(tiny_bert_classifier: Load
     base = teacher_cache_folder(tiny_bert_classifier, reviews.texts, 16)
     assert teacher_cache_folder(tiny_bert_classifier, reviews.texts[1:], 16) != base
     assert teacher_cache_folder(tiny_bert_classifier, reviews.texts, 32) != base
-    fp = model_fingerprint(tiny_bert_classifier)
+    fp = fingerprint_model(tiny_bert_classifier)
     with torch.no_grad():
         tiny_bert_classifier.model.classifier.bias.add_(0.1)
-    assert model_fingerprint(tiny_bert_classifier) != fp
+    assert fingerprint_model(tiny_bert_classifier) != fp
     assert teacher_cache_folder(tiny_bert_classifier, reviews.texts, 16) != base
 
 

@@ -97,7 +97,7 @@ def test_cli_label_mismatch_and_empty_data_exit_2(
     other = tmp_path / "other.csv"
     other.write_text("review,sentiment\n" + "".join(f"text {i},{'rotten' if i % 2 else 'fresh'}\n" for i in range(40)))
     assert main(_args(teacher_folder, other, tmp_path / "x")) == 2
-    assert "different label sets" in capsys.readouterr().err
+    assert "do not match the data's" in capsys.readouterr().err
     empty = tmp_path / "empty.csv"
     empty.write_text("review,sentiment\n")
     assert main(_args(teacher_folder, empty, tmp_path / "y")) == 2

@@ -15,13 +15,11 @@ from infopt.compress.distill import (
     choose_threshold,
     distill,
     exit_logits_on,
-    load_early_exit,
-    save_early_exit,
     simulate_exits,
 )
 from infopt.data import Splits, TextDataset
 from infopt.errors import InfoptError
-from infopt.models import LoadedModel, load_model
+from infopt.models import LoadedModel, load_model, save_model
 from infopt.train import FinetuneConfig
 
 SELF = DistillConfig(scheme="self", train=FinetuneConfig(epochs=1, batch_size=16, lr=1e-3, max_length=16, seed=0),
@@ -105,20 +103,16 @@ def test_choose_threshold_on_constructed_exits() -> None:
 
 
 def test_save_and_load_round_trip(early: LoadedModel, reviews: TextDataset, tmp_path: Path) -> None:
-    saved = save_early_exit(early, tmp_path / "ee")
-    assert (tmp_path / "ee" / "exits.safetensors").is_file()
-    back = load_early_exit(tmp_path / "ee")
+    saved = save_model(early, tmp_path / "ee")
+    assert saved.manifest.format == "early-exit" and (tmp_path / "ee" / "exits.safetensors").is_file()
+    back = load_model(tmp_path / "ee")
     assert isinstance(back.model, EarlyExitClassifier)
     assert back.model.threshold == pytest.approx(early.model.threshold)
     assert back.manifest.fingerprint == saved.manifest.fingerprint
     torch.testing.assert_close(back.predict(reviews.texts[:8], 16), early.predict(reviews.texts[:8], 16))
-    plain = load_model(tmp_path / "ee")  # the plain loader still gives the full model
-    assert not isinstance(plain.model, EarlyExitClassifier)
-    with pytest.raises(InfoptError, match="no early-exit"):
-        from infopt.models import save_model
-
-        save_model(plain, tmp_path / "plain")
-        load_early_exit(tmp_path / "plain")
+    (tmp_path / "ee" / "exits.safetensors").write_bytes(b"truncated")
+    with pytest.raises(InfoptError, match=r"exits\.safetensors cannot be loaded"):
+        load_model(tmp_path / "ee")
 
 
 def test_joint_training_trains_a_copy(tiny_teacher: LoadedModel, reviews: TextDataset) -> None:

@@ -5,7 +5,7 @@ One entry point, `distill(teacher, student, data, config)`; the pieces below are
 """
 
 from infopt.compress.distill._api import distill
-from infopt.compress.distill._cache import TeacherOutputs, model_fingerprint, teacher_cache_folder, teacher_outputs
+from infopt.compress.distill._cache import TeacherOutputs, teacher_cache_folder, teacher_outputs
 from infopt.compress.distill._causal import distill_causal, token_blocks
 from infopt.compress.distill._configs import (
     SCHEMES,
@@ -18,8 +18,6 @@ from infopt.compress.distill._early_exit import (
     EarlyExitClassifier,
     choose_threshold,
     exit_logits_on,
-    load_early_exit,
-    save_early_exit,
     self_distill,
     simulate_exits,
 )
@@ -48,14 +46,11 @@ __all__ = [
     "evenly_spaced",
     "exit_logits_on",
     "feature_loss",
-    "load_early_exit",
     "label_names",
     "make_student",
     "mix_soft_targets",
-    "model_fingerprint",
     "relation_loss",
     "response_kd_loss",
-    "save_early_exit",
     "self_distill",
     "simulate_exits",
     "soft_kl",

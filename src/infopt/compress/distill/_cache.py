@@ -9,47 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from infopt._atomic import atomic_file
 from infopt.compress.distill._kinds import head_average
-from infopt.models import LoadedModel, cache_dir
+from infopt.models import LoadedModel, cache_dir, fingerprint_model
 from infopt.models._modules import eval_mode
 from infopt.models._pooling import masked_mean
 
-__all__ = ["TeacherOutputs", "model_fingerprint", "run_teacher", "teacher_cache_folder", "teacher_outputs"]
-
-
-def model_fingerprint(model: LoadedModel) -> str:
-    """sha256 (first 16 hex) of the model's current weights and its tokenizer, whatever its manifest says."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.model.state_dict().items()):
-        h.update(name.encode())
-        if isinstance(t, torch.Tensor) and not t.is_quantized:
-            t = t.detach().cpu().contiguous().reshape(-1)
-            h.update(str(t.dtype).encode())
-            h.update(t.view(torch.uint8).numpy().tobytes())
-        else:
-            h.update(repr(t).encode())
-    h.update(_tokenizer_fingerprint(model.tokenizer).encode())
-    return h.hexdigest()[:16]
-
-
-def _tokenizer_fingerprint(tok: Any) -> str:
-    """The tokenizer's definition without its per-call state (padding / truncation settings change per call)."""
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is None:
-        return json.dumps(tok.get_vocab(), sort_keys=True)
-    spec = json.loads(backend.to_str())
-    spec.pop("truncation", None)
-    spec.pop("padding", None)
-    return json.dumps(spec, sort_keys=True)
+__all__ = ["TeacherOutputs", "run_teacher", "teacher_cache_folder", "teacher_outputs"]
 
 
 def _data_hash(texts: list[str]) -> str:
@@ -62,7 +34,7 @@ def _data_hash(texts: list[str]) -> str:
 
 def teacher_cache_folder(teacher: LoadedModel, texts: list[str], max_length: int) -> Path:
     """Where the cached outputs of `teacher` on `texts` live."""
-    key = hashlib.sha256(f"{model_fingerprint(teacher)}|{_data_hash(texts)}|{max_length}".encode()).hexdigest()
+    key = hashlib.sha256(f"{fingerprint_model(teacher)}|{_data_hash(texts)}|{max_length}".encode()).hexdigest()
     return cache_dir() / "teacher-logits" / key[:24]
 
 
@@ -123,15 +95,8 @@ def run_teacher(
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load(path: Path) -> dict[str, torch.Tensor] | None:

@@ -11,12 +11,11 @@ import random
 
 import torch
 
-from infopt.compress.distill._cache import model_fingerprint
 from infopt.compress.distill._configs import DistillConfig
 from infopt.compress.distill._loss import response_kd_loss
 from infopt.data import token_blocks as cut_blocks
 from infopt.errors import NotApplicable, UserError
-from infopt.models import LoadedModel
+from infopt.models import LoadedModel, fingerprint_model
 from infopt.train import AdamWSchedule, optimizer_steps, refilled_batches
 
 __all__ = ["distill_causal", "token_blocks"]
@@ -90,7 +89,7 @@ def distill_causal(
     student.model.eval()
     recipe = {
         "teachers": [teacher.manifest.name],
-        "teacher_fingerprints": [teacher.manifest.fingerprint or model_fingerprint(teacher)],
+        "teacher_fingerprints": [teacher.manifest.fingerprint or fingerprint_model(teacher)],
         "scheme": "offline-live-teacher",
         "temperature": config.temperature,
         "alpha": config.alpha,

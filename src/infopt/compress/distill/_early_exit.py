@@ -3,8 +3,8 @@
 At inference each example stops at the first exit whose top class probability reaches the threshold (chosen
 on validation data: the fewest layers run whose accuracy drop stays within `max_drop` points, with a one-sided
 `confidence` bound); the rest run the full model.
-Saved as a plain Hugging Face folder plus `exits.safetensors`; `load_early_exit` restores the exits
-(`load_model` on the same folder gives the full model).
+Saved in the `early-exit` format (`_format.py`): a Hugging Face folder plus `exits.safetensors`; `load_model`
+restores the exits and the threshold.
 """
 
 from __future__ import annotations
@@ -14,23 +14,20 @@ import dataclasses
 import math
 import random
 import statistics
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from infopt._atomic import atomic_dir
 from infopt.compress.distill._cache import teacher_outputs
 from infopt.compress.distill._configs import DistillConfig, EarlyExitConfig
 from infopt.compress.distill._loss import response_kd_loss
-from infopt.compress.distill._multi import align_data, label_names
+from infopt.compress.distill._multi import label_names
 from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
-from infopt.models import LoadedModel, load_model, write_model
+from infopt.models import LoadedModel
 from infopt.models._pooling import masked_mean
 from infopt.train import AdamWSchedule, epoch_batches, finetune, optimizer_steps
 
@@ -40,8 +37,7 @@ __all__ = [
     "ExitHead",
     "choose_threshold",
     "exit_logits_on",
-    "load_early_exit",
-    "save_early_exit",
+    "new_heads",
     "self_distill",
     "simulate_exits",
 ]
@@ -156,7 +152,7 @@ def _exit_layers(total: int, config: EarlyExitConfig) -> tuple[int, ...]:
     return tuple(sorted(set(layers)))
 
 
-def _new_heads(hidden: int, num_labels: int, layers: tuple[int, ...], seed: int) -> torch.nn.ModuleDict:
+def new_heads(hidden: int, num_labels: int, layers: tuple[int, ...], seed: int) -> torch.nn.ModuleDict:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return torch.nn.ModuleDict({str(k): ExitHead(hidden, num_labels) for k in layers})
@@ -290,12 +286,12 @@ def self_distill(
     base = model.model
     _encoder_parts(base)
     labels = label_names(model)
-    train, validation = align_data(train, labels), align_data(validation, labels)
+    train, validation = train.aligned_to(labels), validation.aligned_to(labels)
     total = len(_encoder_parts(base)[0].encoder.layer)
     layers = _exit_layers(total, ee_cfg)
     if not ee_cfg.freeze_backbone:
         base = copy.deepcopy(base)
-    heads = _new_heads(base.config.hidden_size, len(labels), layers, config.train.seed)
+    heads = new_heads(base.config.hidden_size, len(labels), layers, config.train.seed)
     ee = EarlyExitClassifier(base, layers, NEVER, heads).eval()
     loaded = LoadedModel(ee, model.tokenizer, model.manifest)
     if ee_cfg.freeze_backbone:
@@ -324,44 +320,10 @@ def self_distill(
     loaded.manifest = dataclasses.replace(
         model.manifest,
         name=f"{model.manifest.name}-exit",
+        format="early-exit",
         method="distill:self",
         parent=model.manifest.fingerprint or None,
         labels=labels,
         recipe=[*model.manifest.recipe, {"stage": "early-exit", "config": recipe}],
     )
     return loaded
-
-
-def save_early_exit(model: LoadedModel, folder: str | Path) -> LoadedModel:
-    """Write the backbone as a Hugging Face folder plus the exit heads in `exits.safetensors`, atomically."""
-    ee = model.model
-    if not isinstance(ee, EarlyExitClassifier):
-        raise UserError("save_early_exit got a model without exit heads.", "save it with save_model instead.")
-    with atomic_dir(folder) as tmp:
-        save_file({k: v.contiguous() for k, v in ee.heads.state_dict().items()}, tmp / EXITS_FILE)
-        manifest = write_model(LoadedModel(ee.base, model.tokenizer, model.manifest), tmp)
-    return LoadedModel(ee, model.tokenizer, manifest)
-
-
-def _exit_recipe(model: LoadedModel) -> dict[str, Any] | None:
-    for step in reversed(model.manifest.recipe):
-        if step.get("stage") == "early-exit":
-            return dict(step["config"])
-    return None
-
-
-def load_early_exit(path: str | Path) -> LoadedModel:
-    """Load a folder written by `save_early_exit`: the classifier with its exit heads and threshold."""
-    loaded = load_model(path)
-    recipe = _exit_recipe(loaded)
-    exits = Path(path) / EXITS_FILE
-    if recipe is None or not exits.is_file():
-        raise UserError(f"{path} holds no early-exit model (no {EXITS_FILE} or recipe).", "load it with load_model.")
-    layers = tuple(int(k) for k in recipe["exit_layers"])
-    heads = _new_heads(loaded.model.config.hidden_size, loaded.model.config.num_labels, layers, 0)
-    try:
-        heads.load_state_dict(load_file(exits), strict=True)
-    except Exception as e:
-        raise UserError(f"{exits} cannot be loaded ({type(e).__name__}).", "re-save the early-exit model.") from None
-    ee = EarlyExitClassifier(loaded.model, layers, float(recipe["threshold"]), heads).eval()
-    return LoadedModel(ee, loaded.tokenizer, loaded.manifest)

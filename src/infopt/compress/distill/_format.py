@@ -12,8 +12,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig
 
-from infopt.compress.distill._early_exit import EXITS_FILE, EarlyExitClassifier
-from infopt.compress.distill._early_exit import _new_heads as new_heads
+from infopt.compress.distill._early_exit import EXITS_FILE, EarlyExitClassifier, new_heads
 from infopt.errors import UserError
 from infopt.models import LoadedModel, Manifest, ModelFormat, get_format
 

@@ -1,4 +1,4 @@
-"""Label alignment between models and data, and the weighted soft targets of several teachers."""
+"""The label names of a model, column reordering between teachers, and the weighted soft targets of several teachers."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ from collections.abc import Sequence
 
 import torch
 
-from infopt.data import TextDataset
 from infopt.errors import UserError
 from infopt.models import LoadedModel
 
-__all__ = ["align_data", "column_order", "label_names", "mix_soft_targets", "normalised_weights"]
+__all__ = ["column_order", "label_names", "mix_soft_targets", "normalised_weights"]
 
 
 def label_names(model: LoadedModel) -> list[str]:
@@ -30,11 +29,6 @@ def column_order(source: list[str], target: list[str], what: str) -> list[int]:
             "distil between classifiers of the same classes (same names), or build the student with make_student.",
         )
     return [source.index(name) for name in target]
-
-
-def align_data(data: TextDataset, labels: list[str]) -> TextDataset:
-    """`data` renumbered into the label order `labels` (see `TextDataset.aligned_to`)."""
-    return data.aligned_to(labels)
 
 
 def normalised_weights(weights: Sequence[float] | None, count: int) -> list[float]:

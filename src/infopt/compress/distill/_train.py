@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import torch
 
-from infopt.compress.distill._cache import TeacherOutputs, model_fingerprint, teacher_outputs
+from infopt.compress.distill._cache import TeacherOutputs, teacher_outputs
 from infopt.compress.distill._configs import DistillConfig
 from infopt.compress.distill._kinds import (
     attention_loss,
@@ -20,12 +20,12 @@ from infopt.compress.distill._kinds import (
     uniform_layer_map,
 )
 from infopt.compress.distill._loss import response_kd_loss
-from infopt.compress.distill._multi import align_data, column_order, label_names, mix_soft_targets, normalised_weights
+from infopt.compress.distill._multi import column_order, label_names, mix_soft_targets, normalised_weights
 from infopt.compress.distill._online import OnlineTeacher
 from infopt.compress.distill._students import num_layers, student_layers
 from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
-from infopt.models import LoadedModel
+from infopt.models import LoadedModel, fingerprint_model
 from infopt.models._pooling import masked_mean
 from infopt.train import finetune
 
@@ -102,7 +102,7 @@ def distill_classifier(
     if not s_labels:
         raise UserError(f"The student {student.manifest.name} has no class names.", "build it with make_student.")
     columns = [column_order(label_names(t), s_labels, f"Teacher {t.manifest.name} and the student") for t in teachers]
-    data = align_data(data, s_labels)
+    data = data.aligned_to(s_labels)
     online = config.scheme == "online"
     if online and len(teachers) > 1:
         raise UserError("Online distillation takes one teacher.", "use the offline scheme for several teachers.")
@@ -207,7 +207,7 @@ def distill_classifier(
     student.model.eval()
     recipe = {
         "teachers": [t.manifest.name for t in teachers],
-        "teacher_fingerprints": [t.manifest.fingerprint or model_fingerprint(t) for t in teachers],
+        "teacher_fingerprints": [t.manifest.fingerprint or fingerprint_model(t) for t in teachers],
         "teacher_weights": weights,
         "data": data.name,
         "examples": len(data),

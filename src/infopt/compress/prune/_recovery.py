@@ -12,24 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from infopt.compress.distill import response_kd_loss
 from infopt.compress.prune._common import keep_masks
 from infopt.compress.prune._configs import RecoveryConfig
 from infopt.data import TextDataset, token_blocks
 from infopt.errors import NotApplicable, UserError
 from infopt.train import AdamWSchedule, FinetuneConfig, finetune, optimizer_steps, refilled_batches
 
-__all__ = ["kd_loss", "recover"]
+__all__ = ["recover"]
 
 KdLoss = Callable[..., torch.Tensor]
-
-
-def kd_loss() -> KdLoss | None:
-    """`infopt.compress.distill.response_kd_loss` if that module is installed, else None."""
-    try:
-        from infopt.compress.distill import response_kd_loss
-    except ImportError:
-        return None
-    return response_kd_loss
 
 
 def _classifier(
@@ -94,7 +86,7 @@ def recover(
     share: float = 1.0,
 ) -> dict[str, object]:
     """Fine-tune `student` in place for `share` of `config.epochs`; pruned weights (masks) stay zero."""
-    kd = kd_loss() if config.distill else None
+    kd: KdLoss | None = response_kd_loss if config.distill else None
     epochs = config.epochs * share
     teacher.eval()
     t0 = time.perf_counter()

@@ -1,0 +1,147 @@
+"""The FastAPI app: classify, OpenAI-compatible embeddings and models, health, readiness, metrics, stats.
+
+    app = create_app(load_serve_config("serve.toml"))          # models load in the background (/ready says when)
+    app = create_app({"clf": load_model("minilm-l6-rt")})       # models already in memory: ready at once
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from infopt.models import LoadedModel, load_model
+from infopt.serve._config import ModelSpec, ServeConfig
+from infopt.serve._errors import RequestError, WrongTask
+from infopt.serve._http import ServeMiddleware, info_of, install_handlers
+from infopt.serve._metrics import PROMETHEUS_CONTENT_TYPE
+from infopt.serve._schemas import ClassifyRequest, EmbeddingsRequest
+from infopt.serve._served import ServedModel
+from infopt.serve._state import Loader, ServerState
+
+__all__ = ["create_app"]
+
+
+def _config_for(source: ServeConfig | Mapping[str, LoadedModel], config: ServeConfig | None) -> ServeConfig:
+    if isinstance(source, ServeConfig):
+        return source
+    specs = tuple(ModelSpec(name, f"<in memory: {m.manifest.name}>") for name, m in source.items())
+    return dataclasses.replace(config, models=specs) if config is not None else ServeConfig(models=specs)
+
+
+def _texts(state: ServerState, value: str | list[Any]) -> list[str]:
+    texts = [value] if isinstance(value, str) else value
+    if not texts:
+        raise RequestError("The input is empty.", "send a text or a non-empty list of texts.", code="empty_input",
+                           param="input")
+    if not all(isinstance(t, str) for t in texts):
+        raise RequestError("The input holds token ids; this server takes texts only (token ids differ between "
+                           "tokenizers).", "send the texts themselves.", code="invalid_input", param="input")
+    if len(texts) > state.config.max_inputs:
+        raise RequestError(f"The request has {len(texts)} inputs; this server takes at most "
+                           f"{state.config.max_inputs} per request.", "split it into several requests.",
+                           code="too_many_inputs", param="input")
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise RequestError(f"Input {empty[0]} is an empty string.", "remove empty texts from the input.",
+                           code="empty_input", param="input")
+    return texts
+
+
+def _model(state: ServerState, request: Request, name: str) -> ServedModel:
+    info_of(request).model = name if state.config.model(name) is not None else "unknown"
+    return state.model(name)
+
+
+async def _run(state: ServerState, request: Request, name: str, task: str, value: str | list[Any],
+               truncate: bool) -> tuple[ServedModel, list[list[float]], int]:
+    served = _model(state, request, name)
+    texts = _texts(state, value)
+    counts = served.check(task, texts, truncate)
+    outputs = await served.infer(texts, counts)
+    tokens = sum(counts)
+    state.metrics.counted(name, tokens)
+    return served, outputs, tokens
+
+
+def _base64(vector: list[float]) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+
+
+def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: ServeConfig | None = None,
+               loader: Loader = load_model) -> FastAPI:
+    """An app serving the models of a `ServeConfig` (loaded in the background with `loader`) or the given
+    `{name: LoadedModel}` (then `config`, if given, supplies the limits and batching; its models are replaced)."""
+    preloaded = None if isinstance(source, ServeConfig) else dict(source)
+    if preloaded is not None and not preloaded:
+        raise RequestError("create_app got no models.", "pass a ServeConfig or a non-empty {name: LoadedModel}.")
+    state = ServerState(_config_for(source, config), preloaded=preloaded, loader=loader)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.start()
+        yield
+        await state.drain(state.config.batching.timeout_s)
+
+    app = FastAPI(title="infopt serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.infopt = state
+    install_handlers(app)
+    app.add_middleware(ServeMiddleware, metrics=state.metrics, max_body_bytes=state.config.max_body_bytes)
+
+    @app.post("/v1/classify")
+    async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
+        served, outputs, tokens = await _run(state, request, body.model, "classification", body.input, body.truncate)
+        labels = served.labels or [f"LABEL_{i}" for i in range(len(outputs[0]))]
+        data = []
+        for i, probs in enumerate(outputs):
+            best = max(range(len(probs)), key=probs.__getitem__)
+            data.append({"index": i, "label": labels[best], "score": probs[best],
+                         "probabilities": dict(zip(labels, probs, strict=True))})
+        return {"object": "list", "model": body.model, "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingsRequest, request: Request) -> dict[str, Any]:
+        if body.dimensions is not None:
+            served = _model(state, request, body.model)
+            if served.task == "embedding" and body.dimensions != served.dimensions:
+                raise WrongTask(f"Model {body.model!r} gives {served.dimensions}-dimensional embeddings, not "
+                                f"{body.dimensions}.", "leave out dimensions, or pass the model's own size.")
+        _, outputs, tokens = await _run(state, request, body.model, "embedding", body.input, body.truncate)
+        encode = _base64 if body.encoding_format == "base64" else (lambda v: v)
+        data = [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(outputs)]
+        return {"object": "list", "data": data, "model": body.model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [m.info() for m in state.models.values()]}
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        body: dict[str, Any] = {"status": state.status, "models": sorted(state.models)}
+        if state.error:
+            body["error"] = state.error
+        return JSONResponse(body, status_code=200 if state.status == "ready" else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        for name, m in state.models.items():
+            state.metrics.queue_depth(name, m.batcher.depth)
+        return Response(state.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    @app.get("/v1/stats")
+    async def stats() -> dict[str, Any]:
+        return {"status": state.status, **state.metrics.stats.to_json()}
+
+    return app

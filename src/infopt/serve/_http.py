@@ -1,0 +1,177 @@
+"""The thin HTTP plumbing: OpenAI-style error bodies, exception handlers, and one ASGI middleware that caps the
+body size, times every request for the metrics and turns any crash into a bare 500."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from infopt.errors import InfoptError
+from infopt.serve._errors import QueueFull, error_code
+from infopt.serve._metrics import Metrics
+
+__all__ = ["ENDPOINTS", "RequestInfo", "ServeMiddleware", "error_body", "install_handlers"]
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS = ("/v1/classify", "/v1/embeddings", "/v1/models", "/v1/stats", "/health", "/ready", "/metrics")
+"""Paths that get their own `endpoint` label; any other path is counted as `other`."""
+
+_TYPES = {413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
+          503: "service_unavailable_error", 504: "timeout_error"}
+
+
+@dataclass
+class RequestInfo:
+    """What a handler tells the middleware about its request (kept in `scope["infopt"]`)."""
+
+    model: str = ""
+    reason: str = ""
+
+
+def info_of(request: Request) -> RequestInfo:
+    info = request.scope.setdefault("infopt", RequestInfo())
+    assert isinstance(info, RequestInfo)
+    return info
+
+
+def error_body(status: int, message: str, code: str, param: str | None = None) -> dict[str, Any]:
+    """`{"error": {"message", "type", "param", "code"}}` as OpenAI's API answers errors."""
+    kind = _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def _error(request: Request | None, status: int, message: str, code: str, param: str | None = None,
+           headers: Mapping[str, str] | None = None) -> JSONResponse:
+    if request is not None:
+        info_of(request).reason = code
+    return JSONResponse(error_body(status, message, code, param), status_code=status,
+                        headers=dict(headers) if headers else None)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    parts, code = [], "invalid_request"
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        if err.get("type") == "json_invalid":
+            code = "invalid_json"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "Invalid request: " + "; ".join(parts) + ".", code
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Answer every error with an OpenAI-style JSON body and the right status, never a traceback."""
+
+    async def on_infopt(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, InfoptError)
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFull) else None
+        return _error(request, exc.http_status, str(exc), error_code(exc), getattr(exc, "param", None), headers)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message, code = _validation_message(exc)
+        return _error(request, 400, message, code)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(request, exc.status_code, str(exc.detail), code, headers=exc.headers)
+
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(request, 500, "Internal server error.", "internal_error")
+
+    app.add_exception_handler(InfoptError, on_infopt)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class ServeMiddleware:
+    """Caps request bodies at `max_body_bytes` (413), records requests in `metrics`, and answers 500 (logged,
+    no details) for anything that escapes the handlers."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def _send_error(self, send: Send, status: int, message: str, code: str) -> None:
+        body = json.dumps(error_body(status, message, code)).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise _TooLarge
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        info = scope.setdefault("infopt", RequestInfo())
+        status = 500
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+            await send(message)
+
+        try:
+            body = await self._read_body(scope, receive)
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send_tracked)
+        except _TooLarge:
+            info.reason = "body_too_large"
+            await self._send_error(send_tracked, 413, f"The request body is over {self.max_body_bytes} bytes.",
+                                   "body_too_large")
+        except Exception:
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            info.reason = "internal_error"
+            if not started:
+                await self._send_error(send_tracked, 500, "Internal server error.", "internal_error")
+        finally:
+            path = scope.get("path", "")
+            endpoint = path if path in ENDPOINTS else "other"
+            self.metrics.request(endpoint, info.model, status, time.perf_counter() - start)
+            if status >= 400:
+                self.metrics.rejected(info.model, info.reason or str(status))

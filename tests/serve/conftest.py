@@ -1,0 +1,142 @@
+"""Fixtures of the serve tests: tiny saved models, and real uvicorn servers on free loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import torch
+import uvicorn
+from fastapi import FastAPI
+from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, PreTrainedTokenizerBase
+
+from infopt.models import LoadedModel, Manifest, save_model
+from infopt.serve import ModelSpec, ServeConfig, ServerState, create_app
+
+T = TypeVar("T")
+
+
+def _tiny(tokenizer: PreTrainedTokenizerBase, auto: Any, **extra: Any) -> torch.nn.Module:
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, **extra)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return auto.from_config(config, dtype=torch.float32).eval()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tokenizer: PreTrainedTokenizerBase, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folders of a tiny classifier (negative / positive) and a tiny 32-dim embedder, 128-token limit."""
+    root = tmp_path_factory.mktemp("serve-models")
+    clf = _tiny(tokenizer, AutoModelForSequenceClassification, id2label={0: "negative", 1: "positive"},
+                label2id={"negative": 0, "positive": 1})
+    emb = _tiny(tokenizer, AutoModel)
+    save_model(LoadedModel(clf, tokenizer, Manifest(name="tiny-clf", task="classification",
+                                                    labels=["negative", "positive"])), root / "clf")
+    save_model(LoadedModel(emb, tokenizer, Manifest(name="tiny-emb", task="embedding")), root / "emb")
+    return {"clf": root / "clf", "emb": root / "emb"}
+
+
+class LiveServer:
+    """A real uvicorn server for `app` in a background thread, on a free loopback port."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.state: ServerState = app.state.infopt
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            await self.server.serve(sockets=[self.sock])
+
+        asyncio.run(main())
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def wait_ready(self, timeout_s: float = 60) -> LiveServer:
+        deadline = time.monotonic() + timeout_s
+        while httpx.get(self.url + "/ready").status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not ready: {httpx.get(self.url + '/ready').text}")
+            time.sleep(0.02)
+        return self
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30) -> T:
+        """Run a coroutine on the server's event loop and wait for it."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@pytest.fixture
+def live() -> Iterator[Any]:
+    """`live(app)` starts a LiveServer; all are stopped after the test."""
+    servers: list[LiveServer] = []
+
+    def start(app: FastAPI) -> LiveServer:
+        servers.append(LiveServer(app).start())
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def server(model_dirs: dict[str, Path]) -> Iterator[LiveServer]:
+    """Both tiny models, loaded from their folders, in one server with small limits (max_inputs 8)."""
+    config = ServeConfig(models=(ModelSpec("clf", str(model_dirs["clf"])), ModelSpec("emb", str(model_dirs["emb"]))),
+                         max_inputs=8, max_body_bytes=20_000)
+    s = LiveServer(create_app(config)).start().wait_ready()
+    yield s
+    s.stop()
+
+
+class Gate(torch.nn.Module):
+    """Wraps a model: each forward announces itself on `entered` and waits for `opened` (or sleeps `delay_s`)."""
+
+    def __init__(self, inner: torch.nn.Module, delay_s: float = 0.0, gated: bool = True) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+        self.delay_s = delay_s
+        self.entered = threading.Semaphore(0)
+        self.opened = threading.Event()
+        if not gated:
+            self.opened.set()
+        self.batch_sizes: list[int] = []
+
+    def forward(self, **inputs: torch.Tensor) -> Any:
+        self.batch_sizes.append(int(inputs["input_ids"].shape[0]))
+        self.entered.release()
+        self.opened.wait(30)
+        time.sleep(self.delay_s)
+        return self.inner(**inputs)
+
+
+def gated(loaded: LoadedModel, delay_s: float = 0.0, gated: bool = True) -> tuple[LoadedModel, Gate]:
+    gate = Gate(loaded.model, delay_s, gated)
+    return LoadedModel(gate, loaded.tokenizer, loaded.manifest), gate

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infopt.errors import UserError
+from infopt.serve import BatchingConfig, ModelSpec, ServeConfig, load_serve_config
+
+
+def test_defaults() -> None:
+    c = ServeConfig(models=[ModelSpec("clf", Path("m"))])  # type: ignore[arg-type]
+    assert c.models == (ModelSpec("clf", "m"),)
+    assert (c.host, c.port, c.max_inputs, c.max_body_bytes, c.price_per_hour) == ("127.0.0.1", 8000, 64, 1_000_000, 0)
+    assert c.batching == BatchingConfig(32, 0.0, 64, 30.0)
+    assert c.model("clf") is c.models[0] and c.model("x") is None
+
+
+@pytest.mark.parametrize(("build", "field"), [
+    (lambda: BatchingConfig(max_batch_size=0), "max_batch_size"),
+    (lambda: BatchingConfig(max_batch_size=True), "max_batch_size"),
+    (lambda: BatchingConfig(max_wait_ms=-1), "max_wait_ms"),
+    (lambda: BatchingConfig(max_queue=0), "max_queue"),
+    (lambda: BatchingConfig(timeout_s=0), "timeout_s"),
+    (lambda: ModelSpec("", "m"), "name"),
+    (lambda: ModelSpec("a", 3), "path"),
+    (lambda: ServeConfig(models=()), "models"),
+    (lambda: ServeConfig(models=(ModelSpec("a", "m"),), port=70000), "port"),
+    (lambda: ServeConfig(models=(ModelSpec("a", "m"),), host=""), "host"),
+    (lambda: ServeConfig(models=(ModelSpec("a", "m"),), max_inputs=0), "max_inputs"),
+    (lambda: ServeConfig(models=(ModelSpec("a", "m"),), max_body_bytes=0), "max_body_bytes"),
+    (lambda: ServeConfig(models=(ModelSpec("a", "m"),), price_per_hour=-1), "price_per_hour"),
+    (lambda: ServeConfig(models=(ModelSpec("a", "m"),), batching={}), "batching"),
+])
+def test_bad_fields(build: object, field: str) -> None:
+    with pytest.raises(UserError, match=rf"\.{field} is"):
+        build()  # type: ignore[operator]
+
+
+def test_duplicate_names() -> None:
+    with pytest.raises(UserError, match="'a' more than once"):
+        ServeConfig(models=(ModelSpec("a", "m"), ModelSpec("a", "n")))
+
+
+def test_toml(tmp_path: Path) -> None:
+    path = tmp_path / "serve.toml"
+    path.write_text('port = 9000\nprice_per_hour = 2.5\n[batching]\nmax_batch_size = 8\n'
+                    '[[models]]\nname = "clf"\npath = "minilm-l6-rt"\n[[models]]\nname = "emb"\npath = "/m/emb"\n')
+    c = load_serve_config(path)
+    assert c.port == 9000 and c.price_per_hour == 2.5 and c.batching.max_batch_size == 8
+    assert [m.name for m in c.models] == ["clf", "emb"]
+    path.write_text('[models]\nclf = "minilm-l6-rt"\n')
+    assert load_serve_config(path).models == (ModelSpec("clf", "minilm-l6-rt"),)
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ('prot = 1\n[models]\na = "m"\n', "unknown key 'prot' in the top level"),
+    ('[batching]\nmax_batch = 1\n[models]\na = "m"\n', r"unknown key 'max_batch' in \[batching\]"),
+    ('[[models]]\nname = "a"\npth = "m"\n', r"unknown key 'pth' in \[\[models\]\] #1"),
+    ('[batching]\nmax_queue = 0\n[models]\na = "m"\n', r"\[batching\]: BatchingConfig.max_queue is 0"),
+    ('port = "80"\n[models]\na = "m"\n', "ServeConfig.port is '80'"),
+    ('models = 3\n', "key 'models' is 3"),
+    ('port = 1\n', "names no models"),
+    ('port = = 1\n', "not valid TOML"),
+])
+def test_toml_errors(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "serve.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=match):
+        load_serve_config(path)
+
+
+def test_toml_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="Cannot read the server config"):
+        load_serve_config(tmp_path / "nope.toml")

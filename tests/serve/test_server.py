@@ -1,0 +1,74 @@
+"""run_server in a real process (SIGTERM drains and exits 0), and the official openai client."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from infopt.errors import UserError
+from infopt.serve import ModelSpec, ServeConfig, run_server
+
+
+def test_openai_client_embeddings(server: Any) -> None:
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    out = client.embeddings.create(model="emb", input=["hello world", "bye"])
+    assert len(out.data) == 2 and len(out.data[0].embedding) == 32
+    assert out.usage.prompt_tokens == out.usage.total_tokens == 7
+    floats = client.embeddings.create(model="emb", input="hello world", encoding_format="float")
+    assert floats.data[0].embedding == pytest.approx(out.data[0].embedding, abs=1e-5)
+    with pytest.raises(openai.BadRequestError, match="not served here"):
+        client.embeddings.create(model="nope", input="x")
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.embeddings.create(model="clf", input="x")
+    assert {m.id for m in client.models.list()} == {"clf", "emb"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sigterm_drains_and_exits(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    port = _free_port()
+    config = tmp_path / "serve.toml"
+    config.write_text(f'port = {port}\n[models]\nclf = "{model_dirs["clf"]}"\n')
+    code = ("import sys; from infopt.serve import load_serve_config, run_server; "
+            "run_server(load_serve_config(sys.argv[1]), log_level='warning')")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()[0].decode()
+            try:
+                if httpx.get(url + "/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.1)
+        r = httpx.post(url + "/v1/classify", json={"model": "clf", "input": "fine"})
+        assert r.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, proc.communicate()[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_run_server_raises_the_load_error(tmp_path: Path) -> None:
+    config = ServeConfig(models=(ModelSpec("clf", str(tmp_path / "missing")),), port=0)
+    with pytest.raises(UserError, match="neither a bundled model nor an existing folder"):
+        run_server(config, log_level="warning")
