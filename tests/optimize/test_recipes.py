@@ -6,7 +6,8 @@ import pytest
 
 from infopt.compress.prune import StructuredConfig
 from infopt.compress.quantize import QUANT_SCHEMES
-from infopt.errors import NotApplicable, UserError
+from infopt.data import TextDataset
+from infopt.errors import InfoptError, NotApplicable, UserError
 from infopt.models import LoadedModel
 from infopt.optimize import (
     DEFAULT_RECIPES,
@@ -83,3 +84,14 @@ def test_recipe_names() -> None:
     assert [c.name for c in named] == ["prune-unstructured-50", "prune-magnitude-2:4", "prune-structured+weight-int8"]
     with pytest.raises(UserError, match="Unknown recipe"):
         parse_recipes(("prune-everything",), "classification")
+
+
+def test_the_distill_recipe_builds_a_student(tiny_teacher: LoadedModel, reviews: TextDataset) -> None:
+    (recipe,) = parse_recipes(["distill-l3"], "classification")
+    assert recipe.needs() == {"train"}
+    student = build(recipe, tiny_teacher, StageInputs(reviews.texts[:8], reviews))
+    assert student.manifest.name == "distill-l3" and student.model.config.num_hidden_layers == 3
+    with pytest.raises(InfoptError, match="train split"):
+        build(recipe, tiny_teacher, StageInputs(reviews.texts[:8], None))
+    with pytest.raises(InfoptError, match="Unknown recipe"):
+        parse_recipes(["distill-lx"], "classification")

@@ -137,6 +137,12 @@ class Gate(torch.nn.Module):
         return self.inner(**inputs)
 
 
-def gated(loaded: LoadedModel, delay_s: float = 0.0, gated: bool = True) -> tuple[LoadedModel, Gate]:
+def _gated(loaded: LoadedModel, delay_s: float = 0.0, gated: bool = True) -> tuple[LoadedModel, Gate]:
     gate = Gate(loaded.model, delay_s, gated)
     return LoadedModel(gate, loaded.tokenizer, loaded.manifest), gate
+
+
+@pytest.fixture
+def gated() -> Any:
+    """`gated(loaded, delay_s=0, gated=True)` -> (a LoadedModel whose forward passes a Gate, the Gate)."""
+    return _gated

@@ -16,8 +16,6 @@ import torch
 from infopt.models import LoadedModel
 from infopt.serve import BatchingConfig, ModelSpec, ServeConfig, create_app
 
-from .conftest import gated  # type: ignore[import-not-found]
-
 
 def limits(**batching: Any) -> ServeConfig:
     return ServeConfig(models=(ModelSpec("x", "x"),), batching=BatchingConfig(**batching))
@@ -31,7 +29,7 @@ def code_of(r: httpx.Response) -> str:
     return str(r.json()["error"]["code"])
 
 
-def test_concurrent_requests_form_batches(live: Any, tiny_bert_classifier: LoadedModel) -> None:
+def test_concurrent_requests_form_batches(live: Any, gated: Any, tiny_bert_classifier: LoadedModel) -> None:
     model, gate = gated(tiny_bert_classifier, delay_s=0.02, gated=False)
     server = live(create_app({"clf": model}, config=limits(max_batch_size=16, max_queue=128)))
     texts = [f"film number {i} " + "good " * (i % 7) for i in range(96)]
@@ -58,7 +56,7 @@ def test_concurrent_requests_form_batches(live: Any, tiny_bert_classifier: Loade
     assert stats["inputs"] == len(texts) and stats["batch_size"]["max"] > 1
 
 
-def test_queue_full_is_429_with_retry_after(live: Any, tiny_bert_classifier: LoadedModel) -> None:
+def test_queue_full_is_429_with_retry_after(live: Any, gated: Any, tiny_bert_classifier: LoadedModel) -> None:
     model, gate = gated(tiny_bert_classifier)
     server = live(create_app({"clf": model}, config=limits(max_batch_size=1, max_queue=1)))
     with ThreadPoolExecutor(2) as pool:
@@ -75,7 +73,7 @@ def test_queue_full_is_429_with_retry_after(live: Any, tiny_bert_classifier: Loa
     assert 'infopt_rejections_total{model="clf",reason="queue_full"} 1.0' in httpx.get(server.url + "/metrics").text
 
 
-def test_queue_timeout_is_504(live: Any, tiny_bert_classifier: LoadedModel) -> None:
+def test_queue_timeout_is_504(live: Any, gated: Any, tiny_bert_classifier: LoadedModel) -> None:
     model, gate = gated(tiny_bert_classifier)
     server = live(create_app({"clf": model}, config=limits(max_batch_size=1, timeout_s=0.3)))
     with ThreadPoolExecutor(2) as pool:
@@ -120,7 +118,7 @@ def test_failed_load_is_503(live: Any, tmp_path: Path) -> None:
     assert code_of(classify(server.url)) == "load_failed"
 
 
-def test_drain_finishes_in_flight_and_refuses_new(live: Any, tiny_bert_classifier: LoadedModel) -> None:
+def test_drain_finishes_in_flight_and_refuses_new(live: Any, gated: Any, tiny_bert_classifier: LoadedModel) -> None:
     model, gate = gated(tiny_bert_classifier)
     server = live(create_app({"clf": model}))
     with ThreadPoolExecutor(1) as pool:

@@ -23,14 +23,14 @@ def test_defaults() -> None:
     (lambda: BatchingConfig(max_queue=0), "max_queue"),
     (lambda: BatchingConfig(timeout_s=0), "timeout_s"),
     (lambda: ModelSpec("", "m"), "name"),
-    (lambda: ModelSpec("a", 3), "path"),
+    (lambda: ModelSpec("a", 3), "path"),  # type: ignore[arg-type]
     (lambda: ServeConfig(models=()), "models"),
     (lambda: ServeConfig(models=(ModelSpec("a", "m"),), port=70000), "port"),
     (lambda: ServeConfig(models=(ModelSpec("a", "m"),), host=""), "host"),
     (lambda: ServeConfig(models=(ModelSpec("a", "m"),), max_inputs=0), "max_inputs"),
     (lambda: ServeConfig(models=(ModelSpec("a", "m"),), max_body_bytes=0), "max_body_bytes"),
     (lambda: ServeConfig(models=(ModelSpec("a", "m"),), price_per_hour=-1), "price_per_hour"),
-    (lambda: ServeConfig(models=(ModelSpec("a", "m"),), batching={}), "batching"),
+    (lambda: ServeConfig(models=(ModelSpec("a", "m"),), batching={}), "batching"),  # type: ignore[arg-type]
 ])
 def test_bad_fields(build: object, field: str) -> None:
     with pytest.raises(UserError, match=rf"\.{field} is"):

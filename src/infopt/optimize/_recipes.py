@@ -48,7 +48,7 @@ class DistillStep:
 
     def to_dict(self) -> dict[str, Any]:
         """As recorded in a recipe."""
-        return {"student": dataclasses.asdict(self.student), "config": dataclasses.asdict(self.config)}
+        return {"student": self.student.to_dict(), "config": self.config.to_dict()}
 
     def needs(self) -> frozenset[str]:
         return frozenset({"train"})

@@ -9,8 +9,15 @@ from typing import Any
 import pytest
 import torch
 
-from infopt.compress.distill import DistillConfig, StudentConfig, distill, make_student, teacher_outputs
-from infopt.data import TextDataset
+from infopt.compress.distill import (
+    DistillConfig,
+    EarlyExitConfig,
+    StudentConfig,
+    distill,
+    make_student,
+    teacher_outputs,
+)
+from infopt.data import DataConfig, TextDataset, load_dataset, split_dataset
 from infopt.errors import InfoptError
 from infopt.models import LoadedModel, load_model, save_model
 from infopt.train import FinetuneConfig
@@ -214,3 +221,46 @@ def test_a_causal_teacher_with_a_classifier_student_is_a_clear_error(
 def test_teacher_outputs_cache_is_shared_by_distill(tiny_teacher: LoadedModel, reviews: TextDataset) -> None:
     teacher_outputs(tiny_teacher, reviews.texts, 16)
     assert not teacher_outputs(tiny_teacher, reviews.texts, 16).ran_teacher
+
+
+# --- on the real bundled models (slow) ---
+
+
+TINY = DistillConfig(max_steps=3, train=FinetuneConfig(epochs=1, batch_size=8, lr=1e-4, max_length=32, seed=0))
+
+
+@pytest.fixture(scope="module")
+def setup():  # type: ignore[no-untyped-def]
+    torch.set_num_threads(1)
+    teacher = load_model("minilm-l6-rt")
+    splits = split_dataset(load_dataset(DataConfig("rotten-tomatoes", limit=400)), seed=0)
+    return teacher, splits
+
+
+@pytest.mark.slow
+def test_three_layer_student_of_the_real_teacher(setup) -> None:  # type: ignore[no-untyped-def]
+    teacher, splits = setup
+    student = distill(teacher, StudentConfig(), splits.train, TINY)
+    assert student.model.config.num_hidden_layers == 3
+    assert student.manifest.labels == teacher.manifest.labels == ["rotten", "fresh"]
+    assert student.manifest.recipe[-1]["config"]["layer_map"] == [1, 3, 6]
+    assert any(s["stage"] == "finetune" for s in student.manifest.recipe)  # the teacher's history is kept
+    assert not teacher_outputs(teacher, splits.train.texts, 32).ran_teacher  # cached by the run above
+
+
+@pytest.mark.slow
+def test_minilm_l3_student_and_feature_kinds(setup) -> None:  # type: ignore[no-untyped-def]
+    teacher, splits = setup
+    config = DistillConfig(feature=1.0, relation=1.0, attention=1.0, max_steps=2, train=TINY.train)
+    student = distill(teacher, StudentConfig(init="pretrained", pretrained="minilm-l3"), splits.train, config)
+    assert student.model.config.num_hidden_layers == 3
+    assert student.predict(["a charming film"]).shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_early_exit_of_the_real_teacher(setup) -> None:  # type: ignore[no-untyped-def]
+    teacher, splits = setup
+    config = DistillConfig(scheme="self", train=TINY.train, early_exit=EarlyExitConfig(head_epochs=1))
+    early = distill(teacher, None, splits, config)
+    assert early.model.exit_layers == (1, 2, 3, 4, 5)
+    assert early.predict(splits.test.texts[:4]).shape == (4, 2)

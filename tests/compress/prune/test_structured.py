@@ -190,12 +190,10 @@ def test_taylor_uses_labels_or_pseudo_labels(tiny_bert_classifier: LoadedModel, 
 
 
 @pytest.mark.parametrize("distill", [True, False])
-def test_recovery_distils_from_the_unpruned_model_or_falls_back(
-    tiny_bert_classifier: LoadedModel, reviews: TextDataset, monkeypatch: pytest.MonkeyPatch, distill: bool
+def test_recovery_distils_from_the_unpruned_model_or_uses_labels_only(
+    tiny_bert_classifier: LoadedModel, reviews: TextDataset, distill: bool
 ) -> None:
-    if not distill:
-        monkeypatch.setattr(recovery_module, "kd_loss", lambda: None)  # as if infopt.compress.distill were missing
-    recovery = RecoveryConfig(epochs=1.0, batch_size=8, max_length=16)
+    recovery = RecoveryConfig(epochs=1.0, batch_size=8, max_length=16, distill=distill)
     pruned = prune(tiny_bert_classifier, StructuredConfig(ffn=0.5, recovery=recovery), train=reviews)
     info = pruned.manifest.metrics["prune"]["recovery"]
     assert info["distilled"] is distill and info["epochs"] == 1.0

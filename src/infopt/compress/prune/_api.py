@@ -7,7 +7,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -101,9 +101,7 @@ def _between(run: _Inputs, rec: RecoveryConfig) -> Between:
 
 def _unstructured(run: _Inputs, config: UnstructuredConfig) -> Result:
     between = _between(run, config.recovery) if config.recovery is not None else None
-    # prune_unstructured is annotated MagnitudeConfig but reads only fields both configs have (and tells Wanda
-    # apart by its type); the cast goes once its annotation is UnstructuredConfig
-    info = prune_unstructured(run.module, run.model.tokenizer, cast(MagnitudeConfig, config), run.texts, between)
+    info = prune_unstructured(run.module, run.model.tokenizer, config, run.texts, between)
     note = (
         f"{100 * float(info['achieved_sparsity']):.0f}% of the weights of {info['pruned_linears']} Linear layers "  # type: ignore[arg-type]
         "are zero; they are stored compactly on disk (bitmask + values) but loaded as dense matrices and "

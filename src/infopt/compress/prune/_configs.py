@@ -282,7 +282,10 @@ PRUNE_METHODS: dict[str, PruneConfig] = {c.method: c() for c in (MagnitudeConfig
 
 def config_from_name(method: str, **overrides: Any) -> PruneConfig:
     """The default config of `method` with some fields replaced (`recovery` may be a dict); UserError for unknown
-    methods or fields."""
+    methods or fields. A `pattern` N:M given without a `sparsity` sets the sparsity it implies, 1 - N/M."""
+    if isinstance(overrides.get("pattern"), str) and "sparsity" not in overrides:
+        n, m = parse_pattern(overrides["pattern"])
+        overrides = {**overrides, "sparsity": 1 - n / m}
     return _config.config_from_name(PRUNE_METHODS, method, overrides, what="pruning method")
 
 

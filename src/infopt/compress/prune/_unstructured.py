@@ -9,7 +9,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from infopt.compress.prune._common import prunable_linears, text_batches
-from infopt.compress.prune._configs import MagnitudeConfig, WandaConfig, parse_pattern
+from infopt.compress.prune._configs import UnstructuredConfig, WandaConfig, parse_pattern
 from infopt.errors import UserError
 from infopt.models._modules import eval_mode, forward_hooks
 
@@ -99,7 +99,7 @@ def apply_masks(linears: dict[str, nn.Linear], masks: dict[str, torch.Tensor]) -
 def prune_unstructured(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
-    config: MagnitudeConfig,
+    config: UnstructuredConfig,
     texts: Sequence[str],
     recover: Callable[[dict[nn.Parameter, torch.Tensor], float], dict[str, object]] | None,
 ) -> dict[str, object]:
