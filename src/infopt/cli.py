@@ -125,6 +125,41 @@ def cmd_distill(args: argparse.Namespace) -> None:
     print(json.dumps(run_distill_job(job), indent=2))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from infopt.serve import launch, serve_config
+
+    config = serve_config(args.models, args.config, host=args.host, port=args.port,
+                          max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                          max_queue=args.max_queue, timeout_s=args.timeout_s, price_per_hour=args.price_per_hour)
+    launch(config, echo=lambda line: print(line, flush=True))
+
+
+def _serve_reference() -> str:
+    from infopt.serve import toml_reference
+
+    return toml_reference()
+
+
+def cmd_loadtest(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from infopt.serve import LOADTEST_ENDPOINTS, LoadtestConfig, print_loadtest, run_loadtest
+
+    config = LoadtestConfig(
+        args.url, args.model, endpoint=args.endpoint, concurrency=args.concurrency, rate=args.rate,
+        arrival=args.arrival, duration_s=args.duration, requests=args.requests, data=args.data,
+        text_column=args.text_column, repeat_share=args.repeat_share, batch=args.batch, max_tokens=args.max_tokens,
+        stream=not args.no_stream, timeout_s=args.timeout_s, seed=args.seed,
+    )
+    loop = f"rate {config.rate:g}/s ({config.arrival})" if config.rate else f"concurrency {config.concurrency or 4}"
+    Console(stderr=True).print(f"loadtest: up to {config.requests} requests in up to {config.duration_s:g} s, "
+                               f"{loop}, to {config.url}{LOADTEST_ENDPOINTS[config.endpoint]}")
+    result = run_loadtest(config, output=args.output, overwrite=args.overwrite)
+    print_loadtest(result, Console())
+    if args.output:
+        Console().print(f"results: {Path(args.output) / 'loadtest.json'}")
+
+
 def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> None:
     p.add_argument("--model", default="minilm-l6-rt", help="bundled model name or model folder (default: minilm-l6-rt)")
     p.add_argument("--data", help="bundled dataset (rotten-tomatoes, tweets, news) or a .csv / .jsonl file")
@@ -141,10 +176,70 @@ def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> No
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line, like every other infopt error."""
+    """argparse with its errors on one line, like every other infopt error; `lazy_epilog` builds the epilog
+    only when the help is shown (so that parsing imports nothing heavy)."""
+
+    lazy_epilog: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        if self.lazy_epilog is not None:
+            self.epilog = self.lazy_epilog()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"infopt: error: {self.prog}: {message.rstrip('.')}. Fix: see `{self.prog} --help`.\n")
+
+
+def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("serve", help="serve models over HTTP with dynamic batching (classify, embeddings, metrics)",
+                       description="Serve models until Ctrl-C / SIGTERM. MODEL: a bundled name or a model folder\n"
+                       "(served under that name / the folder's name), or NAME=PATH.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.lazy_epilog = _serve_reference
+    p.add_argument("models", nargs="*", metavar="MODEL", help="models to serve (replace the --config file's models)")
+    p.add_argument("--config", metavar="FILE", help="a TOML server config (keys below); the flags override it")
+    p.add_argument("--host", metavar="HOST", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, metavar="PORT", help="TCP port (default 8000)")
+    p.add_argument("--max-batch-size", type=int, metavar="N", help="most texts in one model call (default 32)")
+    p.add_argument("--max-wait-ms", type=float, metavar="MS",
+                   help="how long a batch waits for more requests (default 0)")
+    p.add_argument("--max-queue", type=int, metavar="N",
+                   help="most requests waiting per model, more get 503 (default 64)")
+    p.add_argument("--timeout-s", type=float, metavar="S",
+                   help="most seconds a request waits for its batch (default 30)")
+    p.add_argument("--price-per-hour", type=float, metavar="X",
+                   help="the machine's cost per hour: /v1/stats shows cost per 1,000 inputs")
+    p.set_defaults(func=cmd_serve)
+
+
+def _add_loadtest(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("loadtest", help="send load to a local infopt server and measure it",
+                       description="Load-test a server on this machine (loopback addresses only). Stops at "
+                       "--requests or --duration, whichever comes first.")
+    p.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
+    p.add_argument("--endpoint", default="classify", choices=("classify", "embeddings", "completions", "chat"),
+                   help="what to call (default classify)")
+    p.add_argument("--model", required=True, help="the served model name to ask for")
+    p.add_argument("--concurrency", type=int, metavar="N",
+                   help="closed loop: requests in flight (default 4); with --rate: the most in flight")
+    p.add_argument("--rate", type=float, metavar="R", help="open loop: requests per second")
+    p.add_argument("--arrival", default="poisson", choices=("poisson", "fixed"), help="open-loop schedule")
+    p.add_argument("--duration", type=float, metavar="S", default=10.0, help="seconds (default 10)")
+    p.add_argument("--requests", type=int, metavar="N", default=1000, help="most requests (default 1000)")
+    p.add_argument("--data", metavar="NAME_OR_FILE", default="rotten-tomatoes",
+                   help="bundled dataset (default rotten-tomatoes) or a .csv / .jsonl / .txt file")
+    p.add_argument("--text-column", metavar="C", default="text", help="column of the texts in a .csv / .jsonl file")
+    p.add_argument("--repeat-share", type=float, metavar="X", default=0.0,
+                   help="share of texts repeating an earlier one (cache tests), in [0, 1)")
+    p.add_argument("--batch", type=int, metavar="N", default=1, help="texts per request (default 1)")
+    p.add_argument("--max-tokens", type=int, metavar="N", default=16,
+                   help="tokens generated per request (completions, chat; default 16)")
+    p.add_argument("--no-stream", action="store_true", help="completions / chat without streaming (no TTFT)")
+    p.add_argument("--timeout-s", type=float, metavar="S", default=30.0, help="per-request timeout (default 30)")
+    p.add_argument("--seed", type=int, metavar="N", default=0, help="seed of the texts and of the Poisson schedule")
+    p.add_argument("--output", metavar="DIR", help="folder for loadtest.json (new, or --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier infopt loadtest in --output")
+    p.set_defaults(func=cmd_loadtest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not keep teacher outputs on disk")
     p.add_argument("--seed", type=int, default=0, help="seed of splits, batches and initialisation")
     p.set_defaults(func=cmd_distill)
+    _add_serve(sub)
+    _add_loadtest(sub)
     return parser
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import socket
 import threading
 import time
@@ -15,7 +17,14 @@ import pytest
 import torch
 import uvicorn
 from fastapi import FastAPI
-from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    LlamaConfig,
+    PreTrainedTokenizerBase,
+)
 
 from infopt.models import LoadedModel, Manifest, save_model
 from infopt.serve import ModelSpec, ServeConfig, ServerState, create_app
@@ -42,6 +51,52 @@ def model_dirs(tokenizer: PreTrainedTokenizerBase, tmp_path_factory: pytest.Temp
                                                     labels=["negative", "positive"])), root / "clf")
     save_model(LoadedModel(emb, tokenizer, Manifest(name="tiny-emb", task="embedding")), root / "emb")
     return {"clf": root / "clf", "emb": root / "emb"}
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}assistant:{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def lm_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """A copy of MiniLM's tokenizer with a simple chat template ("role: content" lines, then "assistant:")."""
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(lm_tokenizer: PreTrainedTokenizerBase) -> LoadedModel:
+    """conftest's tiny_llama (LlamaForCausalLM, 2 layers, hidden 32, 128 positions, eos [SEP]) with untied
+    embeddings (tied random ones make greedy repeat the last token) and `lm_tokenizer`, for module servers."""
+    config = LlamaConfig(
+        vocab_size=len(lm_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False,
+        pad_token_id=lm_tokenizer.pad_token_id, bos_token_id=lm_tokenizer.cls_token_id,
+        eos_token_id=lm_tokenizer.sep_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    return LoadedModel(model, lm_tokenizer, Manifest(name="tiny-lm", task="causal-lm"))
+
+
+def _sse_events(r: httpx.Response) -> list[Any]:
+    assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+    events: list[Any] = []
+    for line in r.iter_lines():
+        if line.startswith("data: "):
+            data = line[len("data: "):]
+            events.append(data if data == "[DONE]" else json.loads(data))
+        else:
+            assert line == "", line
+    return events
+
+
+@pytest.fixture
+def sse() -> Any:
+    """`sse(response)`: the `data:` events of a server-sent-events response (parsed JSON, and "[DONE]")."""
+    return _sse_events
 
 
 class LiveServer:
@@ -146,3 +201,17 @@ def _gated(loaded: LoadedModel, delay_s: float = 0.0, gated: bool = True) -> tup
 def gated() -> Any:
     """`gated(loaded, delay_s=0, gated=True)` -> (a LoadedModel whose forward passes a Gate, the Gate)."""
     return _gated
+
+
+@pytest.fixture(scope="module")
+def lm_server(tiny_lm: LoadedModel, tokenizer: PreTrainedTokenizerBase,
+              model_dirs: dict[str, Path]) -> Iterator[LiveServer]:
+    """`lm` (tiny_lm, with a chat template), `plain` (the same model, no chat template) and `emb` (the tiny
+    embedder) in one server; price_per_hour 3.6 (a cent per 10 s)."""
+    from infopt.models import load_model
+
+    plain = LoadedModel(tiny_lm.model, tokenizer, tiny_lm.manifest)
+    models = {"lm": tiny_lm, "plain": plain, "emb": load_model(model_dirs["emb"])}
+    s = LiveServer(create_app(models, config=ServeConfig(models=(ModelSpec("x", "x"),), price_per_hour=3.6)))
+    yield s.start()
+    s.stop()

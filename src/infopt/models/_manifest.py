@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -48,6 +49,22 @@ class Manifest:
             if step.get("stage") == "finetune" and "data" in step.get("config", {}):
                 return str(step["config"]["data"])
         return None
+
+    def derive(self, name: str, format: str, stage: str, config: dict[str, Any], metrics: dict[str, Any],
+               method: str | None = None) -> Manifest:
+        """The manifest of a model made from this one by one stage: its step appended to the recipe, this model's
+        fingerprint as the parent, new metrics, no fingerprint yet (it is set when saved)."""
+        return dataclasses.replace(
+            self,
+            name=name,
+            format=format,
+            method=method or f"{stage}:{config.get('scheme') or config.get('method')}",
+            parent=self.fingerprint or None,
+            recipe=[*self.recipe, {"stage": stage, "config": config}],
+            metrics=metrics,
+            fingerprint="",
+            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

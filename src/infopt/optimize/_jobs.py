@@ -18,39 +18,35 @@ __all__ = ["PruneJob", "QuantizeJob", "run_stage_job"]
 
 
 @dataclass(frozen=True)
-class QuantizeJob:
-    """What `infopt quantize` is asked to do."""
-
+class _StageJob:
     model: str
     """Bundled model name or model folder."""
-    config: QuantConfig
-    """The scheme and its options."""
+    config: QuantConfig | PruneConfig
+    """The stage's config: a quantization scheme or a pruning method, with its options."""
     output: Path
-    """Folder the quantized model is saved to."""
+    """Folder the new model is saved to."""
     data: DataConfig | None = None
-    """Where calibration texts come from, for the schemes that need them (None: the model's own data)."""
+    """Calibration texts and the train split, read only if the config needs them (None: the model's own data)."""
     seed: int = 0
-    """Seed of the data split the calibration texts are taken from."""
+    """Seed of the data split they are taken from."""
     overwrite: bool = False
     """Replace an earlier infopt model in `output` (never a folder infopt did not write)."""
 
 
 @dataclass(frozen=True)
-class PruneJob:
+class QuantizeJob(_StageJob):
+    """What `infopt quantize` is asked to do."""
+
+    config: QuantConfig
+    """The scheme and its options."""
+
+
+@dataclass(frozen=True)
+class PruneJob(_StageJob):
     """What `infopt prune` is asked to do."""
 
-    model: str
-    """Bundled model name or model folder."""
     config: PruneConfig
     """The method and its options (recovery included)."""
-    output: Path
-    """Folder the pruned model is saved to."""
-    data: DataConfig | None = None
-    """Calibration texts and the labelled train split, for the methods that need them (None: the model's own)."""
-    seed: int = 0
-    """Seed of the data split."""
-    overwrite: bool = False
-    """Replace an earlier infopt model in `output` (never a folder infopt did not write)."""
 
 
 def _size_mb(model: str) -> float:

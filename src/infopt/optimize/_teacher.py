@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from infopt.data import DataConfig, load_dataset, split_dataset
 from infopt.evaluate import classification_quality
-from infopt.models import LoadedModel, Manifest, bundled_path, fingerprint_folder, write_model
+from infopt.models import LoadedModel, Manifest, bundled_path, fingerprint_folder, new_classifier, write_model
 from infopt.train import FinetuneConfig, finetune
 
 __all__ = ["TEACHER_DATA", "TEACHER_FINETUNE", "build_default_teacher"]
@@ -27,13 +26,7 @@ def build_default_teacher(folder: Path) -> None:
     splits = split_dataset(load_dataset(DataConfig(TEACHER_DATA)), seed=0)
     base = bundled_path("minilm-l6")
     labels = splits.train.label_names
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={n: i for i, n in enumerate(labels)},
-    )
+    model = new_classifier(base, labels, seed=0)
     tokenizer = AutoTokenizer.from_pretrained(base)
     config = TEACHER_FINETUNE
     finetune(model, tokenizer, splits.train, config, desc="fine-tuning the default teacher (first use only)")

@@ -1,4 +1,5 @@
-"""The FastAPI app: classify, OpenAI-compatible embeddings and models, health, readiness, metrics, stats.
+"""The FastAPI app: classify, OpenAI-compatible embeddings, completions, chat completions and models, health,
+readiness, metrics, stats.
 
     app = create_app(load_serve_config("serve.toml"))          # models load in the background (/ready says when)
     app = create_app({"clf": load_model("minilm-l6-rt")})       # models already in memory: ready at once
@@ -20,6 +21,7 @@ from infopt.models import LoadedModel, load_model
 from infopt.serve._config import ModelSpec, ServeConfig
 from infopt.serve._errors import RequestError, WrongTask
 from infopt.serve._http import ServeMiddleware, info_of, install_handlers
+from infopt.serve._lm_routes import install_lm_routes
 from infopt.serve._metrics import PROMETHEUS_CONTENT_TYPE
 from infopt.serve._schemas import ClassifyRequest, EmbeddingsRequest
 from infopt.serve._served import ServedModel
@@ -119,6 +121,8 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
         return {"object": "list", "data": data, "model": body.model,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
+    install_lm_routes(app, state)
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [m.info() for m in state.models.values()]}
@@ -137,7 +141,7 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
     @app.get("/metrics")
     async def metrics() -> Response:
         for name, m in state.models.items():
-            state.metrics.queue_depth(name, m.batcher.depth)
+            state.metrics.queue_depth(name, m.depth)
         return Response(state.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     @app.get("/v1/stats")

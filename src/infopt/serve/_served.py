@@ -1,9 +1,11 @@
-"""One served model: a `LoadedModel`, its token limit, its labels and its batcher."""
+"""One served model: a `LoadedModel`, its token limit, its labels, its batcher and (causal LMs) its generator."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -12,6 +14,8 @@ from infopt.models import LoadedModel
 from infopt.serve._batcher import Batcher, BatchObserver
 from infopt.serve._config import BatchingConfig
 from infopt.serve._errors import RequestError, WrongTask
+from infopt.serve._generate import eos_token_ids, run_generation
+from infopt.serve._lm_worker import GenerationWorker, Job
 
 __all__ = ["ServedModel", "token_limit"]
 
@@ -37,7 +41,8 @@ def _labels(loaded: LoadedModel) -> list[str]:
 
 
 class ServedModel:
-    """Counts tokens, checks limits and answers classify / embed requests through its `batcher`."""
+    """Counts tokens, checks limits and answers classify / embed requests through its `batcher`, and (causal
+    LMs) generation requests through its `generator`, one at a time."""
 
     def __init__(self, name: str, loaded: LoadedModel, batching: BatchingConfig,
                  observer: BatchObserver | None = None) -> None:
@@ -54,6 +59,29 @@ class ServedModel:
         self.dimensions: int | None = hidden if self.task == "embedding" and isinstance(hidden, int) else None
         self.batcher: Batcher[tuple[str, int], list[float]] = Batcher(
             self._run, batching, name=name, length=lambda item: item[1], observer=observer)
+        self.generator: GenerationWorker | None = None
+        if self.task == "causal-lm":
+            self.generator = GenerationWorker(self._generate, batching, name=name, observer=observer)
+            self.eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)
+        self.has_chat_template = bool(getattr(loaded.tokenizer, "chat_template", None))
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for the model."""
+        return self.batcher.depth + (self.generator.depth if self.generator is not None else 0)
+
+    def start(self) -> None:
+        """Start the batcher (and generator) on the running event loop."""
+        self.batcher.start()
+        if self.generator is not None:
+            self.generator.start()
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Finish the accepted requests and stop (see Batcher.drain, GenerationWorker.drain)."""
+        drains = [self.batcher.drain(timeout_s)]
+        if self.generator is not None:
+            drains.append(self.generator.drain(timeout_s))
+        await asyncio.gather(*drains)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens of each text with special tokens, before any truncation."""
@@ -80,6 +108,27 @@ class ServedModel:
         """Probabilities (classification) or unit vectors (embedding), one list per text, batched."""
         return await self.batcher.submit(list(zip(texts, counts, strict=True)))
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of a completion prompt (with the tokenizer's special tokens, as HF `generate` sees it)."""
+        return list(self._counter(prompt, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+
+    def chat_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+        """Token ids of a chat through the tokenizer's chat template, with the generation prompt."""
+        if not self.has_chat_template:
+            raise WrongTask(f"Model {self.name!r} has no chat template.", "use POST /v1/completions with a prompt.")
+        try:
+            chat = [dict(m) for m in messages]
+            text = self._counter.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        except Exception as e:  # jinja errors: a template that refuses these roles, say
+            raise RequestError(f"The chat template of model {self.name!r} refused the messages ({e}).",
+                               "check the roles and their order.", code="invalid_messages", param="messages") from None
+        ids = self._counter(str(text), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        return list(ids)
+
+    def _generate(self, job: Job) -> None:
+        """One generation (on the generator's thread)."""
+        run_generation(self.loaded.model, self.loaded.tokenizer, job.prompt_ids, job.sampling, job, self.eos_ids)
+
     def _run(self, items: list[tuple[str, int]]) -> list[list[float]]:
         """One model call (on the batcher's thread)."""
         out = self.loaded.predict([t for t, _ in items], max_length=self.max_tokens).float()
@@ -95,5 +144,5 @@ class ServedModel:
             "id": self.name, "object": "model", "created": self.created, "owned_by": "infopt",
             "task": self.task, "fingerprint": m.fingerprint, "recipe": m.recipe, "format": m.format,
             "method": m.method, "source_name": m.name, "labels": self.labels, "max_tokens": self.max_tokens,
-            "dimensions": self.dimensions,
+            "dimensions": self.dimensions, "chat_template": self.has_chat_template,
         }

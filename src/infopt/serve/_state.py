@@ -40,8 +40,8 @@ class ServerState:
 
     def _add(self, name: str, loaded: LoadedModel) -> None:
         served = ServedModel(name, loaded, self.config.batching, observer=self.metrics)
-        served.batcher.start()
-        self.metrics.add_model(name)
+        served.start()
+        self.metrics.add_model(name, generative=served.generator is not None)
         self.models[name] = served
 
     async def start(self) -> None:
@@ -98,4 +98,4 @@ class ServerState:
             self._set("draining")
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
-        await asyncio.gather(*(m.batcher.drain(timeout_s) for m in self.models.values()))
+        await asyncio.gather(*(m.drain(timeout_s) for m in self.models.values()))

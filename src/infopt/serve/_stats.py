@@ -1,4 +1,5 @@
-"""Rolling windows of latencies and batch sizes, and their percentiles, for `GET /v1/stats`."""
+"""Rolling windows of latencies and batch sizes, and their percentiles, for `GET /v1/stats`; what 1,000 requests
+cost at the machine's price."""
 
 from __future__ import annotations
 
@@ -51,8 +52,11 @@ class _ModelStats:
         self.queue_wait_s = Window()
         self.inference_s = Window()
         self.batch_size = Window()
+        self.first_token_s = Window()
         self.inputs = 0
         self.tokens = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
 
 
 class Stats:
@@ -66,8 +70,16 @@ class Stats:
     def model(self, name: str) -> _ModelStats:
         return self.models.setdefault(name, _ModelStats())
 
+    def cost_per_1k_requests(self, m: _ModelStats) -> float:
+        """price_per_hour × the mean duration of the window's successful requests × 1,000 (one request at a
+        time: an upper bound where requests are batched or overlap)."""
+        values = m.request_s.values
+        mean_s = sum(values) / len(values) if values else 0.0
+        return round(self.price_per_hour / 3600 * mean_s * 1000, 8)
+
     def to_json(self) -> dict[str, Any]:
-        """Milliseconds for times; cost per 1,000 inputs at full load from the measured inference time."""
+        """Milliseconds for times; cost per 1,000 inputs at full load from the measured inference time, and per
+1,000 requests from the mean request duration."""
         out: dict[str, Any] = {}
         for name, m in self.models.items():
             busy_s = m.inference_s.total
@@ -81,6 +93,10 @@ class Stats:
                 "batch_size": m.batch_size.summary(),
                 "inputs_per_busy_second": round(1 / per_input_s, 2) if per_input_s else 0.0,
                 "cost_per_1k_inputs": round(self.price_per_hour / 3600 * per_input_s * 1000, 8),
+                "cost_per_1k_requests_usd": self.cost_per_1k_requests(m),
+                "prompt_tokens": m.prompt_tokens,
+                "completion_tokens": m.completion_tokens,
+                "time_to_first_token_ms": m.first_token_s.summary(1000),
             }
         return {"uptime_s": round(time.time() - self.started, 1), "price_per_hour": self.price_per_hour,
                 "models": out}

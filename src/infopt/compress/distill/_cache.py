@@ -17,9 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from infopt._atomic import atomic_file
 from infopt.compress.distill._kinds import head_average
-from infopt.models import LoadedModel, cache_dir, fingerprint_model
-from infopt.models._modules import eval_mode
-from infopt.models._pooling import masked_mean
+from infopt.models import LoadedModel, cache_dir, eval_mode, fingerprint_model, masked_mean
 
 __all__ = ["TeacherOutputs", "run_teacher", "teacher_cache_folder", "teacher_outputs"]
 

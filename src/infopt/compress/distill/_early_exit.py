@@ -27,8 +27,7 @@ from infopt.compress.distill._loss import response_kd_loss
 from infopt.compress.distill._multi import label_names
 from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
-from infopt.models import LoadedModel
-from infopt.models._pooling import masked_mean
+from infopt.models import LoadedModel, masked_mean
 from infopt.train import AdamWSchedule, epoch_batches, finetune, optimizer_steps
 
 __all__ = [

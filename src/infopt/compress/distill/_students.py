@@ -6,12 +6,19 @@ import copy
 from typing import Any, cast
 
 import torch
-from transformers import AutoModelForSequenceClassification
 
 from infopt.compress.distill._configs import StudentConfig
 from infopt.errors import NotApplicable, UserError
-from infopt.models import LoadedModel, Manifest, auto_class, load_model
-from infopt.models._modules import base_of, block_path, set_submodule
+from infopt.models import (
+    LoadedModel,
+    Manifest,
+    auto_class,
+    base_of,
+    block_path,
+    load_model,
+    new_classifier,
+    set_submodule,
+)
 
 __all__ = ["cut_layers", "evenly_spaced", "layer_list", "make_student", "num_layers", "student_layers"]
 
@@ -86,16 +93,7 @@ def _from_pretrained(teacher: LoadedModel, config: StudentConfig) -> tuple[torch
         return base.model, base.tokenizer
     labels = teacher.manifest.labels
     folder = _folder_of(config.pretrained)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            folder,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={n: i for i, n in enumerate(labels)},
-            dtype=torch.float32,
-        )
-    return model, base.tokenizer
+    return new_classifier(folder, labels), base.tokenizer
 
 
 def _folder_of(name_or_path: str) -> str:

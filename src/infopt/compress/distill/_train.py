@@ -25,8 +25,7 @@ from infopt.compress.distill._online import OnlineTeacher
 from infopt.compress.distill._students import num_layers, student_layers
 from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
-from infopt.models import LoadedModel, fingerprint_model
-from infopt.models._pooling import masked_mean
+from infopt.models import LoadedModel, fingerprint_model, masked_mean
 from infopt.train import finetune
 
 __all__ = ["distill_classifier", "layer_map_for"]

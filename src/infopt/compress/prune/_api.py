@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -158,15 +157,5 @@ def prune(
     info["seconds"] = round(time.perf_counter() - t0, 1)
     if notes:
         info["notes"] = notes
-    manifest = dataclasses.replace(
-        model.manifest,
-        name=f"prune-{config.method}",
-        format=fmt,
-        method=f"prune:{config.method}",
-        parent=model.manifest.fingerprint or None,
-        recipe=[*model.manifest.recipe, {"stage": STAGE, "config": config.to_dict()}],
-        metrics={"prune": info},
-        fingerprint="",
-        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-    )
+    manifest = model.manifest.derive(f"prune-{config.method}", fmt, STAGE, config.to_dict(), {"prune": info})
     return LoadedModel(module.eval(), model.tokenizer, manifest)

@@ -127,53 +127,28 @@ class PruneConfig(Config):
         raise NotImplementedError(f"{type(self).__name__}.needs")
 
 
-def _common_checks(config: PruneConfig) -> None:
-    str_tuple(config, "exclude")
-    check_type(config, "recovery", RecoveryConfig, optional=True)
-    check_int(config, "calibration_size", min=1)
-    check_int(config, "calibration_length", min=2)
-
-
-def _unstructured_checks(config: MagnitudeConfig | WandaConfig) -> None:
-    _common_checks(config)
-    check_fraction(config, "sparsity")
-    check_choice(config, "scope", SCOPES)
-    check_int(config, "steps", min=1)
-    if config.steps > 1 and config.recovery is None:
-        raise UserError(
-            f"A gradual schedule (steps={config.steps}) fine-tunes between steps, but no recovery was configured.",
-            "pass recovery=RecoveryConfig(...) (CLI: --recover-epochs), or steps=1.",
-        )
-    if config.pattern is not None:
-        if not isinstance(config.pattern, str):
-            raise field_error(config, "pattern", config.pattern, "a string such as '2:4', or None")
-        n, m = parse_pattern(config.pattern)
-        if not math.isclose(config.sparsity, 1 - n / m):
-            raise UserError(
-                f"Pattern {config.pattern} gives sparsity {1 - n / m:g}, but sparsity={config.sparsity:g} was asked.",
-                f"pass sparsity={1 - n / m:g} with pattern {config.pattern}, or drop the pattern.",
-            )
-        if config.steps != 1 or config.scope == "global":
-            raise UserError(
-                f"Pattern {config.pattern} is applied in one step within each row.", "use steps=1 and scope='layer'."
-            )
-
+# --- field groups: fields and checks that several methods share (not configs: nothing dispatches on them) ------
 
 @dataclass(frozen=True)
-class MagnitudeConfig(PruneConfig):
-    """Unstructured pruning: zero the weights of smallest |w| in every Linear of the transformer blocks."""
-
-    method: ClassVar[str] = "magnitude"
-    version: ClassVar[int] = 1
-
+class _CommonFields:
     exclude: tuple[str, ...] = ()
     """fnmatch patterns of Linear names left alone (embeddings, pooler and task head are never pruned)."""
     recovery: RecoveryConfig | None = None
     """Fine-tune after pruning (and between the steps of a gradual schedule); None: no fine-tuning."""
     calibration_size: int = 64
-    """Calibration texts used (magnitude pruning itself reads none)."""
+    """Calibration texts used (activation norms, Taylor gradients, layer influence; magnitude reads none)."""
     calibration_length: int = 128
     """Tokens kept per calibration text."""
+
+    def __post_init__(self) -> None:
+        str_tuple(self, "exclude")
+        check_type(self, "recovery", RecoveryConfig, optional=True)
+        check_int(self, "calibration_size", min=1)
+        check_int(self, "calibration_length", min=2)
+
+
+@dataclass(frozen=True)
+class _UnstructuredFields(_CommonFields):
     sparsity: float = 0.5
     """Fraction of the weights of the pruned Linear layers set to zero, in [0, 1)."""
     scope: str = "layer"
@@ -184,7 +159,37 @@ class MagnitudeConfig(PruneConfig):
     """Gradual schedule: reach `sparsity` in this many steps (cubic), with recovery fine-tuning between them."""
 
     def __post_init__(self) -> None:
-        _unstructured_checks(self)
+        super().__post_init__()
+        check_fraction(self, "sparsity")
+        check_choice(self, "scope", SCOPES)
+        check_int(self, "steps", min=1)
+        if self.steps > 1 and self.recovery is None:
+            raise UserError(
+                f"A gradual schedule (steps={self.steps}) fine-tunes between steps, but no recovery was configured.",
+                "pass recovery=RecoveryConfig(...) (CLI: --recover-epochs), or steps=1.",
+            )
+        if self.pattern is not None:
+            if not isinstance(self.pattern, str):
+                raise field_error(self, "pattern", self.pattern, "a string such as '2:4', or None")
+            n, m = parse_pattern(self.pattern)
+            if not math.isclose(self.sparsity, 1 - n / m):
+                raise UserError(
+                    f"Pattern {self.pattern} gives sparsity {1 - n / m:g}, but sparsity={self.sparsity:g} was asked.",
+                    f"pass sparsity={1 - n / m:g} with pattern {self.pattern}, or drop the pattern.",
+                )
+            if self.steps != 1 or self.scope == "global":
+                raise UserError(
+                    f"Pattern {self.pattern} is applied in one step within each row.", "use steps=1 and scope='layer'."
+                )
+
+
+# --- the methods: each its own class, chosen by exact type -------------------------------------------------------
+
+@dataclass(frozen=True)
+class MagnitudeConfig(_UnstructuredFields, PruneConfig):
+    """Unstructured pruning: zero the weights of smallest |w| in every Linear of the transformer blocks."""
+
+    method: ClassVar[str] = "magnitude"
 
     def needs(self) -> frozenset[str]:
         """{"train"} with recovery, else nothing."""
@@ -192,31 +197,13 @@ class MagnitudeConfig(PruneConfig):
 
 
 @dataclass(frozen=True)
-class WandaConfig(PruneConfig):
+class WandaConfig(_UnstructuredFields, PruneConfig):
     """Wanda (Sun et al. 2023): score |w| x the L2 norm of its input activation over calibration texts."""
 
     method: ClassVar[str] = "wanda"
-    version: ClassVar[int] = 1
 
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of Linear names left alone (embeddings, pooler and task head are never pruned)."""
-    recovery: RecoveryConfig | None = None
-    """Fine-tune after pruning (and between the steps of a gradual schedule); None: no fine-tuning."""
-    calibration_size: int = 64
-    """Calibration texts whose activation norms weigh the weights."""
-    calibration_length: int = 128
-    """Tokens kept per calibration text."""
-    sparsity: float = 0.5
-    """Fraction of the weights of the pruned Linear layers set to zero, in [0, 1)."""
     scope: str = "row"
     """Where weights compete: `row` (each output row, as in the paper), `layer` or `global`."""
-    pattern: str | None = None
-    """Semi-structured N:M sparsity, e.g. `2:4` (keep 2 of every 4 consecutive inputs); sparsity must be 1 - N/M."""
-    steps: int = 1
-    """Gradual schedule: reach `sparsity` in this many steps (cubic), with recovery fine-tuning between them."""
-
-    def __post_init__(self) -> None:
-        _unstructured_checks(self)
 
     def needs(self) -> frozenset[str]:
         """{"calibration"} (activation norms), plus "train" with recovery."""
@@ -228,20 +215,11 @@ UnstructuredConfig = MagnitudeConfig | WandaConfig
 
 
 @dataclass(frozen=True)
-class StructuredConfig(PruneConfig):
+class StructuredConfig(_CommonFields, PruneConfig):
     """Remove attention heads, FFN neurons and whole layers; the result is a smaller dense model."""
 
     method: ClassVar[str] = "structured"
-    version: ClassVar[int] = 1
 
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of Linear names left alone (embeddings, pooler and task head are never pruned)."""
-    recovery: RecoveryConfig | None = None
-    """Fine-tune after pruning; None: no fine-tuning."""
-    calibration_size: int = 64
-    """Calibration texts used for Taylor gradients and layer influence."""
-    calibration_length: int = 128
-    """Tokens kept per calibration text."""
     heads: float = 0.0
     """Fraction of attention heads removed from every layer (for grouped-query attention: of KV groups)."""
     ffn: float = 0.0
@@ -253,7 +231,7 @@ class StructuredConfig(PruneConfig):
     their weights, on labelled calibration data or the LM loss)."""
 
     def __post_init__(self) -> None:
-        _common_checks(self)
+        super().__post_init__()
         check_fraction(self, "heads")
         check_fraction(self, "ffn")
         if isinstance(self.layers, list | tuple):

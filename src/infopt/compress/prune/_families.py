@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from infopt.errors import NotApplicable
-from infopt.models._modules import BLOCK_PATHS
+from infopt.models import BLOCK_PATHS
 
 __all__ = ["FAMILIES", "Family", "family_of", "linear_at", "slice_linear"]
 

@@ -13,7 +13,7 @@ from infopt.compress.prune._common import text_batches
 from infopt.compress.prune._families import Family, linear_at
 from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
-from infopt.models._modules import eval_mode, forward_hooks
+from infopt.models import eval_mode, forward_hooks
 
 __all__ = ["layer_influence", "magnitude_importance", "taylor_importance"]
 

@@ -14,8 +14,7 @@ from infopt.compress.prune._families import Family, family_of, linear_at, slice_
 from infopt.compress.prune._importance import layer_influence, magnitude_importance, taylor_importance
 from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
-from infopt.models import auto_class, pruned_bert_config
-from infopt.models._modules import set_submodule
+from infopt.models import auto_class, pruned_bert_config, set_submodule
 
 __all__ = ["plan_counts", "prune_structured"]
 

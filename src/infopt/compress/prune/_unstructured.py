@@ -11,7 +11,7 @@ from transformers import PreTrainedTokenizerBase
 from infopt.compress.prune._common import prunable_linears, text_batches
 from infopt.compress.prune._configs import UnstructuredConfig, WandaConfig, parse_pattern
 from infopt.errors import UserError
-from infopt.models._modules import eval_mode, forward_hooks
+from infopt.models import eval_mode, forward_hooks
 
 __all__ = ["activation_norms", "apply_masks", "compute_masks", "prune_unstructured", "schedule"]
 

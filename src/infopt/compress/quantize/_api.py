@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -16,12 +15,7 @@ from infopt.compress.quantize._configs import (
     CalibratedInt8Config,
     DynamicInt8Config,
     DynamicInt8EmbConfig,
-    OnnxBlockInt8Config,
     OnnxConfig,
-    OnnxFp32Config,
-    OnnxInt8Config,
-    OnnxSmoothInt8Config,
-    OnnxStaticInt8Config,
     QuantConfig,
     WeightInt4Config,
     WeightInt8Config,
@@ -62,7 +56,7 @@ TORCH_BACKENDS: dict[type[QuantConfig], TorchBackend] = {
 }
 """The torch schemes (saved as `torch-state`), by the exact type of their config."""
 ONNX_SCHEMES: frozenset[type[QuantConfig]] = frozenset(
-    {OnnxFp32Config, OnnxInt8Config, OnnxStaticInt8Config, OnnxSmoothInt8Config, OnnxBlockInt8Config}
+    type(c) for c in QUANT_SCHEMES.values() if c.kind == "onnx"
 )
 """The ONNX Runtime schemes (saved as `onnx`, built by `_onnx.apply_onnx`), by the exact type of their config."""
 
@@ -121,17 +115,7 @@ def quantize(model: LoadedModel, config: QuantConfig | str, *,
     recorded = config
     if isinstance(config, CalibratedInt8Config):  # the texts stay out of the manifest; metrics has a hash
         recorded = dataclasses.replace(config, calibration=())
-    manifest = dataclasses.replace(
-        model.manifest,
-        name=config.scheme,
-        format=fmt,
-        method=f"quantize:{config.scheme}",
-        parent=model.manifest.fingerprint or None,
-        recipe=[*model.manifest.recipe, {"stage": STAGE, "config": recorded.to_dict()}],
-        metrics={"quantize": info},
-        fingerprint="",
-        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-    )
+    manifest = model.manifest.derive(config.scheme, fmt, STAGE, recorded.to_dict(), {"quantize": info})
     return LoadedModel(new_model, model.tokenizer, manifest)
 
 

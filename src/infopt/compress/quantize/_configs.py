@@ -1,7 +1,8 @@
 """One frozen config dataclass per quantization scheme, validated on construction, JSON-round-trippable.
 
-The scheme configs are flat: each lists all of its fields and none inherits from another, so code picks a backend
-by the exact type of the config (see `_api.py`). `QuantConfig` is only their common base (no fields).
+No scheme config inherits from another, so code picks a backend by the exact type of the config (see `_api.py`);
+`QuantConfig` is their common base (no fields). Fields that several schemes share, with their checks, come from
+small field groups (`_OnnxFields`, ...), which are not configs themselves.
 """
 
 from __future__ import annotations
@@ -58,26 +59,19 @@ class QuantConfig(Config):
         return frozenset()
 
 
-def _onnx_checks(config: QuantConfig) -> None:
-    str_tuple(config, "exclude")
-    check_int(config, "opset", min=17)
-    check_bool(config, "optimize")
+# --- field groups: fields and checks that several schemes share (not configs: nothing dispatches on them) ------
 
+@dataclass(frozen=True)
+class _Exclude:
+    exclude: tuple[str, ...] = ()
+    """fnmatch patterns of module names (e.g. `classifier`, `*.lm_head`) that stay in float32."""
 
-def _calibration_checks(config: QuantConfig) -> None:
-    str_tuple(config, "calibration")
-    check_int(config, "max_length", min=2)
+    def __post_init__(self) -> None:
+        str_tuple(self, "exclude")
 
 
 @dataclass(frozen=True)
-class DynamicInt8Config(QuantConfig):
-    """torch.ao `quantize_dynamic`: int8 weights, activations quantized per batch at run time (nn.Linear)."""
-
-    scheme: ClassVar[str] = "dynamic-int8"
-    version: ClassVar[int] = 1
-
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of module names (e.g. `classifier`, `*.lm_head`) that stay in float32."""
+class _TorchInt8Fields(_Exclude):
     per_channel: bool = True
     """One weight scale per output channel (more accurate than one per tensor, same speed)."""
     activation_bits: int = 8
@@ -86,101 +80,36 @@ class DynamicInt8Config(QuantConfig):
     accurate (MiniLM-L6 mean cosine to fp32 0.991 vs 0.973)."""
 
     def __post_init__(self) -> None:
-        str_tuple(self, "exclude")
+        super().__post_init__()
         check_bool(self, "per_channel")
         check_choice(self, "activation_bits", (7, 8))
 
 
 @dataclass(frozen=True)
-class DynamicInt8EmbConfig(QuantConfig):
-    """`dynamic-int8` plus int8 word embeddings (per-row scale), for a 4x smaller file."""
-
-    scheme: ClassVar[str] = "dynamic-int8-emb"
-    version: ClassVar[int] = 1
-
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of module names (e.g. `classifier`, `*.lm_head`) that stay in float32."""
-    per_channel: bool = True
-    """One weight scale per output channel (more accurate than one per tensor, same speed)."""
-    activation_bits: int = 8
-    """8: 8-bit activations with 7-bit weights; 7: 7-bit activations with 8-bit weights (see DynamicInt8Config)."""
-
-    def __post_init__(self) -> None:
-        str_tuple(self, "exclude")
-        check_bool(self, "per_channel")
-        check_choice(self, "activation_bits", (7, 8))
-
-
-@dataclass(frozen=True)
-class WeightInt8Config(QuantConfig):
-    """Weight-only int8 per output channel for nn.Linear (`aten._weight_int8pack_mm`, as in gpt-fast)."""
-
-    scheme: ClassVar[str] = "weight-int8"
-    version: ClassVar[int] = 1
-
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of module names (e.g. `classifier`, `*.lm_head`) that stay in float32."""
+class _WeightOnlyFields(_Exclude):
     compute_dtype: str = "bfloat16"
     """Activation dtype inside the kernel: `bfloat16` (fast CPU path) or `float32` (slow CPU path)."""
 
     def __post_init__(self) -> None:
-        str_tuple(self, "exclude")
+        super().__post_init__()
         check_choice(self, "compute_dtype", COMPUTE_DTYPES)
 
 
 @dataclass(frozen=True)
-class WeightInt4Config(QuantConfig):
-    """Weight-only int4, asymmetric, group-wise along the input dim (`aten._weight_int4pack_mm_for_cpu`)."""
-
-    scheme: ClassVar[str] = "weight-int4"
-    version: ClassVar[int] = 1
-
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of module names (e.g. `classifier`, `*.lm_head`) that stay in float32."""
-    compute_dtype: str = "bfloat16"
-    """Activation dtype inside the kernel: `bfloat16` (fast CPU path) or `float32` (slow CPU path)."""
-    group_size: int = 32
-    """Input features sharing one scale and zero point: 32, 64, 128 or 256 (smaller is more accurate)."""
-
-    def __post_init__(self) -> None:
-        str_tuple(self, "exclude")
-        check_choice(self, "compute_dtype", COMPUTE_DTYPES)
-        check_choice(self, "group_size", INT4_GROUP_SIZES)
-
-
-@dataclass(frozen=True)
-class OnnxFp32Config(QuantConfig):
-    """Export to ONNX (torch.onnx dynamo exporter), float32, run by ONNX Runtime."""
-
-    scheme: ClassVar[str] = "onnx-fp32"
-    kind: ClassVar[str] = "onnx"
-    version: ClassVar[int] = 1
-
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of module names; nothing is quantized here, so they change nothing."""
+class _OnnxFields(_Exclude):
     opset: int = 18
     """ONNX opset of the export (17 or newer)."""
     optimize: bool = True
     """Fuse LayerNorm / GELU (onnxruntime.transformers optimizer) and save the fused graph."""
 
     def __post_init__(self) -> None:
-        _onnx_checks(self)
+        super().__post_init__()
+        check_int(self, "opset", min=17)
+        check_bool(self, "optimize")
 
 
 @dataclass(frozen=True)
-class OnnxInt8Config(QuantConfig):
-    """ONNX Runtime `quantize_dynamic`: int8 MatMul weights (MatMulInteger) and, optionally, embeddings."""
-
-    scheme: ClassVar[str] = "onnx-int8"
-    kind: ClassVar[str] = "onnx"
-    version: ClassVar[int] = 1
-
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of module names (e.g. `classifier`) whose nodes stay in float32."""
-    opset: int = 18
-    """ONNX opset of the export (17 or newer)."""
-    optimize: bool = True
-    """Fuse LayerNorm / GELU (onnxruntime.transformers optimizer) and save the fused graph."""
+class _OnnxInt8Fields(_OnnxFields):
     per_channel: bool = True
     """One weight scale per output channel (per tensor loses accuracy badly on MiniLM: cosine 0.95)."""
     embeddings: bool = True
@@ -190,115 +119,132 @@ class OnnxInt8Config(QuantConfig):
     and saturates with full-range weights (measured: errors up to 36 on one MatMul); VNNI CPUs can use False."""
 
     def __post_init__(self) -> None:
-        _onnx_checks(self)
+        super().__post_init__()
         for name in ("per_channel", "embeddings", "reduce_range"):
             check_bool(self, name)
 
 
 @dataclass(frozen=True)
-class OnnxStaticInt8Config(QuantConfig):
+class _CalibratedFields(_OnnxInt8Fields):
+    calibration: tuple[str, ...] = ()
+    """Typical inputs (or pass `calibration=` to `quantize`); the manifest records only their count and hash."""
+    max_length: int = 128
+    """Token limit for each calibration text."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        str_tuple(self, "calibration")
+        check_int(self, "max_length", min=2)
+
+    def needs(self) -> frozenset[str]:
+        """{"calibration"}: the scheme runs calibration texts through the model."""
+        return frozenset({CALIBRATION})
+
+
+# --- the schemes: each its own class, chosen by exact type -------------------------------------------------------
+
+@dataclass(frozen=True)
+class DynamicInt8Config(_TorchInt8Fields, QuantConfig):
+    """torch.ao `quantize_dynamic`: int8 weights, activations quantized per batch at run time (nn.Linear)."""
+
+    scheme: ClassVar[str] = "dynamic-int8"
+
+
+@dataclass(frozen=True)
+class DynamicInt8EmbConfig(_TorchInt8Fields, QuantConfig):
+    """`dynamic-int8` plus int8 word embeddings (per-row scale), for a 4x smaller file."""
+
+    scheme: ClassVar[str] = "dynamic-int8-emb"
+
+
+@dataclass(frozen=True)
+class WeightInt8Config(_WeightOnlyFields, QuantConfig):
+    """Weight-only int8 per output channel for nn.Linear (`aten._weight_int8pack_mm`, as in gpt-fast)."""
+
+    scheme: ClassVar[str] = "weight-int8"
+
+
+@dataclass(frozen=True)
+class WeightInt4Config(_WeightOnlyFields, QuantConfig):
+    """Weight-only int4, asymmetric, group-wise along the input dim (`aten._weight_int4pack_mm_for_cpu`)."""
+
+    scheme: ClassVar[str] = "weight-int4"
+
+    group_size: int = 32
+    """Input features sharing one scale and zero point: 32, 64, 128 or 256 (smaller is more accurate)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "group_size", INT4_GROUP_SIZES)
+
+
+@dataclass(frozen=True)
+class OnnxFp32Config(_OnnxFields, QuantConfig):
+    """Export to ONNX (torch.onnx dynamo exporter), float32, run by ONNX Runtime."""
+
+    scheme: ClassVar[str] = "onnx-fp32"
+    kind: ClassVar[str] = "onnx"
+
+
+@dataclass(frozen=True)
+class OnnxInt8Config(_OnnxInt8Fields, QuantConfig):
+    """ONNX Runtime `quantize_dynamic`: int8 MatMul weights (MatMulInteger) and, optionally, embeddings."""
+
+    scheme: ClassVar[str] = "onnx-int8"
+    kind: ClassVar[str] = "onnx"
+
+
+@dataclass(frozen=True)
+class OnnxStaticInt8Config(_CalibratedFields, QuantConfig):
     """ONNX Runtime `quantize_static`: activation ranges fixed from calibration texts (uint8 x int8)."""
 
     scheme: ClassVar[str] = "onnx-static-int8"
     kind: ClassVar[str] = "onnx"
-    version: ClassVar[int] = 1
 
     exclude: tuple[str, ...] = ("*.output.dense", "*.down_proj", "*.fc2")
     """fnmatch patterns of module names kept in float32; by default the FFN down-projections (BERT's
     `*.output.dense` also matches the attention output), whose post-GELU inputs are too heavy-tailed
     for one fixed int8 range (MiniLM worst-case cosine 0.93 -> 0.995)."""
-    opset: int = 18
-    """ONNX opset of the export (17 or newer)."""
-    optimize: bool = True
-    """Fuse LayerNorm / GELU (onnxruntime.transformers optimizer) and save the fused graph."""
-    per_channel: bool = True
-    """One weight scale per output channel."""
-    embeddings: bool = True
-    """Also store the embedding tables (Gather) as int8, dequantizing the looked-up rows."""
-    reduce_range: bool = True
-    """7-bit weights (-64..64), for x86 CPUs without VNNI (see OnnxInt8Config)."""
-    calibration: tuple[str, ...] = ()
-    """Typical inputs (or pass `calibration=` to `quantize`); the manifest records only their count and hash."""
-    max_length: int = 128
-    """Token limit for each calibration text."""
     quant_format: str = "qoperator"
     """`qoperator` (QLinearMatMul etc.) or `qdq` (QuantizeLinear/DequantizeLinear pairs)."""
 
     def __post_init__(self) -> None:
-        _onnx_checks(self)
-        for name in ("per_channel", "embeddings", "reduce_range"):
-            check_bool(self, name)
-        _calibration_checks(self)
+        super().__post_init__()
         check_choice(self, "quant_format", ONNX_FORMATS)
-
-    def needs(self) -> frozenset[str]:
-        """{"calibration"}: the activation ranges come from calibration texts."""
-        return frozenset({CALIBRATION})
 
 
 @dataclass(frozen=True)
-class OnnxSmoothInt8Config(QuantConfig):
+class OnnxSmoothInt8Config(_CalibratedFields, QuantConfig):
     """`onnx-int8` after SmoothQuant: activation outlier channels scaled into the weights (calibration texts)."""
 
     scheme: ClassVar[str] = "onnx-smooth-int8"
     kind: ClassVar[str] = "onnx"
-    version: ClassVar[int] = 1
 
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of module names neither smoothed nor quantized."""
-    opset: int = 18
-    """ONNX opset of the export (17 or newer)."""
-    optimize: bool = True
-    """Fuse LayerNorm / GELU (onnxruntime.transformers optimizer) and save the fused graph."""
-    per_channel: bool = True
-    """One weight scale per output channel."""
-    embeddings: bool = True
-    """Also store the embedding tables (Gather) as int8, dequantizing the looked-up rows."""
-    reduce_range: bool = True
-    """7-bit weights (-64..64), for x86 CPUs without VNNI (see OnnxInt8Config)."""
-    calibration: tuple[str, ...] = ()
-    """Typical inputs (or pass `calibration=` to `quantize`); the manifest records only their count and hash."""
-    max_length: int = 128
-    """Token limit for each calibration text."""
     alphas: tuple[float, ...] = (0.5, 0.75, 0.85, 1.0)
     """Migration strengths tried, each in (0, 1]: how much of a channel's activation range moves into the weights.
     The one with the least simulated int8 error at the model's output on the calibration texts is used."""
 
     def __post_init__(self) -> None:
-        _onnx_checks(self)
-        for name in ("per_channel", "embeddings", "reduce_range"):
-            check_bool(self, name)
-        _calibration_checks(self)
+        super().__post_init__()
         alphas = number_tuple(self, "alphas", low=0, high=1, bounds="(]",
                               allowed="a list of numbers in (0, 1], e.g. [0.5, 0.85]") or ()
         object.__setattr__(self, "alphas", tuple(float(a) for a in alphas))
 
-    def needs(self) -> frozenset[str]:
-        """{"calibration"}: the smoothing scales come from calibration texts."""
-        return frozenset({CALIBRATION})
-
 
 @dataclass(frozen=True)
-class OnnxBlockInt8Config(QuantConfig):
+class OnnxBlockInt8Config(_OnnxFields, QuantConfig):
     """ONNX Runtime MatMulNBits with 8 bits: int8 weights in blocks, activations quantized per block at run time."""
 
     scheme: ClassVar[str] = "onnx-block-int8"
     kind: ClassVar[str] = "onnx"
-    version: ClassVar[int] = 1
 
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of module names (e.g. `classifier`) whose nodes stay in float32."""
-    opset: int = 18
-    """ONNX opset of the export (17 or newer)."""
-    optimize: bool = True
-    """Fuse LayerNorm / GELU (onnxruntime.transformers optimizer) and save the fused graph."""
     block_size: int = 128
     """Input features sharing one weight scale: a power of two from 16 to 256 (smaller: more accurate, bigger)."""
     embeddings: bool = True
     """Also store the embedding tables (Gather) as int8, one scale per row."""
 
     def __post_init__(self) -> None:
-        _onnx_checks(self)
+        super().__post_init__()
         check_choice(self, "block_size", BLOCK_SIZES)
         check_bool(self, "embeddings")
 

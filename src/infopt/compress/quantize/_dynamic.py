@@ -23,7 +23,8 @@ from torch.ao.quantization import (
 
 from infopt.compress.quantize._configs import DynamicInt8Config, DynamicInt8EmbConfig
 from infopt.compress.quantize._embedding import quantize_input_embeddings
-from infopt.compress.quantize._modules import linear_layers, set_submodule
+from infopt.compress.quantize._modules import linear_layers
+from infopt.models import set_submodule
 
 __all__ = ["FullRangeDynamicLinear", "apply_dynamic"]
 

@@ -1,4 +1,4 @@
-"""Finding and swapping submodules by qualified name (`set_submodule` lives in infopt.models)."""
+"""Finding the Linear layers a scheme quantizes, by qualified name and exclusion patterns."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ from fnmatch import fnmatchcase
 
 from torch import nn
 
-from infopt.models._modules import set_submodule
-
-__all__ = ["excluded", "linear_layers", "set_submodule"]
+__all__ = ["excluded", "linear_layers"]
 
 
 def excluded(name: str, patterns: tuple[str, ...]) -> bool:

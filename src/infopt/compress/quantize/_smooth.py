@@ -20,7 +20,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from infopt.compress.quantize._modules import linear_layers
-from infopt.models._modules import forward_hooks, set_submodule
+from infopt.models import forward_hooks, set_submodule
 
 __all__ = ["SmoothedLinear", "fake_dynamic_int8", "input_absmax", "smooth_linears"]
 

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from infopt.compress.quantize._configs import WeightInt4Config, WeightInt8Config
-from infopt.compress.quantize._modules import linear_layers, set_submodule
+from infopt.compress.quantize._modules import linear_layers
+from infopt.models import set_submodule
 
 __all__ = ["Int4WeightOnlyLinear", "Int8WeightOnlyLinear", "apply_weight_only"]
 

@@ -1,0 +1,175 @@
+"""What `infopt serve` needs beyond the library: a ServeConfig from model arguments, a TOML file and flags, and
+the reference of every TOML key (generated from the config dataclasses) for `infopt serve --help`.
+
+    config = serve_config(["minilm-l6-rt", "emb=./my-embedder"], None, port=8080, max_batch_size=16)
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import itertools
+import textwrap
+import typing
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from infopt.errors import UserError
+from infopt.serve._config import BatchingConfig, ModelSpec, ServeConfig, load_serve_config
+
+__all__ = ["FLAG_FIELDS", "model_spec", "serve_config", "toml_reference"]
+
+FLAG_FIELDS: dict[str, tuple[str | None, str]] = {
+    "host": (None, "host"), "port": (None, "port"), "price_per_hour": (None, "price_per_hour"),
+    "max_batch_size": ("batching", "max_batch_size"), "max_wait_ms": ("batching", "max_wait_ms"),
+    "max_queue": ("batching", "max_queue"), "timeout_s": ("batching", "timeout_s"),
+}
+"""Command-line overrides by keyword: (the nested config field or None for the top level, the field)."""
+
+_DOCS: dict[type, dict[str, str]] = {
+    ServeConfig: {
+        "models": "the served models; give each a distinct name",
+        "host": "address to listen on; keep the loopback default unless a proxy in front guards it",
+        "port": "TCP port (0: any free port)",
+        "batching": "dynamic batching and queue limits, the same for every model",
+        "max_inputs": "most texts in one request",
+        "max_body_bytes": "largest request body in bytes",
+        "price_per_hour": "the machine's cost per hour (any currency); /v1/stats turns it into a cost per "
+                          "1,000 inputs (0: not shown)",
+    },
+    ModelSpec: {"name": "the name clients ask for (the `model` field of a request)",
+                "path": "a bundled model name (infopt models) or a model folder"},
+    BatchingConfig: {
+        "max_batch_size": "most texts in one model call",
+        "max_wait_ms": "how long a batch waits for more requests (0: a lone request runs at once)",
+        "max_queue": "most requests waiting per model; more get 503",
+        "timeout_s": "most seconds a request waits for its batch (also the drain timeout on SIGTERM)",
+    },
+}
+"""Descriptions of the fields that have no docstring of their own (a field's docstring wins)."""
+
+
+@cache
+def _field_docstrings(cls: type) -> dict[str, str]:
+    """The docstrings written under a dataclass's fields (`x: int = 1` then `\"\"\"What x is.\"\"\"`)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for node, after in itertools.pairwise(body):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _doc(cls: type, name: str) -> str:
+    return _field_docstrings(cls).get(name) or _DOCS.get(cls, {}).get(name, "")
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def _default(f: dataclasses.Field[Any]) -> object:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _nested(hint: object) -> tuple[type | None, bool]:
+    """(the dataclass a field holds, whether it holds a sequence of them)."""
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return hint, False
+    args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+    if typing.get_origin(hint) in (tuple, list) and len(args) == 1 and dataclasses.is_dataclass(args[0]):
+        return typing.cast(type, args[0]), True
+    return None, False
+
+
+def _entry(key: str, doc: str, indent: str, width: int) -> list[str]:
+    head = f"{indent}{key:<{width}} "
+    return textwrap.wrap(doc, 110, initial_indent=head, subsequent_indent=" " * len(head)) or [head.rstrip()]
+
+
+def _lines(cls: type, indent: str, width: int) -> list[str]:
+    """`key = default   description` for each plain field of `cls`, then one section per nested dataclass."""
+    hints = typing.get_type_hints(cls)
+    plain, sections = [], []
+    for f in dataclasses.fields(cls):
+        inner, many = _nested(hints[f.name])
+        if inner is not None:
+            sections.append((f.name, inner, many))
+            continue
+        default = _default(f)
+        key = f"{f.name} = {_toml(default)}" if default is not dataclasses.MISSING else f"{f.name} (required)"
+        plain.extend(_entry(key, _doc(cls, f.name), indent, width))
+    for name, inner, many in sections:
+        plain.extend(_entry(f"[[{name}]]" if many else f"[{name}]", _doc(cls, name), indent, width))
+        plain.extend(_lines(inner, indent + "  ", width - 2))
+    return plain
+
+
+def toml_reference() -> str:
+    """Every key of a `--config` TOML file, its default and what it does (for `infopt serve --help`)."""
+    return "\n".join([
+        "TOML keys of --config FILE (command-line flags override them; MODEL arguments replace its models):",
+        *_lines(ServeConfig, "  ", 26),
+        "  (models may also be one table of name = \"path\" lines:  [models]  clf = \"minilm-l6-rt\")",
+    ])
+
+
+def model_spec(text: str) -> ModelSpec:
+    """`NAME=PATH`, or a bundled name / folder served under its own name (the folder's last part)."""
+    name, sep, path = text.partition("=")
+    if sep and name.strip() and "/" not in name and "\\" not in name:
+        return ModelSpec(name.strip(), path.strip())
+    stripped = text.strip().rstrip("/\\")
+    served = Path(stripped).name if stripped else ""
+    if not served or served in (".", ".."):
+        raise UserError(f"The model argument {text!r} names no model.",
+                        "pass a bundled name (infopt models), a model folder, or NAME=PATH.")
+    return ModelSpec(served, text.strip())
+
+
+def _override(config: ServeConfig, flags: Mapping[str, object]) -> ServeConfig:
+    """`config` with each flag's field replaced, one at a time, so that a bad value is named by its flag."""
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key not in FLAG_FIELDS:
+            raise TypeError(f"unknown serve flag {key!r}")
+        owner, field = FLAG_FIELDS[key]
+        change: dict[str, Any] = {field: value}
+        try:
+            if owner is not None:
+                change = {owner: dataclasses.replace(getattr(config, owner), **change)}
+            config = dataclasses.replace(config, **change)
+        except UserError as e:
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{flag} {value} is not allowed.", e.fix.replace(f"{field}= ", f"{flag} ")) from None
+    return config
+
+
+def serve_config(models: Sequence[str], path: str | Path | None = None, **flags: object) -> ServeConfig:
+    """The config of `infopt serve`: the TOML file at `path` (if any), with `models` (if any) replacing its
+    models and the `flags` that are not None (see FLAG_FIELDS) replacing its values."""
+    specs = tuple(model_spec(m) for m in models)
+    if path is None and not specs:
+        raise UserError("infopt serve was given no model.",
+                        "pass one (e.g. infopt serve minilm-l6-rt) or --config serve.toml.")
+    base = load_serve_config(path) if path is not None else ServeConfig(models=specs)
+    if specs:
+        base = dataclasses.replace(base, models=specs)
+    return _override(base, flags)

@@ -1,0 +1,93 @@
+"""`infopt serve` end to end: check the address is free, load every model (so a bad one fails before the port
+opens), print what is served and how, then serve until SIGTERM / SIGINT.
+
+    launch(serve_config(["minilm-l6-rt"]))
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from infopt.errors import UserError
+from infopt.models import LoadedModel, load_model
+from infopt.serve._config import ServeConfig
+from infopt.serve._server import run_server
+
+__all__ = ["banner", "base_url", "check_address", "launch"]
+
+_ENDPOINTS = {"classification": "POST /v1/classify", "embedding": "POST /v1/embeddings",
+              "causal-lm": "POST /v1/completions, /v1/chat/completions"}
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url(config: ServeConfig) -> str:
+    """http://host:port of the server (IPv6 hosts in brackets)."""
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return f"http://{host}:{config.port}"
+
+
+def check_address(host: str, port: int) -> None:
+    """UserError unless this process could listen on host:port now (port 0 is always free)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UserError(f"--host {host!r} is not an address of this machine ({e.strerror}).",
+                        "pass --host 127.0.0.1 (this machine only) or an address of one of its interfaces.") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: only a listener blocks it
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise UserError(f"Cannot listen on {host} port {port} ({e.strerror}).",
+                            "pass a free --port, or stop the program that uses it.") from None
+
+
+def banner(config: ServeConfig, loaded: list[LoadedModel]) -> list[str]:
+    """What `infopt serve` prints before it serves: the URL, the models, the settings, where the metrics are."""
+    url = base_url(config)
+    b = config.batching
+    lines = [f"infopt serve: {url}" + (" (port 0: uvicorn picks a free port and logs it)" if not config.port else "")]
+    if not _is_loopback(config.host):
+        lines.append(f"  warning: {config.host} is not loopback; anyone who can reach this machine can call the "
+                     "server (it has no authentication)")
+    for spec, m in zip(config.models, loaded, strict=True):
+        lines.append(f"  model {spec.name}: {m.task}, fingerprint {m.manifest.fingerprint or '-'}, from {spec.path} "
+                     f"({m.manifest.method}, format {m.manifest.format}) -> {_ENDPOINTS.get(m.task, '?')}")
+    lines += [
+        f"  batching: up to {b.max_batch_size} texts per model call, waiting up to {b.max_wait_ms:g} ms for more; "
+        f"at most {b.max_queue} requests queued per model, each for up to {b.timeout_s:g} s (then 503)",
+        f"  limits: {config.max_inputs} texts per request, bodies up to {config.max_body_bytes:,} bytes",
+        (f"  price: {config.price_per_hour:g} per hour -> cost per 1,000 inputs in {url}/v1/stats"
+         if config.price_per_hour else "  price: not set (--price-per-hour adds cost per 1,000 inputs to /v1/stats)"),
+        f"  metrics: {url}/metrics (Prometheus)",
+        f"  also: {url}/v1/stats (rolling stats), /ready, /health, /v1/models",
+        "  stop: Ctrl-C or SIGTERM (requests in flight finish first)",
+    ]
+    return lines
+
+
+def launch(config: ServeConfig, *, echo: Callable[[str], None] = print, log_level: str = "info",
+           loader: Callable[[str | Path], LoadedModel] = load_model) -> None:
+    """Load the models, echo the banner, serve until SIGTERM / SIGINT; raises InfoptError before serving."""
+    check_address(config.host, config.port)
+    loaded = [loader(spec.path) for spec in config.models]
+    for line in banner(config, loaded):
+        echo(line)
+    waiting = list(loaded)  # the server asks for them in config order
+
+    def preloaded(path: str | Path) -> LoadedModel:
+        return waiting.pop(0)
+
+    run_server(config, loader=preloaded, log_level=log_level)

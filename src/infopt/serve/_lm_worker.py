@@ -1,0 +1,242 @@
+"""One generation at a time per model: a bounded queue and one worker thread, with the batcher's behaviour.
+
+A full queue raises `QueueFull` (429, with Retry-After from the mean generation time), a job not started within
+`timeout_s` raises `QueueTimeout` (504), and after `drain()` new jobs raise `Unavailable` (503); the accepted ones
+finish, and any left after the drain's timeout are stopped at their next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from infopt.serve._batcher import BatchObserver
+from infopt.serve._config import BatchingConfig
+from infopt.serve._errors import QueueFull, QueueTimeout, Unavailable
+from infopt.serve._generate import Sampling
+
+__all__ = ["GenerationWorker", "Job"]
+
+log = logging.getLogger(__name__)
+
+
+class _End:
+    pass
+
+
+_END = _End()
+
+
+class Job:
+    """One generation request. The model's thread reports through `token`, `emit` and `finish` (it is a
+    `GenerationSink`); the event loop reads the text with `deltas()` and stops the job with `cancel()`."""
+
+    def __init__(self, prompt_ids: list[int], sampling: Sampling) -> None:
+        self.prompt_ids = prompt_ids
+        self.sampling = sampling
+        self.loop = asyncio.get_running_loop()
+        self.enqueued = time.perf_counter()
+        self.started: asyncio.Future[None] = self.loop.create_future()
+        self.completion_tokens = 0
+        self.first_token_at: float | None = None
+        self.finish_reason = ""
+        self._events: asyncio.Queue[str | _End | BaseException] = asyncio.Queue()
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------ the model's thread
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
+
+    def token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self.completion_tokens += 1
+
+    def emit(self, text: str) -> None:
+        self.loop.call_soon_threadsafe(self._events.put_nowait, text)
+
+    def finish(self, reason: str) -> None:
+        self.finish_reason = reason
+        self.loop.call_soon_threadsafe(self._events.put_nowait, _END)
+
+    def fail(self, error: BaseException) -> None:
+        self.loop.call_soon_threadsafe(self.abort, error)
+
+    # ------------------------------------------------------------ the event loop
+
+    @property
+    def time_to_first_token_s(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.enqueued
+
+    def cancel(self) -> None:
+        """Stop the generation at its next token (or skip it if it has not started)."""
+        self._stop.set()
+
+    def abort(self, error: BaseException) -> None:
+        """End the job with `error` (raised by `deltas()`, or by waiting for the start)."""
+        self._stop.set()
+        if not self.started.done():
+            self.started.set_exception(error)
+            self.started.exception()  # retrieved: no "never retrieved" warning if nobody waits any more
+        else:
+            self._events.put_nowait(error)
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """The generated text in pieces: whatever arrived since the last piece (at least one token's worth)."""
+        while True:
+            parts: list[str] = []
+            item = await self._events.get()
+            while True:
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, _End):
+                    if parts:
+                        yield "".join(parts)
+                    return
+                parts.append(item)
+                if self._events.empty():
+                    break
+                item = self._events.get_nowait()
+            yield "".join(parts)
+
+
+class GenerationWorker:
+    """Runs `run(job)` on its own thread for one job at a time, first come first served."""
+
+    def __init__(self, run: Callable[[Job], None], config: BatchingConfig | None = None, *, name: str = "model",
+                 observer: BatchObserver | None = None) -> None:
+        self.run = run
+        self.config = config or BatchingConfig()
+        self.name = name
+        self.observer = observer
+        self._pending: deque[Job] = deque()
+        self._running: Job | None = None
+        self._accepting = True
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infopt-generate-{name}")
+        self._mean_s = 0.0  # moving average of one generation, for Retry-After
+
+    @property
+    def depth(self) -> int:
+        """Jobs waiting (not counting the one running)."""
+        return len(self._pending)
+
+    def _depth_changed(self) -> None:
+        if self.observer is not None:
+            self.observer.queue_depth(self.name, len(self._pending))
+
+    def start(self) -> None:
+        """Start the worker on the running event loop (idempotent)."""
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._work(), name=f"generate-{self.name}")
+
+    def retry_after_s(self) -> int:
+        return max(1, math.ceil((len(self._pending) + 1) * self._mean_s))
+
+    def submit(self, prompt_ids: list[int], sampling: Sampling) -> Job:
+        """Queue a generation; raises Unavailable (draining) or QueueFull."""
+        if not self._accepting or self._task is None:
+            raise Unavailable(f"Model {self.name!r} is not taking requests (the server is shutting down).",
+                              "retry on another replica or after the restart.", code="draining")
+        if len(self._pending) >= self.config.max_queue:
+            raise QueueFull(self.name, self.config.max_queue, self.retry_after_s())
+        job = Job(prompt_ids, sampling)
+        self._pending.append(job)
+        self._depth_changed()
+        assert self._wake is not None
+        self._wake.set()
+        return job
+
+    def _timeout(self, what: str) -> QueueTimeout:
+        return QueueTimeout(f"The request to model {self.name!r} {what}.", "retry later, ask for fewer tokens "
+                            "(max_tokens), stream the response, or raise batching.timeout_s.")
+
+    async def wait_started(self, job: Job) -> None:
+        """Wait until the job runs (at most `timeout_s` from its submission); on any failure the job is dropped."""
+        left = self.config.timeout_s - (time.perf_counter() - job.enqueued)
+        try:
+            await asyncio.wait_for(asyncio.shield(job.started), max(left, 0.0))
+        except TimeoutError:
+            raise self._timeout(f"waited more than {self.config.timeout_s:g} s in the queue") from None
+        finally:
+            if not job.started.done():
+                job.cancel()
+                if job in self._pending:
+                    self._pending.remove(job)
+                    self._depth_changed()
+
+    async def text(self, job: Job) -> str:
+        """All the text of a started job, within `timeout_s` of its submission (else 504 and the job stops)."""
+        async def collect() -> str:
+            return "".join([d async for d in job.deltas()])
+
+        left = self.config.timeout_s - (time.perf_counter() - job.enqueued)
+        try:
+            return await asyncio.wait_for(collect(), max(left, 0.0))
+        except TimeoutError:
+            raise self._timeout(f"took more than {self.config.timeout_s:g} s ({job.completion_tokens} tokens "
+                                "generated)") from None
+        finally:
+            job.cancel()
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Stop taking jobs, finish the accepted ones (stopping any left after `timeout_s`), stop the worker."""
+        self._accepting = False
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                gone = Unavailable(f"Model {self.name!r} shut down before answering.", "retry the request.",
+                                   code="draining")
+                for job in [*([self._running] if self._running else []), *self._pending]:
+                    job.abort(gone)
+                self._pending.clear()
+        self._executor.shutdown(wait=False)
+
+    def _call(self, job: Job) -> None:
+        """On the worker thread: run the job; an error ends the job instead of the worker."""
+        try:
+            self.run(job)
+        except Exception as e:
+            log.exception("generation of model %r failed", self.name)
+            job.fail(e)
+
+    async def _work(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._pending:
+                if not self._accepting:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+            job = self._pending.popleft()
+            self._depth_changed()
+            if job.started.done() or job.cancelled:
+                continue
+            job.started.set_result(None)
+            start = time.perf_counter()
+            if self.observer is not None:
+                self.observer.queue_wait(self.name, start - job.enqueued)
+            self._running = job
+            try:
+                await loop.run_in_executor(self._executor, self._call, job)
+            finally:
+                self._running = None
+            seconds = time.perf_counter() - start
+            self._mean_s = seconds if self._mean_s == 0 else 0.8 * self._mean_s + 0.2 * seconds
+            if self.observer is not None:
+                self.observer.batch(self.name, 1, seconds)

@@ -1,0 +1,307 @@
+"""A load generator for infopt servers (async httpx), for loopback targets only.
+
+    result = run_loadtest(LoadtestConfig("http://127.0.0.1:8000", model="clf", concurrency=8, requests=500))
+    result = run_loadtest(LoadtestConfig(url, model="clf", rate=50.0, duration_s=5))      # open loop, Poisson
+
+Closed loop (`concurrency` workers, each sends its next request when the last one is answered) or open loop
+(`rate` requests per second on a Poisson or fixed schedule, whatever the server does). It stops at `requests`
+or `duration_s`, whichever comes first, and reads the server's `infopt_batch_size` histogram before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from infopt._config import check_bool, check_choice, check_fraction, check_int, check_number
+from infopt.errors import MissingDependency, UserError
+from infopt.serve._loadreport import LoadtestResult, Sample, batch_histogram, parse_histogram, summarize
+
+__all__ = ["ENDPOINTS", "LoadtestConfig", "arrival_times", "check_loopback", "plan_texts", "run_loadtest"]
+
+ENDPOINTS = {"classify": "/v1/classify", "embeddings": "/v1/embeddings", "completions": "/v1/completions",
+             "chat": "/v1/chat/completions"}
+"""The endpoints a load test can drive, by short name."""
+_STREAMING = ("completions", "chat")
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])  # an IPv6 zone (%eth0) is not part of the address
+    except ValueError:
+        return False  # any other name: not resolved, so not trusted
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def check_loopback(url: str) -> str:
+    """`url` without a trailing slash (http:// added if it has no scheme); UserError unless its host is
+    loopback: 127.0.0.0/8, ::1 or localhost. Names are not resolved: any other name is refused."""
+    text = url.strip() if "://" in url else f"http://{url.strip()}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise UserError(f"The load test target {url!r} is not an http(s) URL.", "pass e.g. http://127.0.0.1:8000.")
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        raise UserError(f"The load test target {url!r} has a bad port.", "pass e.g. http://127.0.0.1:8000.") from None
+    if not _is_loopback(parts.hostname or ""):
+        raise UserError(f"The load test target {url!r} is not a loopback address; infopt loadtest only sends load "
+                        "to this machine.", "run it on the server's machine against http://127.0.0.1:PORT "
+                        "(any of 127.0.0.0/8, [::1] or localhost).")
+    return text.rstrip("/")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadtestConfig:
+    """One load test of one model behind one endpoint of a loopback server."""
+
+    url: str
+    """Base URL of the server, e.g. http://127.0.0.1:8000 (loopback only)."""
+    model: str
+    """The served model name the requests ask for."""
+    endpoint: str = "classify"
+    """classify, embeddings, completions or chat."""
+    concurrency: int | None = None
+    """Closed loop: this many requests in flight (default 4). With `rate`: the most in flight at once."""
+    rate: float | None = None
+    """Open loop: requests per second."""
+    arrival: str = "poisson"
+    """Open loop schedule: poisson (exponential gaps) or fixed (1 / rate apart)."""
+    duration_s: float = 10.0
+    """Stop starting requests after this many seconds."""
+    requests: int = 1000
+    """Stop after this many requests."""
+    data: str = "rotten-tomatoes"
+    """A bundled dataset or corpus name, or a .csv / .jsonl / .txt file of texts."""
+    text_column: str = "text"
+    """The column of the texts in a .csv / .jsonl file."""
+    repeat_share: float = 0.0
+    """Share of texts that repeat one sent earlier (for cache tests), in [0, 1)."""
+    batch: int = 1
+    """Texts per request (classify, embeddings, completions)."""
+    max_tokens: int = 16
+    """Tokens to generate per request (completions, chat)."""
+    stream: bool = True
+    """Stream completions / chat (needed for the time to first token)."""
+    timeout_s: float = 30.0
+    """Give up on a request after this many seconds."""
+    seed: int = 0
+    """Seed of the texts chosen and of the Poisson schedule."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", check_loopback(self.url))
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise UserError(f"LoadtestConfig.model is {self.model!r}, which is not allowed.",
+                            "pass --model NAME (a model the server serves; GET /v1/models lists them).")
+        check_choice(self, "endpoint", tuple(ENDPOINTS))
+        check_int(self, "concurrency", min=1, optional=True)
+        check_number(self, "rate", low=0, bounds="()", example=20, optional=True)
+        check_choice(self, "arrival", ("poisson", "fixed"))
+        check_number(self, "duration_s", low=0, bounds="()", example=10)
+        check_int(self, "requests", min=1)
+        check_fraction(self, "repeat_share")
+        check_int(self, "batch", min=1)
+        check_int(self, "max_tokens", min=1)
+        check_number(self, "timeout_s", low=0, bounds="()", example=30)
+        check_bool(self, "stream")
+        check_int(self, "seed")
+        if self.endpoint == "chat" and self.batch != 1:
+            raise UserError("A chat request carries one conversation; --batch does not apply.", "drop --batch.")
+
+    @property
+    def mode(self) -> str:
+        return "open" if self.rate is not None else "closed"
+
+
+def arrival_times(n: int, rate: float, arrival: str = "poisson", seed: int = 0) -> list[float]:
+    """Start offsets (seconds from the start, first 0) of `n` requests at `rate` per second."""
+    if arrival == "fixed":
+        return [i / rate for i in range(n)]
+    rng = random.Random(seed)
+    times, t = [], 0.0
+    for _ in range(n):
+        times.append(t)
+        t += rng.expovariate(rate)
+    return times
+
+
+def plan_texts(pool: list[str], n: int, batch: int, repeat_share: float, seed: int = 0) -> list[list[str]]:
+    """The texts of `n` requests of `batch` texts: each is, with probability `repeat_share`, one sent before,
+    else the next of `pool` (deduplicated, shuffled; cycled if it runs out)."""
+    if not pool:
+        raise UserError("The load test has no texts.", "pass --data with some text in it.")
+    rng = random.Random(seed)
+    order = list(dict.fromkeys(pool))  # a duplicate in the data would be a repeat nobody asked for
+    rng.shuffle(order)
+    sent: list[str] = []
+    plan = []
+    for _ in range(n):
+        texts = []
+        for _ in range(batch):
+            if sent and rng.random() < repeat_share:
+                texts.append(rng.choice(sent))
+            else:
+                texts.append(order[len(sent) % len(order)])
+                sent.append(texts[-1])
+        plan.append(texts)
+    return plan
+
+
+def _body(config: LoadtestConfig, texts: list[str]) -> dict[str, Any]:
+    one: str | list[str] = texts[0] if len(texts) == 1 else texts
+    if config.endpoint in ("classify", "embeddings"):
+        return {"model": config.model, "input": one, "truncate": True}
+    body: dict[str, Any] = {"model": config.model, "max_tokens": config.max_tokens, "stream": config.stream}
+    if config.endpoint == "chat":
+        return {**body, "messages": [{"role": "user", "content": texts[0]}]}
+    return {**body, "prompt": one}
+
+
+def _content(chunk: dict[str, Any]) -> bool:
+    for choice in chunk.get("choices") or []:
+        if choice.get("text") or (choice.get("delta") or {}).get("content"):
+            return True
+    return False
+
+
+async def _send(client: Any, config: LoadtestConfig, texts: list[str], started: float) -> Sample:
+    """One request; latency from `started` (perf_counter)."""
+    import httpx
+
+    path, body = ENDPOINTS[config.endpoint], _body(config, texts)
+    ttft: float | None = None
+    try:
+        if config.endpoint in _STREAMING and config.stream:
+            chunks, usage = 0, None
+            async with client.stream("POST", path, json=body) as r:
+                if r.status_code == 200:
+                    async for line in r.aiter_lines():
+                        data = line[5:].strip() if line.startswith("data:") else ""
+                        if not data or data == "[DONE]":
+                            continue
+                        chunk = json.loads(data)
+                        usage = chunk.get("usage") or usage
+                        if _content(chunk):
+                            chunks += 1
+                            ttft = time.perf_counter() - started if ttft is None else ttft
+                else:
+                    await r.aread()
+            items = int((usage or {}).get("completion_tokens", chunks))
+        else:
+            r = await client.post(path, json=body)
+            if config.endpoint in _STREAMING and r.status_code == 200:
+                items = int(r.json().get("usage", {}).get("completion_tokens", 0))
+            else:
+                items = len(texts)
+    except httpx.TimeoutException:
+        return Sample("timeout", time.perf_counter() - started)
+    except (httpx.TransportError, json.JSONDecodeError):
+        return Sample("connection", time.perf_counter() - started)
+    return Sample(str(r.status_code), time.perf_counter() - started, ttft, items)
+
+
+async def _closed(client: Any, config: LoadtestConfig, plan: list[list[str]], deadline: float) -> list[Sample]:
+    samples: list[Sample] = []
+    next_index = iter(range(len(plan)))
+
+    async def worker() -> None:
+        for i in next_index:
+            if time.perf_counter() >= deadline:
+                return
+            samples.append(await _send(client, config, plan[i], time.perf_counter()))
+
+    await asyncio.gather(*(worker() for _ in range(config.concurrency or 4)))
+    return samples
+
+
+async def _open(client: Any, config: LoadtestConfig, plan: list[list[str]], start: float) -> list[Sample]:
+    assert config.rate is not None
+    limit = asyncio.Semaphore(config.concurrency) if config.concurrency else None
+
+    async def one(texts: list[str], scheduled: float) -> Sample:
+        if limit is None:
+            return await _send(client, config, texts, scheduled)
+        async with limit:
+            return await _send(client, config, texts, scheduled)
+
+    tasks = []
+    for texts, offset in zip(plan, arrival_times(len(plan), config.rate, config.arrival, config.seed), strict=True):
+        if offset >= config.duration_s:
+            break
+        await asyncio.sleep(max(0.0, start + offset - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(texts, start + offset)))
+    return list(await asyncio.gather(*tasks))
+
+
+async def _histogram(client: Any, model: str, notes: list[str]) -> dict[str, float] | None:
+    import httpx
+
+    try:
+        r = await client.get("/metrics")
+        if r.status_code != 200:
+            notes.append(f"GET /metrics answered {r.status_code}: no server batch sizes.")
+            return None
+        return parse_histogram(r.text, "infopt_batch_size", {"model": model})
+    except (httpx.HTTPError, ValueError) as e:
+        notes.append(f"GET /metrics failed ({type(e).__name__}): no server batch sizes.")
+        return None
+
+
+def _texts(config: LoadtestConfig) -> list[str]:
+    from infopt.data import load_text_corpus
+
+    return load_text_corpus(config.data, text_column=config.text_column, seed=config.seed)
+
+
+async def loadtest_async(config: LoadtestConfig, texts: list[str] | None = None) -> LoadtestResult:
+    """`run_loadtest` on the running event loop."""
+    try:
+        import httpx
+    except ImportError:
+        raise MissingDependency("infopt loadtest needs httpx.", "pip install httpx") from None
+    plan = plan_texts(texts if texts is not None else _texts(config), config.requests, config.batch,
+                      config.repeat_share, config.seed)
+    cap = config.concurrency or (4 if config.rate is None else 256)
+    limits = httpx.Limits(max_connections=cap, max_keepalive_connections=cap)
+    notes: list[str] = []
+    # trust_env=False: no proxy from the environment may carry the load off this machine; no redirects either
+    async with httpx.AsyncClient(base_url=config.url, timeout=config.timeout_s, limits=limits, trust_env=False,
+                                 follow_redirects=False) as client:
+        before = await _histogram(client, config.model, notes)
+        start = time.perf_counter()
+        if config.rate is None:
+            samples = await _closed(client, config, plan, start + config.duration_s)
+        else:
+            samples = await _open(client, config, plan, start)
+        elapsed = time.perf_counter() - start
+        after = await _histogram(client, config.model, notes) if before is not None else None
+    hist = batch_histogram(before, after) if before is not None and after is not None else None
+    item = "tokens" if config.endpoint in _STREAMING else "texts"
+    return summarize(samples, elapsed, config=dataclasses.asdict(config), mode=config.mode, item=item,
+                     batch_size=hist, notes=notes)
+
+
+def run_loadtest(config: LoadtestConfig, *, texts: list[str] | None = None,
+                 output: str | Path | None = None, overwrite: bool = False) -> LoadtestResult:
+    """Run the load test (texts from `config.data` unless given); with `output`, write loadtest.json there
+    (the folder is checked before any request is sent)."""
+    from infopt._atomic import atomic_dir, check_output
+
+    if output is not None:
+        check_output(output, "loadtest", overwrite)
+    result = asyncio.run(loadtest_async(config, texts))
+    if output is not None:
+        with atomic_dir(output, "loadtest", overwrite) as tmp:
+            (tmp / "loadtest.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return result
