@@ -18,6 +18,7 @@ from infopt.cli import main
 from infopt.errors import UserError
 from infopt.models import MANIFEST_FILE, LoadedModel, Manifest, save_model
 from infopt.serve import BatchingConfig, ModelSpec, ServeConfig, model_spec, serve_config, toml_reference
+from infopt.serve._launch import banner, check_address
 
 INFOPT = str(Path(sys.executable).parent / "infopt")
 
@@ -96,6 +97,16 @@ def test_bad_configs_fail_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
         taken.listen()
         assert main(["serve", "a", "--port", str(taken.getsockname()[1])]) == 2  # checked before loading
         _one_error_line(capsys, "Cannot listen", "--port")
+
+
+def test_banner_warns_off_loopback(tiny_bert_classifier: LoadedModel) -> None:
+    config = ServeConfig(models=(ModelSpec("clf", "x"),), host="::", port=8080, price_per_hour=2.0)
+    text = "\n".join(banner(config, [tiny_bert_classifier]))
+    assert text.startswith("infopt serve: http://[::]:8080") and "warning: :: is not loopback" in text
+    assert "model clf: classification" in text and "http://[::]:8080/metrics" in text and "2 per hour" in text
+    assert "warning" not in "\n".join(banner(dataclasses.replace(config, host="127.0.0.1"), [tiny_bert_classifier]))
+    with pytest.raises(UserError, match="not an address of this machine"):
+        check_address("no-such-host.invalid", 8000)
 
 
 def test_loadtest_refuses_other_machines() -> None:

@@ -204,7 +204,7 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--max-wait-ms", type=float, metavar="MS",
                    help="how long a batch waits for more requests (default 0)")
     p.add_argument("--max-queue", type=int, metavar="N",
-                   help="most requests waiting per model, more get 503 (default 64)")
+                   help="most requests waiting per model, more get 429 (Retry-After) (default 64)")
     p.add_argument("--timeout-s", type=float, metavar="S",
                    help="most seconds a request waits for its batch (default 30)")
     p.add_argument("--price-per-hour", type=float, metavar="X",

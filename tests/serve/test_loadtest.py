@@ -164,6 +164,20 @@ def _fake_lm() -> FastAPI:
             return StreamingResponse(events(), media_type="text/event-stream")
         return {"choices": [{"text": "abc"}], "usage": {"completion_tokens": body["max_tokens"]}}
 
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict[str, Any]) -> StreamingResponse:
+        assert body["messages"][0]["role"] == "user" and body["stream"] is True
+
+        async def events() -> Any:
+            if body["model"] == "broken":
+                yield "data: " + json.dumps({"error": {"message": "boom"}}) + "\n\n"
+                return
+            for word in ("x", "y"):
+                yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": word}}]}) + "\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse("nope", status_code=404)
@@ -182,3 +196,7 @@ def test_streaming_time_to_first_token(live: Any) -> None:
     r = run_loadtest(LoadtestConfig(s.url, model="lm", endpoint="completions", stream=False, requests=4,
                                     max_tokens=7), texts=TEXTS)
     assert (r.ok, r.items, r.ttft_ms) == (4, 28, None)
+    r = run_loadtest(LoadtestConfig(s.url, model="lm", endpoint="chat", requests=5), texts=TEXTS)
+    assert (r.ok, r.items, r.errors) == (5, 10, {}) and r.ttft_ms is not None
+    r = run_loadtest(LoadtestConfig(s.url, model="broken", endpoint="chat", requests=3), texts=TEXTS)
+    assert (r.ok, r.errors) == (0, {"stream-error": 3})

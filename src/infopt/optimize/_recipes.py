@@ -51,6 +51,7 @@ class DistillStep:
         return {"student": self.student.to_dict(), "config": self.config.to_dict()}
 
     def needs(self) -> frozenset[str]:
+        """{"train"}: classifiers learn on the labelled train split (causal LMs on the calibration texts)."""
         return frozenset({"train"})
 
 
@@ -70,8 +71,11 @@ class Recipe:
     """A variant: its name, what it does in one line, and the stage configs it applies in order."""
 
     name: str
+    """The name `--recipes` uses and the variant gets (`A+B` for a chain)."""
     about: str
+    """What it does, in one line (shown while it is built and in the report)."""
     steps: tuple[Step, ...]
+    """Stage configs, applied in order."""
 
     def __add__(self, other: Recipe) -> Recipe:
         return Recipe(f"{self.name}+{other.name}", f"{self.about}; then {other.about}", self.steps + other.steps)

@@ -45,7 +45,7 @@ _DOCS: dict[type, dict[str, str]] = {
     BatchingConfig: {
         "max_batch_size": "most texts in one model call",
         "max_wait_ms": "how long a batch waits for more requests (0: a lone request runs at once)",
-        "max_queue": "most requests waiting per model; more get 503",
+        "max_queue": "most requests waiting per model; more get 429 (Retry-After)",
         "timeout_s": "most seconds a request waits for its batch (also the drain timeout on SIGTERM)",
     },
 }

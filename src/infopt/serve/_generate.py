@@ -151,7 +151,8 @@ def run_generation(model: Any, tokenizer: PreTrainedTokenizerBase, prompt_ids: l
             reason = "cancelled"
             break
         out = model(input_ids=inputs, use_cache=True, **cache)
-        token = pick_token(out.logits[0, -1], sampling, generator)
+        logits = out["logits"] if isinstance(out, Mapping) else out.logits
+        token = pick_token(logits[0, -1], sampling, generator)
         sink.token()
         if token in eos_ids:
             reason = "stop"

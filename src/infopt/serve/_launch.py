@@ -85,9 +85,11 @@ def launch(config: ServeConfig, *, echo: Callable[[str], None] = print, log_leve
     loaded = [loader(spec.path) for spec in config.models]
     for line in banner(config, loaded):
         echo(line)
-    waiting = list(loaded)  # the server asks for them in config order
+    waiting: dict[str, list[LoadedModel]] = {}  # by path: two names for one path get a model each
+    for spec, m in zip(config.models, loaded, strict=True):
+        waiting.setdefault(str(spec.path), []).append(m)
 
     def preloaded(path: str | Path) -> LoadedModel:
-        return waiting.pop(0)
+        return waiting[str(path)].pop(0)
 
     run_server(config, loader=preloaded, log_level=log_level)

@@ -26,8 +26,8 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
-    """One request: its HTTP status (or `timeout` / `connection`), latency, time to first token (streams) and
-    the items it carried (texts sent, or tokens generated)."""
+    """One request: its HTTP status (or `timeout` / `connection` / `bad-response`), latency, time to first
+    token (streams) and the items it carried (texts sent, or tokens generated)."""
 
     status: str
     latency_s: float

@@ -176,7 +176,8 @@ def _content(chunk: dict[str, Any]) -> bool:
 
 
 async def _send(client: Any, config: LoadtestConfig, texts: list[str], started: float) -> Sample:
-    """One request; latency from `started` (perf_counter)."""
+    """One request; latency from `started` (perf_counter). Status: the HTTP code, or timeout / connection /
+    bad-response (a success whose body cannot be read) / stream-error (an error event inside a stream)."""
     import httpx
 
     path, body = ENDPOINTS[config.endpoint], _body(config, texts)
@@ -191,6 +192,8 @@ async def _send(client: Any, config: LoadtestConfig, texts: list[str], started: 
                         if not data or data == "[DONE]":
                             continue
                         chunk = json.loads(data)
+                        if chunk.get("error"):  # the server failed after it had started the stream
+                            return Sample("stream-error", time.perf_counter() - started)
                         usage = chunk.get("usage") or usage
                         if _content(chunk):
                             chunks += 1
@@ -206,8 +209,10 @@ async def _send(client: Any, config: LoadtestConfig, texts: list[str], started: 
                 items = len(texts)
     except httpx.TimeoutException:
         return Sample("timeout", time.perf_counter() - started)
-    except (httpx.TransportError, json.JSONDecodeError):
+    except httpx.TransportError:
         return Sample("connection", time.perf_counter() - started)
+    except (ValueError, AttributeError, TypeError):  # a 200 whose body is not the JSON an endpoint answers
+        return Sample("bad-response", time.perf_counter() - started)
     return Sample(str(r.status_code), time.perf_counter() - started, ttft, items)
 
 

@@ -1,0 +1,268 @@
+"""Dynamic batching in `infopt serve`, side by side in one run: the model's in-process ceiling, our server with and
+without batching, and Ray Serve's `@serve.batch` on the same model and load; then one client (batching on / off,
+HTTP overhead over in-process) and an overload of 256 clients against a queue of 64.
+
+    .venv/bin/python benchmarks/serve_batching.py                 # the fp32 teacher and its onnx-int8 variant
+    .venv/bin/python benchmarks/serve_batching.py --skip-ray      # without the peer (pip install "ray[serve]")
+
+Every server is a separate process on this machine, load comes from this process over loopback (so client and
+server share the 2 cores, as they would for any server measured here). Texts: the Rotten Tomatoes test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+from infopt.compress.quantize import quantize
+from infopt.data import DataConfig, load_dataset, split_dataset
+from infopt.models import LoadedModel, load_model, save_model
+from infopt.serve import LoadtestConfig, run_loadtest
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            flags = Path("/proc/cpuinfo").read_text()
+            extra = [f for f in ("avx512_vnni", "amx_int8") if f in flags]
+            return f"{line.split(':', 1)[1].strip()} ({', '.join(extra) or 'AVX2, no VNNI'})"
+    return platform.processor()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ceiling(model: LoadedModel, texts: list[str]) -> tuple[float, int, dict[int, float]]:
+    """Best in-process items/s over batch sizes 1..64, batches of texts of similar length (tokenization included)."""
+    order = sorted(texts, key=len)
+    per_size = {}
+    for bs in BATCH_SIZES:
+        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
+        model.predict(batches[len(batches) // 2])  # warm-up
+        t0 = time.perf_counter()
+        for b in batches:
+            model.predict(b)
+        per_size[bs] = len(order) / (time.perf_counter() - t0)
+    best = max(per_size, key=lambda k: per_size[k])
+    return per_size[best], best, per_size
+
+
+def in_process_p50_ms(model: LoadedModel, texts: list[str], n: int = 200) -> float:
+    out = []
+    for text in texts[:n]:
+        t0 = time.perf_counter()
+        model.predict([text])
+        out.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(out))
+
+
+@contextlib.contextmanager
+def infopt_server(path: Path, batch: int, queue: int = 256) -> Iterator[tuple[str, psutil.Process]]:
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "infopt"), "serve", f"m={path}", "--port", str(port),
+           "--max-batch-size", str(batch), "--max-queue", str(queue)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.3)
+        else:
+            raise RuntimeError("infopt serve did not become ready")
+        yield url, psutil.Process(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def load(url: str, texts: list[str], clients: int, requests: int, duration: float) -> dict[str, float]:
+    r = run_loadtest(LoadtestConfig(url, model="m", concurrency=clients, requests=requests, duration_s=duration),
+                     texts=texts)
+    lat = r.latency_ms or {}
+    return {"items_per_s": r.items_per_s, "p50": lat.get("p50", float("nan")), "p95": lat.get("p95", float("nan")),
+            "errors": sum(r.errors.values()),
+            "mean_batch": (r.batch_size.mean if r.batch_size else None) or float("nan")}
+
+
+RAY_APP = '''
+import sys, torch
+from ray import serve
+from starlette.requests import Request
+from infopt.models import load_model
+
+@serve.deployment(max_ongoing_requests=256)
+class Classifier:
+    def __init__(self, path: str) -> None:
+        torch.set_num_threads(2)
+        self.model = load_model(path)
+        self.labels = self.model.manifest.labels
+
+    @serve.batch(max_batch_size=int(sys.argv[2]), batch_wait_timeout_s=float(sys.argv[3]))
+    async def classify(self, texts: list[str]) -> list[dict]:
+        probs = torch.softmax(self.model.predict(texts).float(), -1)
+        return [{"label": self.labels[int(p.argmax())], "probs": p.tolist()} for p in probs]
+
+    async def __call__(self, request: Request) -> dict:
+        body = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return {"data": [await self.classify(t) for t in texts]}
+
+serve.start(http_options={"host": "127.0.0.1", "port": int(sys.argv[4])})
+serve.run(Classifier.bind(sys.argv[1]), route_prefix="/v1/classify")
+print("READY", flush=True)
+import time
+while True:
+    time.sleep(3600)
+'''
+
+
+@contextlib.contextmanager
+def ray_server(path: Path, batch: int, wait_s: float) -> Iterator[str]:
+    port = free_port()
+    script = Path(tempfile.mkdtemp()) / "ray_app.py"
+    script.write_text(RAY_APP)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+    proc = subprocess.Popen([sys.executable, str(script), str(path), str(batch), str(wait_s), str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("READY"):
+                break
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+
+
+async def _overload(url: str, texts: list[str], clients: int, rounds: int) -> tuple[list[float], list[int]]:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    lat: list[float] = []
+    codes: list[int] = []
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60, trust_env=False) as client:
+        async def one(i: int) -> None:
+            t0 = time.perf_counter()
+            r = await client.post("/v1/classify", json={"model": "m", "input": [texts[i % len(texts)]]})
+            lat.append((time.perf_counter() - t0) * 1e3)
+            codes.append(r.status_code)
+
+        for k in range(rounds):
+            await asyncio.gather(*(one(k * clients + i) for i in range(clients)))
+    return lat, codes
+
+
+def overload(path: Path, texts: list[str]) -> dict[str, object]:
+    """256 concurrent clients against a queue of 64: how fast the excess is refused, memory, and recovery."""
+    with infopt_server(path, batch=32, queue=64) as (url, proc):
+        load(url, texts, 4, 100, 5)  # warm
+        rss0 = proc.memory_info().rss / 1e6
+        rss = []
+        lat_429: list[float] = []
+        codes_all: list[int] = []
+        for _ in range(4):
+            lat, codes = asyncio.run(_overload(url, texts, 256, 2))
+            lat_429 += [t for t, c in zip(lat, codes, strict=True) if c == 429]
+            codes_all += codes
+            rss.append(proc.memory_info().rss / 1e6)
+        after = load(url, texts, 4, 200, 10)
+    return {"sent": len(codes_all), "ok": codes_all.count(200), "429": codes_all.count(429),
+            "other": len(codes_all) - codes_all.count(200) - codes_all.count(429),
+            "p99_429_ms": float(np.percentile(lat_429, 99)) if lat_429 else float("nan"),
+            "p50_429_ms": float(np.median(lat_429)) if lat_429 else float("nan"),
+            "rss_mb": [round(rss0, 1), *(round(r, 1) for r in rss)], "after": after}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=1280, help="requests per throughput run")
+    parser.add_argument("--duration", type=float, default=25.0, help="seconds per throughput run at most")
+    parser.add_argument("--variant", help="the int8 variant folder (default: onnx-int8 of the teacher, built now)")
+    parser.add_argument("--ray-wait-s", type=float, default=0.01, help="Ray's batch_wait_timeout_s")
+    parser.add_argument("--skip-ray", action="store_true")
+    args = parser.parse_args()
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch threads 2")
+    texts = split_dataset(load_dataset(DataConfig("rotten-tomatoes")), seed=0).test.texts
+    teacher = load_model("minilm-l6-rt")
+    work = Path(tempfile.mkdtemp(prefix="infopt-serve-bench-"))
+    save_model(teacher, work / "fp32")
+    int8_path = Path(args.variant) if args.variant else work / "int8"
+    if not args.variant:
+        save_model(quantize(teacher, "onnx-int8"), int8_path)
+    rows = []
+    for label, path in (("fp32 teacher", work / "fp32"), ("onnx-int8", int8_path)):
+        model = load_model(path)
+        best, best_bs, per_size = ceiling(model, texts)
+        p50_in = in_process_p50_ms(model, texts)
+        del model
+        print(f"\n{label}: in-process items/s by batch size " +
+              ", ".join(f"{k}: {v:.0f}" for k, v in per_size.items()) + f" -> ceiling {best:.0f} at {best_bs}")
+        with infopt_server(path, best_bs) as (url, _):
+            load(url, texts, args.clients, 200, 5)  # warm-up
+            ours = load(url, texts, args.clients, args.requests, args.duration)
+            one_on = load(url, texts, 1, 200, 20)
+        with infopt_server(path, 1) as (url, _):
+            load(url, texts, args.clients, 200, 5)
+            ours_b1 = load(url, texts, args.clients, args.requests, args.duration)
+            one_off = load(url, texts, 1, 200, 20)
+        ray = None
+        if not args.skip_ray:
+            with ray_server(path, best_bs, args.ray_wait_s) as url:
+                load(url, texts, args.clients, 200, 10)
+                ray = load(url, texts, args.clients, args.requests, args.duration)
+                ray_one = load(url, texts, 1, 100, 20)
+        rows.append((label, best, best_bs, ours, ours_b1, ray, one_on, one_off, p50_in,
+                     ray_one if ray else None))
+    print(f"\n{args.clients} concurrent clients, closed loop, 1 text per request; items/s:")
+    print("| model | ceiling (in-process, best batch) | infopt serve, batching | share of ceiling | "
+          "infopt serve, max_batch_size=1 | gain of batching | Ray Serve @serve.batch | infopt / Ray | "
+          "mean batch (infopt) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, best, bs, ours, b1, ray, *_ in rows:
+        ray_s = f"{ray['items_per_s']:.0f}" if ray else "-"
+        ratio = f"{ours['items_per_s'] / ray['items_per_s']:.2f}x" if ray else "-"
+        print(f"| {label} | {best:.0f} (batch {bs}) | {ours['items_per_s']:.0f} | {ours['items_per_s'] / best:.0%} | "
+              f"{b1['items_per_s']:.0f} | {ours['items_per_s'] / b1['items_per_s']:.2f}x | {ray_s} | {ratio} | "
+              f"{ours['mean_batch']:.1f} |")
+    print("\none client, p50 ms:")
+    print("| model | in-process | infopt, batching on | batching off | on - off | HTTP overhead (on - in-process) "
+          "| Ray Serve |")
+    print("|---|---|---|---|---|---|---|")
+    for label, _, _, _, _, _, on, off, p50_in, ray_one in rows:
+        ray_s = f"{ray_one['p50']:.2f}" if ray_one else "-"
+        print(f"| {label} | {p50_in:.2f} | {on['p50']:.2f} | {off['p50']:.2f} | {on['p50'] - off['p50']:+.2f} | "
+              f"{on['p50'] - p50_in:+.2f} | {ray_s} |")
+    print("\n256 concurrent clients against max_queue=64 (onnx-int8, batch 32), 4 x 2 rounds of 256 requests:")
+    o = overload(int8_path, texts)
+    print(f"sent {o['sent']}: {o['ok']} ok, {o['429']} refused with 429, {o['other']} other; 429 answered in "
+          f"p50 {o['p50_429_ms']:.1f} ms, p99 {o['p99_429_ms']:.1f} ms; server RSS MB over the rounds {o['rss_mb']}; "
+          f"afterwards 4 clients: {o['after']['items_per_s']:.0f} items/s, {o['after']['errors']} errors")
+
+
+if __name__ == "__main__":
+    main()
