@@ -56,7 +56,8 @@ def test_pick_token() -> None:
 
 class Sink:
     def __init__(self, cancel_after: int = 10**9) -> None:
-        self.tokens, self.texts, self.reason, self.cancel_after = 0, [], "", cancel_after
+        self.tokens, self.reason, self.cancel_after = 0, "", cancel_after
+        self.texts: list[str] = []
 
     @property
     def cancelled(self) -> bool:

@@ -136,6 +136,27 @@ def test_disconnect_while_waiting_stops_the_generation(live: Any, gated: Any, ti
         pass
     wait_until(lambda: idle(server))
     assert len(gate.batch_sizes) < 60, len(gate.batch_sizes)
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'infopt_rejections_total{model="lm",reason="client_closed"} 1.0' in metrics
+
+
+def test_disconnect_in_the_queue_drops_the_job(live: Any, gated: Any, tiny_lm: LoadedModel) -> None:
+    model, gate = gated(tiny_lm)
+    server = live(create_app({"lm": model}))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(complete, server.url)
+        assert gate.entered.acquire(timeout=10)
+        for stream in (False, True):
+            try:
+                complete(server.url, timeout=0.3, stream=stream)
+                raise AssertionError("the request should have timed out on the client")
+            except httpx.ReadTimeout:
+                pass
+        wait_until(lambda: server.state.models["lm"].generator.depth == 0)  # gone before the model was free
+        gate.opened.set()
+        assert first.result(10).status_code == 200
+    wait_until(lambda: idle(server))
+    assert len(gate.batch_sizes) == 4  # only the first request's 4 tokens ran
 
 
 def test_drain_finishes_the_generation_and_refuses_new(live: Any, gated: Any, tiny_lm: LoadedModel) -> None:

@@ -7,10 +7,11 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from infopt.serve import ModelSpec, ServeConfig, create_app
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.mark.slow
@@ -18,20 +19,21 @@ def test_smollm2_through_the_openai_client(live: Any, one_torch_thread: None) ->
     server = live(create_app(ServeConfig(models=(ModelSpec("smol", "smollm2-135m"),)))).wait_ready(300)
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=120)
 
-    reply = client.chat.completions.create(model="smol", messages=QUESTION, max_tokens=12, temperature=0)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model="smol", messages=QUESTION, max_tokens=12, temperature=0)
     content = reply.choices[0].message.content or ""
     assert reply.choices[0].message.role == "assistant" and "Paris" in content, content
     assert reply.usage is not None and 0 < reply.usage.completion_tokens <= 12
     assert reply.choices[0].finish_reason in ("stop", "length")
 
-    chunks = list(client.chat.completions.create(model="smol", messages=QUESTION, max_tokens=12, temperature=0,  # type: ignore[arg-type]
+    chunks = list(client.chat.completions.create(model="smol", messages=QUESTION, max_tokens=12, temperature=0,
                                                  stream=True, stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
     assert chunks[-1].choices == [] and chunks[-1].usage == reply.usage
 
-    stopped = client.chat.completions.create(model="smol", messages=QUESTION, max_tokens=12, temperature=0,  # type: ignore[arg-type]
+    stopped = client.chat.completions.create(model="smol", messages=QUESTION, max_tokens=12, temperature=0,
                                              stop=["Paris"])
-    assert stopped.choices[0].finish_reason == "stop" and stopped.choices[0].message.content == content.split("Paris")[0]
+    assert stopped.choices[0].finish_reason == "stop"
+    assert stopped.choices[0].message.content == content.split("Paris")[0]
 
     done = client.completions.create(model="smol", prompt="The capital of France is", max_tokens=6, temperature=0)
     assert done.choices[0].text.strip() and done.usage is not None and done.usage.completion_tokens <= 6

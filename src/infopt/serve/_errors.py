@@ -6,6 +6,7 @@
     QueueFull      429  the model's queue is full; `retry_after_s` says when to try again
     Unavailable    503  the server is loading its models or draining for shutdown
     QueueTimeout   504  the request waited longer than `timeout_s` for its result
+    ClientClosed   499  the client went away before its answer (only metrics see it)
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import ClassVar
 
 from infopt.errors import InfoptError, MissingDependency, NotApplicable, UserError
 
-__all__ = ["BodyTooLarge", "QueueFull", "QueueTimeout", "RequestError", "Unavailable", "WrongTask", "error_code"]
+__all__ = ["BodyTooLarge", "ClientClosed", "QueueFull", "QueueTimeout", "RequestError", "Unavailable", "WrongTask",
+           "error_code"]
 
 
 class RequestError(UserError):
@@ -66,6 +68,16 @@ class QueueTimeout(InfoptError):
 
     http_status: ClassVar[int] = 504
     code = "timeout"
+
+
+class ClientClosed(InfoptError):
+    """The client disconnected before its answer (HTTP 499, nginx's code: nobody reads it but the metrics)."""
+
+    http_status: ClassVar[int] = 499
+    code = "client_closed"
+
+    def __init__(self) -> None:
+        super().__init__("The client closed the connection before the answer.", "nothing to do.")
 
 
 def error_code(error: InfoptError) -> str:

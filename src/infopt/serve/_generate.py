@@ -143,7 +143,8 @@ def run_generation(model: Any, tokenizer: PreTrainedTokenizerBase, prompt_ids: l
         else:
             generator.manual_seed(sampling.seed & 0xFFFF_FFFF_FFFF_FFFF)
     ids = torch.tensor([prompt_ids], device=device)
-    inputs, cache = ids, {}
+    inputs = ids
+    cache: dict[str, Any] = {}
     detok = Detokenizer(tokenizer, sampling.stop)
     reason = "length"
     for _ in range(sampling.max_tokens):

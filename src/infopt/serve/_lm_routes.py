@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from infopt.errors import InfoptError
-from infopt.serve._errors import RequestError, WrongTask, error_code
+from infopt.serve._errors import ClientClosed, RequestError, WrongTask, error_code
 from infopt.serve._generate import Sampling
 from infopt.serve._http import error_body, info_of
 from infopt.serve._lm_schemas import ChatCompletionRequest, CompletionRequest
@@ -152,17 +152,21 @@ async def _answer(state: ServerState, request: Request, served: ServedModel, wor
                   body: CompletionRequest | ChatCompletionRequest, prompt_ids: list[int], sampling: Sampling,
                   chat: bool) -> Response:
     job = worker.submit(prompt_ids, sampling)
-    await worker.wait_started(job)
-    shape = _Shape(chat, body.model, served.loaded.manifest.fingerprint)
-    if body.stream:
-        return StreamingResponse(_stream(state, served, request, job, shape, body.include_usage),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    watcher = asyncio.create_task(_watch_disconnect(request, job))
+    watcher = asyncio.create_task(_watch_disconnect(request, job))  # a client gone stops its job, queued or not
     try:
-        text = await worker.text(job)
+        await worker.wait_started(job)
+        shape = _Shape(chat, body.model, served.loaded.manifest.fingerprint)
+        if body.stream:  # from here on, a disconnect ends the stream (Starlette) and the stream ends the job
+            return StreamingResponse(_stream(state, served, request, job, shape, body.include_usage),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        try:
+            text = await worker.text(job)
+        finally:
+            _record(state, served, job)
     finally:
         watcher.cancel()
-        _record(state, served, job)
+    if job.finish_reason == "cancelled":
+        raise ClientClosed
     return JSONResponse(shape.body(text, job.finish_reason, _usage(job)))
 
 

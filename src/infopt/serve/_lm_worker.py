@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from infopt.serve._batcher import BatchObserver
 from infopt.serve._config import BatchingConfig
-from infopt.serve._errors import QueueFull, QueueTimeout, Unavailable
+from infopt.serve._errors import ClientClosed, QueueFull, QueueTimeout, Unavailable
 from infopt.serve._generate import Sampling
 
 __all__ = ["GenerationWorker", "Job"]
@@ -76,18 +76,19 @@ class Job:
     def time_to_first_token_s(self) -> float | None:
         return None if self.first_token_at is None else self.first_token_at - self.enqueued
 
-    def cancel(self) -> None:
-        """Stop the generation at its next token (or skip it if it has not started)."""
-        self._stop.set()
-
-    def abort(self, error: BaseException) -> None:
-        """End the job with `error` (raised by `deltas()`, or by waiting for the start)."""
+    def cancel(self, error: BaseException | None = None) -> None:
+        """Stop the generation at its next token; a job not started yet is skipped, and waiting for its start
+        raises `error` (by default ClientClosed)."""
         self._stop.set()
         if not self.started.done():
-            self.started.set_exception(error)
+            self.started.set_exception(error or ClientClosed())
             self.started.exception()  # retrieved: no "never retrieved" warning if nobody waits any more
-        else:
+
+    def abort(self, error: BaseException) -> None:
+        """End the job with `error`, raised by `deltas()` or by waiting for the start."""
+        if self.started.done():
             self._events.put_nowait(error)
+        self.cancel(error)
 
     async def deltas(self) -> AsyncIterator[str]:
         """The generated text in pieces: whatever arrived since the last piece (at least one token's worth)."""
@@ -169,7 +170,7 @@ class GenerationWorker:
         except TimeoutError:
             raise self._timeout(f"waited more than {self.config.timeout_s:g} s in the queue") from None
         finally:
-            if not job.started.done():
+            if not job.started.done() or job.cancelled:  # timed out, or failed, or the client went away
                 job.cancel()
                 if job in self._pending:
                     self._pending.remove(job)

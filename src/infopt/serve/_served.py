@@ -60,6 +60,7 @@ class ServedModel:
         self.batcher: Batcher[tuple[str, int], list[float]] = Batcher(
             self._run, batching, name=name, length=lambda item: item[1], observer=observer)
         self.generator: GenerationWorker | None = None
+        self.eos_ids: frozenset[int] = frozenset()
         if self.task == "causal-lm":
             self.generator = GenerationWorker(self._generate, batching, name=name, observer=observer)
             self.eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)

@@ -1,0 +1,68 @@
+"""Response caches of the server: exact and prompt tiers, storage backends, and the semantic tier.
+
+    from infopt.serve.cache import CacheConfig, CacheRequest, CacheStack
+    caches = CacheStack.open(CacheConfig(backend="sqlite"))
+    request = CacheRequest("/v1/classify", body.model_dump(), fingerprint, tenant)
+    hit = caches.get(request)               # exact, then prompt; None: ask the model, then
+    caches.put(request, response, model_s=seconds_the_model_took)
+"""
+
+# ---------------------------------------------------------------- exact / prompt tiers and storage
+from infopt.serve.cache._backend_sqlite import SQLiteBackend
+from infopt.serve.cache._backends import Backend, CacheEvent, Layered, MemoryBackend
+from infopt.serve.cache._exact import ExactCache, PromptCache
+from infopt.serve.cache._keys import (
+    EXACT_FIELDS,
+    GENERATIVE,
+    PROMPT_FIELDS,
+    SHARED_SCOPE,
+    deterministic,
+    exact_key,
+    normalise_text,
+    prompt_form,
+    prompt_key,
+    scope_of,
+)
+from infopt.serve.cache._redis import RedisBackend
+from infopt.serve.cache._store import FORMAT_VERSION, CorruptEntry, Entry, index_tags
+from infopt.serve.cache._store_config import CacheConfig, default_path
+from infopt.serve.cache._store_stack import CacheStack, open_backend
+from infopt.serve.cache._tiers import CacheHit, CacheRequest, CacheTier, TierStats
+
+# ---------------------------------------------------------------- semantic tier (its own helper adds these)
+# (imports of _semantic, _guard, _calibrate, _index, _pairs*, _shadow, _encoder go here)
+
+__all__ = [
+    # exact / prompt tiers and storage
+    "EXACT_FIELDS",
+    "FORMAT_VERSION",
+    "GENERATIVE",
+    "PROMPT_FIELDS",
+    "SHARED_SCOPE",
+    "Backend",
+    "CacheConfig",
+    "CacheEvent",
+    "CacheHit",
+    "CacheRequest",
+    "CacheStack",
+    "CacheTier",
+    "CorruptEntry",
+    "Entry",
+    "ExactCache",
+    "Layered",
+    "MemoryBackend",
+    "PromptCache",
+    "RedisBackend",
+    "SQLiteBackend",
+    "TierStats",
+    "default_path",
+    "deterministic",
+    "exact_key",
+    "index_tags",
+    "normalise_text",
+    "open_backend",
+    "prompt_form",
+    "prompt_key",
+    "scope_of",
+    # semantic tier (its own helper adds its names here)
+]
