@@ -82,12 +82,14 @@ FAMILIES: list[dict] = [
     {"name": "can-cancel", "domain": "shipping", "kind": "negation", "clusters": [
         ["Can I cancel an order after it has shipped?", "Is it possible to cancel my order once it shipped?",
          "Am I able to cancel an order that was already shipped?"],
-        ["Why can't I cancel an order after it has shipped?", "Why is it not possible to cancel my order once it shipped?",
+        ["Why can't I cancel an order after it has shipped?",
+         "Why is it not possible to cancel my order once it shipped?",
          "Why am I unable to cancel an order that was already shipped?"]]},
     {"name": "email-verified", "domain": "account", "kind": "negation", "clusters": [
         ["My email address is verified, what is the next step?", "I verified my email, what should I do next?",
          "Email is confirmed, what do I do now?"],
-        ["My email address is not verified, what is the next step?", "I never verified my email, what should I do next?",
+        ["My email address is not verified, what is the next step?",
+         "I never verified my email, what should I do next?",
          "Email isn't confirmed, what do I do now?"]]},
     {"name": "charged-twice", "domain": "billing", "kind": "negation", "clusters": [
         ["I was charged for my order, is that normal?", "My card was charged for the order, is this expected?",
@@ -157,7 +159,8 @@ FAMILIES: list[dict] = [
      "values": [["March"], ["July"], ["December"]]},
     # entities
     {"name": "ship-country", "domain": "shipping", "kind": "entity",
-     "forms": ["Do you ship to {x}?", "Can I get my order delivered to {x}?", "Is international shipping to {x} available?",
+     "forms": ["Do you ship to {x}?", "Can I get my order delivered to {x}?",
+               "Is international shipping to {x} available?",
                "How long does shipping to {x} take?"],
      "values": [["Canada"], ["Mexico"], ["Germany"], ["Australia"]]},
     {"name": "weather-city", "domain": "travel", "kind": "entity",
@@ -199,7 +202,8 @@ FAMILIES: list[dict] = [
     {"name": "weather-scope", "domain": "travel", "kind": "scope", "clusters": [
         ["What is the weather going to be like this week?", "How's the weather looking for this week?",
          "Weather forecast for this week?"],
-        ["What is the weather going to be like this week in London?", "How's the weather looking for this week in London?",
+        ["What is the weather going to be like this week in London?",
+         "How's the weather looking for this week in London?",
          "Weather forecast for this week in London?"]]},
     {"name": "reset-devices", "domain": "account", "kind": "scope", "clusters": [
         ["How do I sign out of all devices?", "Can I log out everywhere at once on every device?",

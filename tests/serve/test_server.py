@@ -72,3 +72,55 @@ def test_run_server_raises_the_load_error(tmp_path: Path) -> None:
     config = ServeConfig(models=(ModelSpec("clf", str(tmp_path / "missing")),), port=0)
     with pytest.raises(UserError, match="neither a bundled model nor an existing folder"):
         run_server(config, log_level="warning")
+
+
+def test_sigterm_under_load_answers_everything_it_accepted(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """Requests running or queued when SIGTERM arrives are all answered; a request after it is refused."""
+    import asyncio
+
+    port = _free_port()
+    config = tmp_path / "serve.toml"
+    config.write_text(f'port = {port}\n[batching]\nmax_batch_size = 8\nmax_wait_ms = 3000\nmax_queue = 256\n'
+                      f'[models]\nclf = "{model_dirs["clf"]}"\n')
+    code = ("import sys; from infopt.serve import load_serve_config, run_server; "
+            "run_server(load_serve_config(sys.argv[1]), log_level='warning')")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    async def burst() -> tuple[list[int], int | str]:
+        async with httpx.AsyncClient(base_url=url, timeout=30, trust_env=False) as client:
+            tasks = [asyncio.create_task(client.post("/v1/classify", json={"model": "clf", "input": [f"text {i}"]}))
+                     for i in range(20)]  # 2 full batches of 8 run; 4 requests wait up to 3 s for more
+            while "infopt_queue_depth" not in (m := (await client.get("/metrics")).text) or not any(
+                    line.startswith("infopt_queue_depth") and not line.endswith(" 0.0")
+                    for line in m.splitlines()):
+                await asyncio.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            answers = await asyncio.gather(*tasks)
+            assert all(len(r.json()["data"]) == 1 for r in answers if r.status_code == 200)
+            try:
+                late: int | str = (await client.post("/v1/classify", json={"model": "clf", "input": "x"})).status_code
+            except httpx.TransportError as e:
+                late = type(e).__name__
+            return [r.status_code for r in answers], late
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()[0].decode()
+            try:
+                if httpx.get(url + "/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.1)
+        codes, late = asyncio.run(burst())
+        assert proc.wait(30) == 0, proc.communicate()[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert codes == [200] * 20, codes
+    assert late in (503, "ConnectError", "RemoteProtocolError", "ReadError"), late

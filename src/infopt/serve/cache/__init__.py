@@ -8,8 +8,9 @@
 """
 
 # ---------------------------------------------------------------- exact / prompt tiers and storage
+from infopt.serve.cache._backend_layered import Layered
 from infopt.serve.cache._backend_sqlite import SQLiteBackend
-from infopt.serve.cache._backends import Backend, CacheEvent, Layered, MemoryBackend
+from infopt.serve.cache._backends import Backend, CacheEvent, MemoryBackend
 from infopt.serve.cache._exact import ExactCache, PromptCache
 from infopt.serve.cache._keys import (
     EXACT_FIELDS,
@@ -30,7 +31,13 @@ from infopt.serve.cache._store_stack import CacheStack, open_backend
 from infopt.serve.cache._tiers import CacheHit, CacheRequest, CacheTier, TierStats
 
 # ---------------------------------------------------------------- semantic tier (its own helper adds these)
-# (imports of _semantic, _guard, _calibrate, _index, _pairs*, _shadow, _encoder go here)
+from infopt.serve.cache._calibrate import Calibration, ScoredPair, calibrate, cp_upper, score_pairs
+from infopt.serve.cache._encoder import PromptEncoder, check_agreement
+from infopt.serve.cache._guard import GuardDecision, extract, guard, normalize_numbers
+from infopt.serve.cache._index import VectorIndex
+from infopt.serve.cache._pairs import Pair, load_pairs
+from infopt.serve.cache._semantic import NewEntry, SemanticCache, SemanticHit
+from infopt.serve.cache._shadow import ShadowVerifier
 
 __all__ = [
     # exact / prompt tiers and storage
@@ -65,4 +72,22 @@ __all__ = [
     "prompt_key",
     "scope_of",
     # semantic tier (its own helper adds its names here)
+    "Calibration",
+    "GuardDecision",
+    "NewEntry",
+    "Pair",
+    "PromptEncoder",
+    "ScoredPair",
+    "SemanticCache",
+    "SemanticHit",
+    "ShadowVerifier",
+    "VectorIndex",
+    "calibrate",
+    "check_agreement",
+    "cp_upper",
+    "extract",
+    "guard",
+    "load_pairs",
+    "normalize_numbers",
+    "score_pairs",
 ]

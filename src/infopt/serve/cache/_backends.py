@@ -1,5 +1,5 @@
 """Storage under every cache tier: the `Backend` base (failures are misses, never errors), an in-process LRU
-bounded in bytes, and `Layered` (a local front, read-through and write-through, before a shared back).
+bounded in bytes. (`Layered`, a local front before a shared back, is in `_backend_layered`.)
 
 A backend stores opaque bytes (an encoded `Entry`) under a key, with an expiry and index tags (`tier:`,
 `model:`, `scope:`, `tag:`) that `invalidate(tag)` removes by. Any exception of an operation marks the backend
@@ -19,9 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from infopt.serve.cache._store import peek
-
-__all__ = ["Backend", "CacheEvent", "Layered", "MemoryBackend"]
+__all__ = ["Backend", "CacheEvent", "Listener", "MemoryBackend"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -245,68 +243,3 @@ class MemoryBackend(Backend):
             keys = self._items if tag is None else self._tags.get(tag, set())
             live = [self._items[k][0] for k in keys if (e := self._items[k][1]) is None or e > now]
             return len(live), sum(map(len, live))
-
-
-class Layered(Backend):
-    """`front` (a local LRU) before `back` (Redis, SQLite): reads try the front, then the back (and fill the
-    front); writes and invalidations go to both. While the back is down the front still answers. Changes
-    other processes make through the back drop the front's copies; a `resync` clears the front."""
-
-    def __init__(self, front: Backend, back: Backend) -> None:
-        super().__init__()
-        self.front, self.back = front, back
-        self.name = f"{front.name}+{back.name}"
-        back.subscribe(self._on_back)
-
-    def _on_back(self, event: CacheEvent) -> None:
-        if not event.local:
-            if event.op in ("put", "delete") and event.key is not None:
-                self.front.delete(event.key)
-            elif event.op == "invalidate" and event.tag is not None:
-                self.front.invalidate(event.tag)
-            else:
-                self.front.clear()
-        self._emit(event)
-
-    @property  # type: ignore[override]
-    def up(self) -> bool:
-        return self.back.up
-
-    @up.setter
-    def up(self, value: bool) -> None:
-        pass
-
-    def health(self) -> dict[str, Any]:
-        return {**self.back.health(), "backend": self.name, "front": self.front.health()}
-
-    def get(self, key: str) -> bytes | None:
-        data = self.front.get(key)
-        if data is not None:
-            return data
-        data = self.back.get(key)
-        meta = peek(data) if data is not None else None
-        if meta is not None and (meta[0] is None or meta[0] > time.time()):
-            self.front.put(key, data, meta[0], meta[1])  # type: ignore[arg-type]
-        return data
-
-    def put(self, key: str, data: bytes, expires: float | None, tags: Iterable[str]) -> bool:
-        tags = tuple(tags)
-        front = self.front.put(key, data, expires, tags)
-        return self.back.put(key, data, expires, tags) or front
-
-    def delete(self, key: str) -> None:
-        self.front.delete(key)
-        self.back.delete(key)
-
-    def invalidate(self, tag: str) -> int:
-        return max(self.front.invalidate(tag), self.back.invalidate(tag))
-
-    def clear(self) -> int:
-        return max(self.front.clear(), self.back.clear())
-
-    def usage(self, tag: str | None = None) -> tuple[int, int]:
-        return self.back.usage(tag) if self.back.up else self.front.usage(tag)
-
-    def close(self) -> None:
-        self.front.close()
-        self.back.close()

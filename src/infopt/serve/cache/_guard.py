@@ -25,16 +25,25 @@ from dataclasses import dataclass, field
 __all__ = ["HARD", "Facts", "GuardDecision", "edit_distance", "extract", "guard", "normalize_numbers"]
 
 HARD = 1.0
+
+
+def _w(words: str) -> list[str]:
+    return words.split()
+
+
+def _ws(words: str) -> set[str]:
+    return set(words.split())
+
+
 _SOFT = {"date": 0.5, "number": 0.4, "version": 0.4, "entity": 0.5, "unit": 0.3, "scope": 0.15}
 
-_UNITS_0 = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
-           "sixteen seventeen eighteen nineteen".split()
-_TENS = dict(zip("twenty thirty forty fifty sixty seventy eighty ninety".split(), range(20, 100, 10), strict=True))
+_UNITS_0 = _w("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+              "seventeen eighteen nineteen")
+_TENS = dict(zip(_w("twenty thirty forty fifty sixty seventy eighty ninety"), range(20, 100, 10), strict=True))
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 _WORDNUM = {w: i for i, w in enumerate(_UNITS_0)} | _TENS | {"dozen": 12, "a dozen": 12}
-_ORDINALS = dict(zip("first second third fourth fifth sixth seventh eighth ninth tenth".split(), range(1, 11),
+_ORDINALS = dict(zip(_w("first second third fourth fifth sixth seventh eighth ninth tenth"), range(1, 11),
                      strict=True))
-_NOT_NUMBER_BEFORE_ONE = {"which", "the", "this", "that", "any", "no", "every", "each", "some", "another", "new"}
 
 _NEG = re.compile(r"\b(not|no|never|none|nothing|nobody|nowhere|without|cannot|unable|neither|nor|fails?|failed|"
                   r"failing)\b|n't\b")
@@ -71,34 +80,36 @@ _PHRASES = {"turn on": "turn-on", "switch on": "switch-on", "turn off": "turn-of
 _UNIT_WORDS = {
     "km": "km kms kilometer kilometers kilometre kilometres", "mile": "mi mile miles", "m": "meter meters metre metres",
     "cm": "cm centimeter centimeters", "mm": "mm millimeter millimeters", "ft": "ft foot feet", "inch": "inch inches",
-    "kg": "kg kgs kilo kilos kilogram kilograms", "lb": "lb lbs", "pound": "pound pounds", "g": "gram grams", "oz": "oz ounce ounces",
+    "kg": "kg kgs kilo kilos kilogram kilograms", "lb": "lb lbs", "pound": "pound pounds",
+    "g": "gram grams", "oz": "oz ounce ounces",
     "gb": "gb gig gigs gigabyte gigabytes", "mb": "mb megabyte megabytes", "tb": "tb terabyte terabytes",
     "kb": "kb kilobyte kilobytes", "usd": "usd dollar dollars bucks $", "eur": "eur euro euros €", "gbp": "gbp £",
     "celsius": "celsius °c", "fahrenheit": "fahrenheit °f", "liter": "l liter liters litre litres",
-    "gallon": "gallon gallons", "mph": "mph", "kph": "kph", "percent": "percent %", "hour": "h hr hrs hour hours hourly",
+    "gallon": "gallon gallons", "mph": "mph", "kph": "kph", "percent": "percent %",
+    "hour": "h hr hrs hour hours hourly",
     "minute": "min mins minute minutes", "second": "sec secs seconds", "day": "day days daily",
     "week": "weeks weekly", "month": "months monthly", "year": "years yearly annual annually",
 }
 _TIME_UNITS = {"h", "hr", "hrs", "hour", "hours", "min", "mins", "minute", "minutes", "sec", "secs", "seconds", "day",
                "days", "weeks", "months", "years"}  # units only after a number ("opening hours" is not one)
 _UNITS = {w: canon for canon, words in _UNIT_WORDS.items() for w in words.split()}
-_MONTHS = "january february march april may june july august september october november december".split()
+_MONTHS = _w("january february march april may june july august september october november december")
 _MONTH_ABBR = {m[:3]: m for m in _MONTHS} | {"sept": "september"}
-_DATE_WORDS = set(_MONTHS) | set("monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday "
-                                 "tonight weekend".split())
+_DATE_WORDS = set(_MONTHS) | _ws("monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday "
+                                 "tonight weekend")
 _REL_DATE = re.compile(r"\b(this|next|last|previous|coming) (week|month|year|quarter|weekend|monday|tuesday|"
                        r"wednesday|thursday|friday|saturday|sunday)\b")
-_ALL = set("all every each entire whole everything everyone everybody both".split())
-_ONE = set("one 1 single specific particular individual".split())
-_GAZETTEER = set("paris prague london berlin rome madrid lisbon vienna tokyo beijing delhi sydney toronto chicago "
-                 "boston seattle dallas denver miami amsterdam dublin oslo stockholm warsaw athens cairo dubai "
-                 "mexico canada france germany spain italy japan china india brazil australia russia usa uk ireland "
-                 "poland portugal sweden norway austria greece egypt english french spanish german italian "
-                 "japanese chinese portuguese russian android iphone ios windows macos linux chrome firefox safari "
-                 "visa mastercard paypal amex".split())
-_COMMON = set("i a an the how what why when where who which whose can could would should will shall do does did is "
+_ALL = _ws("all every each entire whole everything everyone everybody both")
+_ONE = _ws("one 1 single specific particular individual")
+_GAZETTEER = _ws("paris prague london berlin rome madrid lisbon vienna tokyo beijing delhi sydney toronto chicago "
+                 "boston seattle dallas denver miami amsterdam dublin oslo stockholm warsaw athens cairo dubai mexico "
+                 "canada france germany spain italy japan china india brazil australia russia usa uk ireland poland "
+                 "portugal sweden norway austria greece egypt english french spanish german italian japanese chinese "
+                 "portuguese russian android iphone ios windows macos linux chrome firefox safari visa mastercard "
+                 "paypal amex")
+_COMMON = _ws("i a an the how what why when where who which whose can could would should will shall do does did is "
               "are was were am my me we our you your please hi hello hey tell show give help is it if so and or but "
-              "any there this that these those let lets ok okay thanks thank".split())
+              "any there this that these those let lets ok okay thanks thank")
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 
 

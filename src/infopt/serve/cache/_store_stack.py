@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from infopt.serve.cache._backend_layered import Layered
 from infopt.serve.cache._backend_sqlite import SQLiteBackend
-from infopt.serve.cache._backends import Backend, Layered, MemoryBackend
+from infopt.serve.cache._backends import Backend, MemoryBackend
 from infopt.serve.cache._exact import ExactCache, PromptCache
 from infopt.serve.cache._store_config import CacheConfig
 from infopt.serve.cache._tiers import CacheHit, CacheRequest, CacheTier
