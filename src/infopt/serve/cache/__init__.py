@@ -31,6 +31,7 @@ from infopt.serve.cache._store_stack import CacheStack, open_backend
 from infopt.serve.cache._tiers import CacheHit, CacheRequest, CacheTier, TierStats
 
 # ---------------------------------------------------------------- semantic tier (its own helper adds these)
+# isort: split
 from infopt.serve.cache._calibrate import Calibration, ScoredPair, calibrate, cp_upper, score_pairs
 from infopt.serve.cache._encoder import PromptEncoder, check_agreement
 from infopt.serve.cache._guard import GuardDecision, extract, guard, normalize_numbers
