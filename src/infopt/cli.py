@@ -130,7 +130,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     config = serve_config(args.models, args.config, host=args.host, port=args.port,
                           max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-                          max_queue=args.max_queue, timeout_s=args.timeout_s, price_per_hour=args.price_per_hour)
+                          max_queue=args.max_queue, timeout_s=args.timeout_s, price_per_hour=args.price_per_hour,
+                          no_cache=args.no_cache, cache_backend=args.cache_backend, redis_url=args.redis_url)
     launch(config, echo=lambda line: print(line, flush=True))
 
 
@@ -209,6 +210,12 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="most seconds a request waits for its batch (default 30)")
     p.add_argument("--price-per-hour", type=float, metavar="X",
                    help="the machine's cost per hour: /v1/stats shows cost per 1,000 inputs")
+    p.add_argument("--no-cache", action="store_true", help="turn the response caches (exact, prompt) off")
+    p.add_argument("--cache-backend", choices=("memory", "sqlite", "redis"),
+                   help="where cached responses live (default sqlite, in the infopt cache folder)")
+    p.add_argument("--redis-url", metavar="URL",
+                   help="the Redis of the redis cache backend (implies --cache-backend redis), e.g. "
+                        "redis://127.0.0.1:6379/0")
     p.set_defaults(func=cmd_serve)
 
 

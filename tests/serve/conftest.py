@@ -32,6 +32,18 @@ from infopt.serve import ModelSpec, ServeConfig, ServerState, create_app
 T = TypeVar("T")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def serve_cache_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The servers' default SQLite response cache in a temporary folder for the whole session (models still come
+    from the real infopt cache)."""
+    from infopt.serve.cache import _store_config
+
+    path = tmp_path_factory.mktemp("serve-cache") / "responses.sqlite"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_store_config, "default_path", lambda: path)
+        yield path
+
+
 def _tiny(tokenizer: PreTrainedTokenizerBase, auto: Any, **extra: Any) -> torch.nn.Module:
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128, **extra)

@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from infopt.models import LoadedModel
-from infopt.serve import BatchingConfig, ModelSpec, ServeConfig, create_app
+from infopt.serve import BatchingConfig, ModelSpec, ServeCacheConfig, ServeConfig, create_app
 
 
 def limits(**batching: Any) -> ServeConfig:
-    return ServeConfig(models=(ModelSpec("x", "x"),), batching=BatchingConfig(**batching))
+    return ServeConfig(models=(ModelSpec("x", "x"),), batching=BatchingConfig(**batching),
+                       cache=ServeCacheConfig(exact=False, prompt=False))  # these tests count model calls
 
 
 def classify(url: str, text: str = "a good film", model: str = "clf") -> httpx.Response:
@@ -120,7 +121,7 @@ def test_failed_load_is_503(live: Any, tmp_path: Path) -> None:
 
 def test_drain_finishes_in_flight_and_refuses_new(live: Any, gated: Any, tiny_bert_classifier: LoadedModel) -> None:
     model, gate = gated(tiny_bert_classifier)
-    server = live(create_app({"clf": model}))
+    server = live(create_app({"clf": model}, config=limits()))
     with ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(classify, server.url)
         assert gate.entered.acquire(timeout=10)
@@ -145,7 +146,7 @@ def test_crash_is_a_bare_500_and_the_server_lives(live: Any, tiny_bert_classifie
             raise RuntimeError("secret internal detail")
 
     broken = LoadedModel(Broken(), tiny_bert_classifier.tokenizer, tiny_bert_classifier.manifest)
-    server = live(create_app({"clf": broken, "ok": tiny_bert_classifier}))
+    server = live(create_app({"clf": broken, "ok": tiny_bert_classifier}, config=limits()))
     r = classify(server.url)
     assert r.status_code == 500 and code_of(r) == "internal_error"
     assert "secret" not in r.text and "Traceback" not in r.text

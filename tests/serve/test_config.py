@@ -73,3 +73,24 @@ def test_toml_errors(tmp_path: Path, text: str, match: str) -> None:
 def test_toml_missing_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="Cannot read the server config"):
         load_serve_config(tmp_path / "nope.toml")
+
+
+def test_cache_section_and_flags(tmp_path: Path) -> None:
+    from infopt.serve import ServeCacheConfig, serve_config, toml_reference
+
+    assert ServeConfig(models=(ModelSpec("a", "b"),)).cache == ServeCacheConfig()
+    assert ServeConfig(models=(ModelSpec("a", "b"),)).cache.admin_on("127.0.0.1")
+    assert not ServeConfig(models=(ModelSpec("a", "b"),), host="0.0.0.0").cache.admin_on("0.0.0.0")
+    path = tmp_path / "serve.toml"
+    path.write_text('[models]\nclf = "x"\n[cache]\nbackend = "memory"\nprompt = false\nadmin = true\n')
+    cache = load_serve_config(path).cache
+    assert (cache.backend, cache.exact, cache.prompt, cache.admin) == ("memory", True, False, True)
+    path.write_text('[models]\nclf = "x"\n[cache]\nbackend = "disk"\n')
+    with pytest.raises(UserError, match=r"\[cache\]"):
+        load_serve_config(path)
+    assert serve_config(["clf=x"], None, redis_url="redis://h:1/0").cache.backend == "redis"
+    assert serve_config(["clf=x"], None, cache_backend="memory").cache.backend == "memory"
+    assert not serve_config(["clf=x"], None, no_cache=True).cache.enabled
+    with pytest.raises(UserError, match="--cache-backend"):
+        serve_config(["clf=x"], None, cache_backend="disk")
+    assert "[cache]" in toml_reference() and "admin (not set)" in toml_reference()

@@ -12,11 +12,12 @@ import httpx
 import torch
 
 from infopt.models import LoadedModel
-from infopt.serve import BatchingConfig, ModelSpec, ServeConfig, create_app
+from infopt.serve import BatchingConfig, ModelSpec, ServeCacheConfig, ServeConfig, create_app
 
 
 def limits(**batching: Any) -> ServeConfig:
-    return ServeConfig(models=(ModelSpec("x", "x"),), batching=BatchingConfig(**batching))
+    return ServeConfig(models=(ModelSpec("x", "x"),), batching=BatchingConfig(**batching),
+                       cache=ServeCacheConfig(exact=False, prompt=False))  # these tests count model calls
 
 
 def complete(url: str, timeout: float = 30, **body: Any) -> httpx.Response:
@@ -41,7 +42,7 @@ def idle(server: Any) -> bool:
 
 def test_health_answers_while_generating(live: Any, gated: Any, tiny_lm: LoadedModel) -> None:
     model, gate = gated(tiny_lm)
-    server = live(create_app({"lm": model}))
+    server = live(create_app({"lm": model}, config=limits()))
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(complete, server.url)
         assert gate.entered.acquire(timeout=10)  # the generation is inside the model
@@ -69,7 +70,7 @@ def test_health_answers_during_real_compute(live: Any, tiny_lm: LoadedModel) -> 
                 self.w @ self.w
             return self.inner(**inputs)
 
-    server = live(create_app({"lm": LoadedModel(Busy(), tiny_lm.tokenizer, tiny_lm.manifest)}))
+    server = live(create_app({"lm": LoadedModel(Busy(), tiny_lm.tokenizer, tiny_lm.manifest)}, config=limits()))
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(complete, server.url, max_tokens=20)
         wait_until(lambda: not idle(server))
@@ -115,7 +116,7 @@ def test_timeouts_are_504_and_free_the_model(live: Any, gated: Any, tiny_lm: Loa
 
 def test_stream_disconnect_stops_the_generation(live: Any, gated: Any, tiny_lm: LoadedModel) -> None:
     model, gate = gated(tiny_lm, delay_s=0.02, gated=False)
-    server = live(create_app({"lm": model}))
+    server = live(create_app({"lm": model}, config=limits()))
     body = {"model": "lm", "prompt": "hi", "max_tokens": 100, "stream": True}
     with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=30) as r:
         assert r.status_code == 200
@@ -128,7 +129,7 @@ def test_stream_disconnect_stops_the_generation(live: Any, gated: Any, tiny_lm: 
 
 def test_disconnect_while_waiting_stops_the_generation(live: Any, gated: Any, tiny_lm: LoadedModel) -> None:
     model, gate = gated(tiny_lm, delay_s=0.02, gated=False)
-    server = live(create_app({"lm": model}))
+    server = live(create_app({"lm": model}, config=limits()))
     try:
         complete(server.url, timeout=0.3, max_tokens=100)
         raise AssertionError("the request should have timed out on the client")
@@ -142,7 +143,7 @@ def test_disconnect_while_waiting_stops_the_generation(live: Any, gated: Any, ti
 
 def test_disconnect_in_the_queue_drops_the_job(live: Any, gated: Any, tiny_lm: LoadedModel) -> None:
     model, gate = gated(tiny_lm)
-    server = live(create_app({"lm": model}))
+    server = live(create_app({"lm": model}, config=limits()))
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(complete, server.url)
         assert gate.entered.acquire(timeout=10)
@@ -161,7 +162,7 @@ def test_disconnect_in_the_queue_drops_the_job(live: Any, gated: Any, tiny_lm: L
 
 def test_drain_finishes_the_generation_and_refuses_new(live: Any, gated: Any, tiny_lm: LoadedModel) -> None:
     model, gate = gated(tiny_lm)
-    server = live(create_app({"lm": model}))
+    server = live(create_app({"lm": model}, config=limits()))
     with ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(complete, server.url)
         assert gate.entered.acquire(timeout=10)
@@ -184,7 +185,8 @@ def test_crash_is_a_500_or_an_error_event(live: Any, tiny_lm: LoadedModel, sse: 
         def forward(self, **inputs: Any) -> Any:
             raise RuntimeError("secret internal detail")
 
-    server = live(create_app({"lm": LoadedModel(Broken(), tiny_lm.tokenizer, tiny_lm.manifest), "ok": tiny_lm}))
+    models = {"lm": LoadedModel(Broken(), tiny_lm.tokenizer, tiny_lm.manifest), "ok": tiny_lm}
+    server = live(create_app(models, config=limits()))
     r = complete(server.url)
     assert r.status_code == 500 and code_of(r) == "internal_error" and "secret" not in r.text
     body = {"model": "lm", "prompt": "hi", "max_tokens": 4, "stream": True}

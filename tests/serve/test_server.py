@@ -41,7 +41,8 @@ def _free_port() -> int:
 def test_sigterm_drains_and_exits(model_dirs: dict[str, Path], tmp_path: Path) -> None:
     port = _free_port()
     config = tmp_path / "serve.toml"
-    config.write_text(f'port = {port}\n[models]\nclf = "{model_dirs["clf"]}"\n')
+    config.write_text(f'port = {port}\n[models]\nclf = "{model_dirs["clf"]}"\n'
+                      f'[cache]\npath = "{tmp_path / "cache.sqlite"}"\n')  # not the real infopt cache
     code = ("import sys; from infopt.serve import load_serve_config, run_server; "
             "run_server(load_serve_config(sys.argv[1]), log_level='warning')")
     proc = subprocess.Popen([sys.executable, "-c", code, str(config)], stdout=subprocess.PIPE,
@@ -81,7 +82,7 @@ def test_sigterm_under_load_answers_everything_it_accepted(model_dirs: dict[str,
     port = _free_port()
     config = tmp_path / "serve.toml"
     config.write_text(f'port = {port}\n[batching]\nmax_batch_size = 8\nmax_wait_ms = 3000\nmax_queue = 256\n'
-                      f'[models]\nclf = "{model_dirs["clf"]}"\n')
+                      f'[models]\nclf = "{model_dirs["clf"]}"\n[cache]\nexact = false\nprompt = false\n')
     code = ("import sys; from infopt.serve import load_serve_config, run_server; "
             "run_server(load_serve_config(sys.argv[1]), log_level='warning')")
     proc = subprocess.Popen([sys.executable, "-c", code, str(config)], stdout=subprocess.PIPE,

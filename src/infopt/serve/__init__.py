@@ -8,8 +8,9 @@ chat completions (causal LMs, one sequence at a time), metrics; and load-test a 
 
 from infopt.serve._app import create_app
 from infopt.serve._batcher import Batcher, BatchObserver, group_by_length
+from infopt.serve._caching import CACHE_HEADER, TAGS_HEADER, TENANT_HEADER, ResponseCache, SemanticTier, tenant_of
 from infopt.serve._cli_config import model_spec, serve_config, toml_reference
-from infopt.serve._config import BatchingConfig, ModelSpec, ServeConfig, load_serve_config
+from infopt.serve._config import BatchingConfig, ModelSpec, ServeCacheConfig, ServeConfig, load_serve_config
 from infopt.serve._errors import BodyTooLarge, QueueFull, QueueTimeout, RequestError, Unavailable, WrongTask
 from infopt.serve._generate import Sampling, run_generation
 from infopt.serve._launch import launch
@@ -21,7 +22,10 @@ from infopt.serve._server import run_server
 from infopt.serve._state import ServerState
 
 __all__ = [
+    "CACHE_HEADER",
     "LOADTEST_ENDPOINTS",
+    "TAGS_HEADER",
+    "TENANT_HEADER",
     "BatchHistogram",
     "BatchObserver",
     "Batcher",
@@ -35,8 +39,11 @@ __all__ = [
     "QueueFull",
     "QueueTimeout",
     "RequestError",
+    "ResponseCache",
     "Sample",
     "Sampling",
+    "SemanticTier",
+    "ServeCacheConfig",
     "ServeConfig",
     "ServerState",
     "Unavailable",
@@ -52,5 +59,6 @@ __all__ = [
     "run_loadtest",
     "run_server",
     "serve_config",
+    "tenant_of",
     "toml_reference",
 ]

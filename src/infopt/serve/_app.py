@@ -1,5 +1,5 @@
 """The FastAPI app: classify, OpenAI-compatible embeddings, completions, chat completions and models, health,
-readiness, metrics, stats.
+readiness, metrics, stats; the response caches in front of every model, and their admin endpoints.
 
     app = create_app(load_serve_config("serve.toml"))          # models load in the background (/ready says when)
     app = create_app({"clf": load_model("minilm-l6-rt")})       # models already in memory: ready at once
@@ -7,6 +7,7 @@ readiness, metrics, stats.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 from collections.abc import AsyncIterator, Mapping
@@ -18,6 +19,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from infopt.models import LoadedModel, load_model
+from infopt.serve._cache_routes import install_cache_routes
+from infopt.serve._caching import CacheCollector, ResponseCache, SemanticTier
 from infopt.serve._config import ModelSpec, ServeConfig
 from infopt.serve._errors import RequestError, WrongTask
 from infopt.serve._http import ServeMiddleware, info_of, install_handlers
@@ -61,15 +64,18 @@ def _model(state: ServerState, request: Request, name: str) -> ServedModel:
     return state.model(name)
 
 
-async def _run(state: ServerState, request: Request, name: str, task: str, value: str | list[Any],
-               truncate: bool) -> tuple[ServedModel, list[list[float]], int]:
+def _prepare(state: ServerState, request: Request, name: str, task: str, value: str | list[Any],
+             truncate: bool) -> tuple[ServedModel, list[str], list[int]]:
+    """The served model, the texts and their token counts, after every check (before any cache or queue)."""
     served = _model(state, request, name)
     texts = _texts(state, value)
-    counts = served.check(task, texts, truncate)
+    return served, texts, served.check(task, texts, truncate)
+
+
+async def _infer(state: ServerState, served: ServedModel, texts: list[str], counts: list[int]) -> list[list[float]]:
     outputs = await served.infer(texts, counts)
-    tokens = sum(counts)
-    state.metrics.counted(name, tokens)
-    return served, outputs, tokens
+    state.metrics.counted(served.name, sum(counts))
+    return outputs
 
 
 def _base64(vector: list[float]) -> str:
@@ -77,51 +83,72 @@ def _base64(vector: list[float]) -> str:
 
 
 def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: ServeConfig | None = None,
-               loader: Loader = load_model) -> FastAPI:
+               loader: Loader = load_model, semantic: SemanticTier | None = None) -> FastAPI:
     """An app serving the models of a `ServeConfig` (loaded in the background with `loader`) or the given
-    `{name: LoadedModel}` (then `config`, if given, supplies the limits and batching; its models are replaced)."""
+    `{name: LoadedModel}` (then `config`, if given, supplies the limits, batching and cache; its models are
+    replaced). The config's exact and prompt caches answer first; `semantic` (optional) is asked after them."""
     preloaded = None if isinstance(source, ServeConfig) else dict(source)
     if preloaded is not None and not preloaded:
         raise RequestError("create_app got no models.", "pass a ServeConfig or a non-empty {name: LoadedModel}.")
     state = ServerState(_config_for(source, config), preloaded=preloaded, loader=loader)
+    cache = ResponseCache(state.config.cache, semantic, admin=state.config.cache.admin_on(state.config.host))
+    state.metrics.registry.register(CacheCollector(cache))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await cache.open()
         await state.start()
-        yield
-        await state.drain(state.config.batching.timeout_s)
+        try:
+            yield
+            await state.drain(state.config.batching.timeout_s)
+        finally:
+            await cache.close()
 
     app = FastAPI(title="infopt serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.infopt = state
+    app.state.infopt_cache = cache
     install_handlers(app)
     app.add_middleware(ServeMiddleware, metrics=state.metrics, max_body_bytes=state.config.max_body_bytes)
 
     @app.post("/v1/classify")
-    async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
-        served, outputs, tokens = await _run(state, request, body.model, "classification", body.input, body.truncate)
-        labels = served.labels or [f"LABEL_{i}" for i in range(len(outputs[0]))]
-        data = []
-        for i, probs in enumerate(outputs):
-            best = max(range(len(probs)), key=probs.__getitem__)
-            data.append({"index": i, "label": labels[best], "score": probs[best],
-                         "probabilities": dict(zip(labels, probs, strict=True))})
-        return {"object": "list", "model": body.model, "data": data,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    async def classify(body: ClassifyRequest, request: Request) -> Response:
+        served, texts, counts = _prepare(state, request, body.model, "classification", body.input, body.truncate)
+
+        async def compute() -> dict[str, Any]:
+            outputs = await _infer(state, served, texts, counts)
+            labels = served.labels or [f"LABEL_{i}" for i in range(len(outputs[0]))]
+            data = []
+            for i, probs in enumerate(outputs):
+                best = max(range(len(probs)), key=probs.__getitem__)
+                data.append({"index": i, "label": labels[best], "score": probs[best],
+                             "probabilities": dict(zip(labels, probs, strict=True))})
+            tokens = sum(counts)
+            return {"object": "list", "model": body.model, "data": data,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+        return await cache.answer(request, "/v1/classify", body, served, compute)
 
     @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingsRequest, request: Request) -> dict[str, Any]:
+    async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
         if body.dimensions is not None:
             served = _model(state, request, body.model)
             if served.task == "embedding" and body.dimensions != served.dimensions:
                 raise WrongTask(f"Model {body.model!r} gives {served.dimensions}-dimensional embeddings, not "
                                 f"{body.dimensions}.", "leave out dimensions, or pass the model's own size.")
-        _, outputs, tokens = await _run(state, request, body.model, "embedding", body.input, body.truncate)
-        encode = _base64 if body.encoding_format == "base64" else (lambda v: v)
-        data = [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(outputs)]
-        return {"object": "list", "data": data, "model": body.model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        served, texts, counts = _prepare(state, request, body.model, "embedding", body.input, body.truncate)
 
-    install_lm_routes(app, state)
+        async def compute() -> dict[str, Any]:
+            outputs = await _infer(state, served, texts, counts)
+            encode = _base64 if body.encoding_format == "base64" else (lambda v: v)
+            data = [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(outputs)]
+            tokens = sum(counts)
+            return {"object": "list", "data": data, "model": body.model,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+        return await cache.answer(request, "/v1/embeddings", body, served, compute)
+
+    install_lm_routes(app, state, cache)
+    install_cache_routes(app, state, cache)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -142,10 +169,11 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
     async def metrics() -> Response:
         for name, m in state.models.items():
             state.metrics.queue_depth(name, m.depth)
-        return Response(state.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+        body = await asyncio.to_thread(state.metrics.render)  # the cache's collector may ask SQLite / Redis
+        return Response(body, media_type=PROMETHEUS_CONTENT_TYPE)
 
     @app.get("/v1/stats")
     async def stats() -> dict[str, Any]:
-        return {"status": state.status, **state.metrics.stats.to_json()}
+        return {"status": state.status, **state.metrics.stats.to_json(), "cache": await asyncio.to_thread(cache.stats)}
 
     return app

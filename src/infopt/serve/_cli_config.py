@@ -2,6 +2,8 @@
 the reference of every TOML key (generated from the config dataclasses) for `infopt serve --help`.
 
     config = serve_config(["minilm-l6-rt", "emb=./my-embedder"], None, port=8080, max_batch_size=16)
+    config = serve_config(["clf=./clf"], None, cache_backend="redis", redis_url="redis://10.0.0.5:6379/0")
+    config = serve_config(["clf=./clf"], None, no_cache=True)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from infopt.errors import UserError
-from infopt.serve._config import BatchingConfig, ModelSpec, ServeConfig, load_serve_config
+from infopt.serve._config import BatchingConfig, ModelSpec, ServeCacheConfig, ServeConfig, load_serve_config
 
 __all__ = ["FLAG_FIELDS", "model_spec", "serve_config", "toml_reference"]
 
@@ -26,8 +28,10 @@ FLAG_FIELDS: dict[str, tuple[str | None, str]] = {
     "host": (None, "host"), "port": (None, "port"), "price_per_hour": (None, "price_per_hour"),
     "max_batch_size": ("batching", "max_batch_size"), "max_wait_ms": ("batching", "max_wait_ms"),
     "max_queue": ("batching", "max_queue"), "timeout_s": ("batching", "timeout_s"),
+    "cache_backend": ("cache", "backend"), "redis_url": ("cache", "redis_url"),
 }
-"""Command-line overrides by keyword: (the nested config field or None for the top level, the field)."""
+"""Command-line overrides by keyword: (the nested config field or None for the top level, the field). Besides
+these, `no_cache=True` turns every cache tier off; `redis_url` alone also selects the "redis" backend."""
 
 _DOCS: dict[type, dict[str, str]] = {
     ServeConfig: {
@@ -39,6 +43,9 @@ _DOCS: dict[type, dict[str, str]] = {
         "max_body_bytes": "largest request body in bytes",
         "price_per_hour": "the machine's cost per hour (any currency); /v1/stats turns it into a cost per "
                           "1,000 inputs (0: not shown)",
+        "cache": "response caches in front of every model (exact, then prompt tier): a hit answers with header "
+                 "X-Infopt-Cache and never reaches the model; tenants (X-Tenant, else the bearer key, else `user`) "
+                 "never see each other's entries",
     },
     ModelSpec: {"name": "the name clients ask for (the `model` field of a request)",
                 "path": "a bundled model name (infopt models) or a model folder"},
@@ -69,7 +76,11 @@ def _field_docstrings(cls: type) -> dict[str, str]:
 
 
 def _doc(cls: type, name: str) -> str:
-    return _field_docstrings(cls).get(name) or _DOCS.get(cls, {}).get(name, "")
+    for owner in cls.__mro__:  # a subclass's dataclass (ServeCacheConfig) documents its parent's fields too
+        doc = _field_docstrings(owner).get(name) or _DOCS.get(owner, {}).get(name, "")
+        if doc:
+            return doc
+    return ""
 
 
 def _toml(value: object) -> str:
@@ -113,7 +124,8 @@ def _lines(cls: type, indent: str, width: int) -> list[str]:
             sections.append((f.name, inner, many))
             continue
         default = _default(f)
-        key = f"{f.name} = {_toml(default)}" if default is not dataclasses.MISSING else f"{f.name} (required)"
+        key = (f"{f.name} (required)" if default is dataclasses.MISSING else f"{f.name} (not set)" if default is None
+               else f"{f.name} = {_toml(default)}")
         plain.extend(_entry(key, _doc(cls, f.name), indent, width))
     for name, inner, many in sections:
         plain.extend(_entry(f"[[{name}]]" if many else f"[{name}]", _doc(cls, name), indent, width))
@@ -166,10 +178,18 @@ def serve_config(models: Sequence[str], path: str | Path | None = None, **flags:
     """The config of `infopt serve`: the TOML file at `path` (if any), with `models` (if any) replacing its
     models and the `flags` that are not None (see FLAG_FIELDS) replacing its values."""
     specs = tuple(model_spec(m) for m in models)
+    flags = dict(flags)
+    no_cache = bool(flags.pop("no_cache", False))
     if path is None and not specs:
         raise UserError("infopt serve was given no model.",
                         "pass one (e.g. infopt serve minilm-l6-rt) or --config serve.toml.")
     base = load_serve_config(path) if path is not None else ServeConfig(models=specs)
     if specs:
         base = dataclasses.replace(base, models=specs)
-    return _override(base, flags)
+    if flags.get("redis_url") is not None and flags.get("cache_backend") is None:
+        flags["cache_backend"] = "redis"
+    config = _override(base, flags)
+    if no_cache:
+        config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, exact=False, prompt=False))
+    assert isinstance(config.cache, ServeCacheConfig)
+    return config

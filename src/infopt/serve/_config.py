@@ -6,20 +6,34 @@
     [batching]
     max_batch_size = 32
     max_wait_ms = 0.0
+    [cache]                         # response caches (exact + prompt tiers); see ServeCacheConfig
+    backend = "sqlite"              # "memory", "sqlite" or "redis"
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from infopt._config import check_int, check_number, check_type, field_error
+from infopt._config import check_bool, check_int, check_number, check_type, field_error
 from infopt.errors import UserError
+from infopt.serve.cache import CacheConfig
 
-__all__ = ["BatchingConfig", "ModelSpec", "ServeConfig", "load_serve_config"]
+__all__ = ["BatchingConfig", "ModelSpec", "ServeCacheConfig", "ServeConfig", "is_loopback", "load_serve_config"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is `localhost` or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_str(owner: object, field: str) -> None:
@@ -60,6 +74,30 @@ class BatchingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServeCacheConfig(CacheConfig):
+    """The response caches of a server: `CacheConfig` (tiers, backend, sizes, TTLs) plus the admin endpoints.
+    `exact = false` and `prompt = false` (or `--no-cache`) turn caching off."""
+
+    admin: bool | None = None
+    """Serve POST /v1/cache/purge, POST /v1/cache/invalidate and GET /v1/cache/stats. They have no authentication
+    yet, so when not set they are served only when `host` is a loopback address."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.admin is not None:
+            check_bool(self, "admin")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any tier runs."""
+        return self.exact or self.prompt
+
+    def admin_on(self, host: str) -> bool:
+        """Whether the admin endpoints are served on `host`."""
+        return is_loopback(host) if self.admin is None else self.admin
+
+
+@dataclasses.dataclass(frozen=True)
 class ServeConfig:
     """A server: its models (distinct names), its address, batching and request limits. `price_per_hour` (the
     machine's cost, any currency) turns measured inference time into a cost per 1,000 inputs in /v1/stats."""
@@ -71,8 +109,12 @@ class ServeConfig:
     max_inputs: int = 64
     max_body_bytes: int = 1_000_000
     price_per_hour: float = 0.0
+    cache: ServeCacheConfig = dataclasses.field(default_factory=ServeCacheConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.cache, CacheConfig) and not isinstance(self.cache, ServeCacheConfig):
+            object.__setattr__(self, "cache", ServeCacheConfig(**{f.name: getattr(self.cache, f.name)
+                                                                   for f in dataclasses.fields(CacheConfig)}))
         models: Any = self.models
         if isinstance(models, list):
             models = tuple(models)
@@ -92,6 +134,7 @@ class ServeConfig:
         check_int(self, "max_inputs", min=1)
         check_int(self, "max_body_bytes", min=1)
         check_number(self, "price_per_hour", low=0, example=2.5)
+        check_type(self, "cache", ServeCacheConfig)
 
     def model(self, name: str) -> ModelSpec | None:
         """The spec named `name`, or None."""
@@ -138,9 +181,10 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         raise UserError(f"{path} names no models.", 'add [[models]] tables with name = "..." and path = "...".')
     top = dict(data)
     top["models"] = tuple(_model_specs(data["models"], path))
-    if "batching" in top:
-        if not isinstance(top["batching"], Mapping):
-            raise UserError(f"{path}: key 'batching' is {top['batching']!r}, which is not allowed.",
-                            "write it as a [batching] table.")
-        top["batching"] = _build(BatchingConfig, top["batching"], "[batching]", path)
+    for name, cls in (("batching", BatchingConfig), ("cache", ServeCacheConfig)):
+        if name in top:
+            if not isinstance(top[name], Mapping):
+                raise UserError(f"{path}: key {name!r} is {top[name]!r}, which is not allowed.",
+                                f"write it as a [{name}] table.")
+            top[name] = _build(cls, top[name], f"[{name}]", path)
     return _build(ServeConfig, top, "the top level", path)

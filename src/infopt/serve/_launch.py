@@ -6,14 +6,13 @@ opens), print what is served and how, then serve until SIGTERM / SIGINT.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from infopt.errors import UserError
 from infopt.models import LoadedModel, load_model
-from infopt.serve._config import ServeConfig
+from infopt.serve._config import ServeConfig, is_loopback
 from infopt.serve._server import run_server
 
 __all__ = ["banner", "base_url", "check_address", "launch"]
@@ -22,13 +21,7 @@ _ENDPOINTS = {"classification": "POST /v1/classify", "embedding": "POST /v1/embe
               "causal-lm": "POST /v1/completions, /v1/chat/completions"}
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+_is_loopback = is_loopback
 
 
 def base_url(config: ServeConfig) -> str:
@@ -54,6 +47,18 @@ def check_address(host: str, port: int) -> None:
                             "pass a free --port, or stop the program that uses it.") from None
 
 
+def _cache_line(config: ServeConfig) -> str:
+    c = config.cache
+    if not c.enabled:
+        return "  cache: off"
+    tiers = " + ".join(t for t, on in (("exact", c.exact), ("prompt", c.prompt)) if on)
+    where = {"memory": f"in memory ({c.max_bytes:,} bytes)", "sqlite": f"SQLite {c.sqlite_path}",
+             "redis": f"Redis {c.redis_url} namespace {c.namespace}" + (" (local front)" if c.local_front else "")}
+    admin = ("/v1/cache/purge, /invalidate, /stats served (no authentication)" if c.admin_on(config.host)
+             else "admin endpoints off (cache.admin = true serves them)")
+    return f"  cache: {tiers} on {where[c.backend]}; {admin}"
+
+
 def banner(config: ServeConfig, loaded: list[LoadedModel]) -> list[str]:
     """What `infopt serve` prints before it serves: the URL, the models, the settings, where the metrics are."""
     url = base_url(config)
@@ -71,6 +76,7 @@ def banner(config: ServeConfig, loaded: list[LoadedModel]) -> list[str]:
         f"  limits: {config.max_inputs} texts per request, bodies up to {config.max_body_bytes:,} bytes",
         (f"  price: {config.price_per_hour:g} per hour -> cost per 1,000 inputs in {url}/v1/stats"
          if config.price_per_hour else "  price: not set (--price-per-hour adds cost per 1,000 inputs to /v1/stats)"),
+        _cache_line(config),
         f"  metrics: {url}/metrics (Prometheus)",
         f"  also: {url}/v1/stats (rolling stats), /ready, /health, /v1/models",
         "  stop: Ctrl-C or SIGTERM (requests in flight finish first)",
