@@ -6,6 +6,7 @@ import asyncio
 import copy
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -227,3 +228,17 @@ def lm_server(tiny_lm: LoadedModel, tokenizer: PreTrainedTokenizerBase,
     s = LiveServer(create_app(models, config=ServeConfig(models=(ModelSpec("x", "x"),), price_per_hour=3.6)))
     yield s.start()
     s.stop()
+
+
+def wait_for_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 90) -> None:
+    """Poll `url`/ready until 200; fail with the server's output if it exits, or after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+        try:
+            if httpx.get(url + "/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"the server at {url} did not become ready"
+        time.sleep(0.1)

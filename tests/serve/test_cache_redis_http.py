@@ -19,6 +19,8 @@ import httpx
 import pytest
 import redis
 
+from .conftest import wait_for_ready  # type: ignore[import-not-found]
+
 CODE = ("import sys; from infopt.serve import load_serve_config, run_server; "
         "run_server(load_serve_config(sys.argv[1]), log_level='warning')")
 
@@ -50,17 +52,8 @@ def _servers(n: int, clf: Path, tmp_path: Path, redis_url: str, namespace: str) 
             procs.append(subprocess.Popen([sys.executable, "-c", CODE, str(config)], stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT))
             urls.append(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 120
         for proc, url in zip(procs, urls, strict=True):
-            while True:
-                assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
-                try:
-                    if httpx.get(url + "/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "a server did not become ready"
-                time.sleep(0.1)
+            wait_for_ready(proc, url, timeout_s=120)
         yield urls
     finally:
         for proc in procs:

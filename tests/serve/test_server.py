@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ import pytest
 
 from infopt.errors import UserError
 from infopt.serve import ModelSpec, ServeConfig, run_server
+
+from .conftest import wait_for_ready  # type: ignore[import-not-found]
 
 
 def test_openai_client_embeddings(server: Any) -> None:
@@ -49,16 +50,7 @@ def test_sigterm_drains_and_exits(model_dirs: dict[str, Path], tmp_path: Path) -
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.communicate()[0].decode()
-            try:
-                if httpx.get(url + "/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
+        wait_for_ready(proc, url)
         r = httpx.post(url + "/v1/classify", json={"model": "clf", "input": "fine"})
         assert r.status_code == 200
         proc.send_signal(signal.SIGTERM)
@@ -107,16 +99,7 @@ def test_sigterm_under_load_answers_everything_it_accepted(model_dirs: dict[str,
             return [r.status_code for r in answers], late
 
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.communicate()[0].decode()
-            try:
-                if httpx.get(url + "/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
+        wait_for_ready(proc, url)
         codes, late = asyncio.run(burst())
         assert proc.wait(30) == 0, proc.communicate()[0].decode()
     finally:

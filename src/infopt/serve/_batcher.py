@@ -22,7 +22,22 @@ from typing import Any, Generic, Protocol, TypeVar
 from infopt.serve._config import BatchingConfig
 from infopt.serve._errors import QueueFull, QueueTimeout, Unavailable
 
-__all__ = ["PAD_BUDGET", "BatchObserver", "Batcher", "group_by_length"]
+__all__ = ["PAD_BUDGET", "BatchObserver", "Batcher", "group_by_length", "stop_worker"]
+
+
+async def stop_worker(name: str, task: asyncio.Task[Any] | None, wake: asyncio.Event | None,
+                      timeout_s: float | None, abort: Callable[[Unavailable], None]) -> None:
+    """The drain of a queue worker that no longer takes work: wake it, let it finish what it accepted, and after
+    `timeout_s` cancel it and `abort` what is left with a 503 (shared by the batcher and the LM worker)."""
+    if wake is not None:
+        wake.set()
+    if task is None:
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout_s)
+    except TimeoutError:
+        task.cancel()
+        abort(Unavailable(f"Model {name!r} shut down before answering.", "retry the request.", code="draining"))
 
 log = logging.getLogger(__name__)
 
@@ -148,18 +163,14 @@ class Batcher(Generic[T, R]):
     async def drain(self, timeout_s: float | None = None) -> None:
         """Stop taking requests, finish the accepted ones (failing any left after `timeout_s`), stop the worker."""
         self._accepting = False
-        if self._wake is not None:
-            self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-            except TimeoutError:
-                self._task.cancel()
-                for request in [*self._in_flight, *self._pending]:
-                    if not request.future.done():
-                        request.future.set_exception(Unavailable(
-                            f"Model {self.name!r} shut down before answering.", "retry the request.", code="draining"))
-                self._pending.clear()
+
+        def abort(gone: Unavailable) -> None:
+            for request in [*self._in_flight, *self._pending]:
+                if not request.future.done():
+                    request.future.set_exception(gone)
+            self._pending.clear()
+
+        await stop_worker(self.name, self._task, self._wake, timeout_s, abort)
         self._executor.shutdown(wait=False)
 
     # ------------------------------------------------------------ worker

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from infopt.serve._batcher import BatchObserver
+from infopt.serve._batcher import BatchObserver, stop_worker
 from infopt.serve._config import BatchingConfig
 from infopt.serve._errors import ClientClosed, QueueFull, QueueTimeout, Unavailable
 from infopt.serve._generate import Sampling
@@ -193,18 +193,13 @@ class GenerationWorker:
     async def drain(self, timeout_s: float | None = None) -> None:
         """Stop taking jobs, finish the accepted ones (stopping any left after `timeout_s`), stop the worker."""
         self._accepting = False
-        if self._wake is not None:
-            self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-            except TimeoutError:
-                self._task.cancel()
-                gone = Unavailable(f"Model {self.name!r} shut down before answering.", "retry the request.",
-                                   code="draining")
-                for job in [*([self._running] if self._running else []), *self._pending]:
-                    job.abort(gone)
-                self._pending.clear()
+
+        def abort(gone: Unavailable) -> None:
+            for job in [*([self._running] if self._running else []), *self._pending]:
+                job.abort(gone)
+            self._pending.clear()
+
+        await stop_worker(self.name, self._task, self._wake, timeout_s, abort)
         self._executor.shutdown(wait=False)
 
     def _call(self, job: Job) -> None:
