@@ -13,19 +13,18 @@ from infopt.models import LoadedModel, load_model, save_model
 from infopt.optimize import OptimizeConfig, optimize
 
 
+def tiny_run(model: LoadedModel, reviews_csv: Path, tmp_path: Path, *recipes: str) -> OptimizeConfig:
+    """A run of `recipes` on `model` saved to tmp_path/tiny, scored on the reviews CSV, report in tmp_path/report."""
+    save_model(model, tmp_path / "tiny")
+    return OptimizeConfig(model=str(tmp_path / "tiny"), data=DataConfig(str(reviews_csv), "review", "sentiment"),
+                          output=tmp_path / "report", recipes=recipes, bench=BenchConfig(isolate=False))
+
+
+
 def test_optimize_tiny_classifier_writes_a_complete_report(
     tiny_bert_classifier: LoadedModel, reviews_csv: Path, tmp_path: Path
 ) -> None:
-    model_dir = tmp_path / "tiny"
-    save_model(tiny_bert_classifier, model_dir)
-    config = OptimizeConfig(
-        model=str(model_dir),
-        data=DataConfig(str(reviews_csv), "review", "sentiment"),
-        output=tmp_path / "report",
-        recipes=("dynamic-int8", "dynamic-int8-emb"),
-        bench=BenchConfig(isolate=False),
-    )
-    run, folder = optimize(config)
+    run, folder = optimize(tiny_run(tiny_bert_classifier, reviews_csv, tmp_path, "dynamic-int8", "dynamic-int8-emb"))
     assert folder == tmp_path / "report"
     assert [v.name for v in run.variants] == ["tiny-bert-classifier (baseline)", "dynamic-int8", "dynamic-int8-emb"]
     sizes = [v.size_mb for v in run.variants]
@@ -38,17 +37,12 @@ def test_optimize_tiny_classifier_writes_a_complete_report(
 def test_optimize_leaves_nothing_when_a_step_fails(
     tiny_bert_classifier: LoadedModel, reviews_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model_dir = tmp_path / "tiny"
-    save_model(tiny_bert_classifier, model_dir)
+    config = tiny_run(tiny_bert_classifier, reviews_csv, tmp_path, "dynamic-int8")
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
     monkeypatch.setattr("infopt.optimize._run.write_report", boom)
-    config = OptimizeConfig(
-        model=str(model_dir), data=DataConfig(str(reviews_csv), "review", "sentiment"),
-        output=tmp_path / "report", recipes=("dynamic-int8",), bench=BenchConfig(isolate=False),
-    )
     with pytest.raises(RuntimeError):
         optimize(config)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reviews.csv", "tiny"]
@@ -57,15 +51,8 @@ def test_optimize_leaves_nothing_when_a_step_fails(
 def test_optimize_measures_pruned_variants_next_to_the_baseline(
     tiny_bert_classifier: LoadedModel, reviews_csv: Path, tmp_path: Path
 ) -> None:
-    model_dir = tmp_path / "tiny"
-    save_model(tiny_bert_classifier, model_dir)
-    config = OptimizeConfig(
-        model=str(model_dir),
-        data=DataConfig(str(reviews_csv), "review", "sentiment"),
-        output=tmp_path / "report",
-        recipes=("prune-structured", "prune-structured+onnx-int8", "prune-unstructured-90"),
-        bench=BenchConfig(isolate=False),
-    )
+    config = tiny_run(tiny_bert_classifier, reviews_csv, tmp_path, "prune-structured", "prune-structured+onnx-int8",
+                      "prune-unstructured-90")
     run, folder = optimize(config)
     names = [v.name for v in run.variants]
     assert names[1:] == ["prune-structured", "prune-structured+onnx-int8", "prune-unstructured-90"]
