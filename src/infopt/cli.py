@@ -131,7 +131,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     config = serve_config(args.models, args.config, host=args.host, port=args.port,
                           max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                           max_queue=args.max_queue, timeout_s=args.timeout_s, price_per_hour=args.price_per_hour,
-                          no_cache=args.no_cache, cache_backend=args.cache_backend, redis_url=args.redis_url)
+                          no_cache=args.no_cache, cache_backend=args.cache_backend, redis_url=args.redis_url,
+                          semantic_cache=args.semantic_cache)
     launch(config, echo=lambda line: print(line, flush=True))
 
 
@@ -159,6 +160,14 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
     print_loadtest(result, Console())
     if args.output:
         Console().print(f"results: {Path(args.output) / 'loadtest.json'}")
+
+
+def cmd_cache_calibrate(args: argparse.Namespace) -> None:
+    from infopt.serve.cache._calibrate_job import run
+
+    result = run(args.pairs, args.max_false_hit_rate, args.confidence, args.encoder, args.output, args.overwrite,
+                 args.heldout, echo=lambda line: print(line, file=sys.stderr, flush=True))
+    print("\n".join(result.lines()))
 
 
 def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> None:
@@ -211,6 +220,8 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--price-per-hour", type=float, metavar="X",
                    help="the machine's cost per hour: /v1/stats shows cost per 1,000 inputs")
     p.add_argument("--no-cache", action="store_true", help="turn the response caches (exact, prompt) off")
+    p.add_argument("--semantic-cache", action="store_true",
+                   help="also answer paraphrases of cached prompts (the semantic tier, [cache.semantic])")
     p.add_argument("--cache-backend", choices=("memory", "sqlite", "redis"),
                    help="where cached responses live (default sqlite, in the infopt cache folder)")
     p.add_argument("--redis-url", metavar="URL",
@@ -247,6 +258,28 @@ def _add_loadtest(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--output", metavar="DIR", help="folder for loadtest.json (new, or --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier infopt loadtest in --output")
     p.set_defaults(func=cmd_loadtest)
+
+
+def _add_cache(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("cache", help="tools for the server's response caches (calibrate the semantic tier)")
+    cache = p.add_subparsers(dest="cache_command", required=True)
+    c = cache.add_parser("calibrate", help="fit the semantic cache's threshold on your labelled pairs",
+                         description="Fit the semantic cache's threshold (cosine + guard) to a false-hit budget on "
+                         "labelled pairs (JSONL lines {\"a\": ..., \"b\": ..., \"same\": true|false}), save it, "
+                         "and compare it with plain cosine thresholds.")
+    c.add_argument("pairs", metavar="PAIRS.jsonl", help="labelled pairs to fit on (positives and negatives)")
+    c.add_argument("--max-false-hit-rate", type=float, required=True, metavar="X",
+                   help="budget: wrong hits / all hits, e.g. 0.01")
+    c.add_argument("--confidence", type=float, default=0.95, metavar="C",
+                   help="confidence of the Clopper-Pearson bound on the budget (default 0.95)")
+    c.add_argument("--encoder", default="onnx-int8", choices=("onnx-int8", "fp32"),
+                   help="prompt encoder the server will use (default onnx-int8)")
+    c.add_argument("--output", default="calibration.json", metavar="FILE",
+                   help="calibration JSON to write (default calibration.json; new, or --overwrite)")
+    c.add_argument("--overwrite", action="store_true", help="replace an earlier infopt calibration at --output")
+    c.add_argument("--heldout", metavar="HELD.jsonl",
+                   help="other labelled pairs to measure the curve on (default: PAIRS itself, optimistic)")
+    c.set_defaults(func=cmd_cache_calibrate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_distill)
     _add_serve(sub)
     _add_loadtest(sub)
+    _add_cache(sub)
     return parser
 
 

@@ -1,6 +1,8 @@
 """The response caches in front of every model: tenant scoping, look-up before the queue, store after a complete
 200, the hit's body and header, and the cache's metrics. Lookup order: exact, prompt, then the optional
-`semantic` tier (any object with `SemanticTier`'s get / put), then the model.
+`semantic` tier (any object with `SemanticTier`'s get / put; built from `config.semantic` when it is enabled and
+none is given), then the model. A semantic hit marked `verify` is also run on the model in the background
+(`ShadowRuns`) and the tier told whether the answers agree.
 
 A cache failure never fails a request: every call into a tier is guarded, and any exception is a miss (counted
 in `errors`). Backends block (SQLite, Redis), so every call runs in a worker thread.
@@ -19,6 +21,8 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from dataclasses import field as _field
 from typing import Any, Protocol
 
 from fastapi import Request
@@ -29,7 +33,8 @@ from pydantic import BaseModel
 from infopt.models import fingerprint_model
 from infopt.serve._config import ServeCacheConfig
 from infopt.serve._served import ServedModel
-from infopt.serve.cache import CacheHit, CacheRequest, CacheStack
+from infopt.serve._shadow_run import Rerun, ShadowRuns, generation_rerun
+from infopt.serve.cache import GENERATIVE, CacheHit, CacheRequest, CacheStack
 
 __all__ = ["CACHE_HEADER", "TAGS_HEADER", "TENANT_HEADER", "CacheCollector", "ResponseCache", "SemanticTier",
            "tenant_of"]
@@ -46,13 +51,22 @@ TAGS_HEADER = "X-Infopt-Cache-Tags"
 
 class SemanticTier(Protocol):
     """The hook of a semantic tier, asked after exact and prompt missed: the same get / put as `CacheStack`.
-    Optional extras the admin endpoints use when present: `purge() -> int`, `invalidate_model(fp) -> int`,
-    `invalidate_tag(tag) -> int`, `stats() -> dict`."""
+    Optional extras used when present: `purge() -> int`, `invalidate_model(fp) -> int`, `invalidate_tag(tag) ->
+    int`, `stats() -> dict` (admin endpoints, metrics), `record(agree: bool)` (shadow checks of hits whose `verify`
+    is true), `close()`."""
 
     def get(self, request: CacheRequest) -> CacheHit | None: ...
 
     def put(self, request: CacheRequest, response: Any, *, model_s: float = 0.0, tags: Iterable[str] = (),
             shared: bool | None = None) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ServedRequest(CacheRequest):
+    """A `CacheRequest` that also carries the served model and the parsed body (for shadow runs)."""
+
+    served: ServedModel | None = _field(default=None, compare=False, repr=False)
+    parsed: BaseModel | None = _field(default=None, compare=False, repr=False)
 
 
 def tenant_of(request: Request, user: str | None = None) -> str | None:
@@ -88,6 +102,8 @@ class ResponseCache:
     def __init__(self, config: ServeCacheConfig, semantic: SemanticTier | None = None, *, admin: bool = False) -> None:
         self.config, self.semantic, self.admin = config, semantic, admin
         self.stack: CacheStack | None = None
+        self.shadow = ShadowRuns(config.semantic.max_shadow_runs)
+        self._own_semantic = False
         self.errors = 0
         self.semantic_counts = {"lookups": 0, "hits": 0, "saved_s": 0.0}
         self._fingerprints: dict[int, str] = {}
@@ -105,8 +121,31 @@ class ResponseCache:
             except Exception:
                 log.exception("the response cache could not open; serving without it")
                 self._error()
+        if self.semantic is None and self.config.semantic.enabled and self.stack is not None:
+            await self._open_semantic(self.stack)
+
+    async def _open_semantic(self, stack: CacheStack) -> None:
+        """Build the semantic tier of `config.semantic` over the stack's backend, off the event loop (the encoder
+        loads in seconds); on failure, serve without it."""
+        from infopt.serve.cache._semantic_tier import build_semantic_tier
+
+        try:
+            self.semantic = await asyncio.to_thread(build_semantic_tier, self.config.semantic, stack.backend,
+                                                    cache_nondeterministic=self.config.cache_nondeterministic,
+                                                    shared_by_default=self.config.shared_by_default)
+            self._own_semantic = True
+        except Exception:
+            log.exception("the semantic cache tier could not open; serving without it")
+            self._error()
 
     async def close(self) -> None:
+        await self.shadow.close()
+        semantic, own = self.semantic, self._own_semantic
+        if own and semantic is not None:
+            self.semantic, self._own_semantic = None, False
+            closer = getattr(semantic, "close", None)
+            if callable(closer):
+                await asyncio.to_thread(closer)
         stack, self.stack = self.stack, None
         if stack is not None:
             await asyncio.to_thread(stack.close)
@@ -133,7 +172,8 @@ class ResponseCache:
             log.exception("cannot fingerprint model %r; not caching it", served.name)
             self._error()
             return None
-        return CacheRequest(endpoint, body.model_dump(), fp, tenant_of(request, getattr(body, "user", None)))
+        return ServedRequest(endpoint, body.model_dump(), fp, tenant_of(request, getattr(body, "user", None)),
+                             served, body)
 
     def _get(self, key: CacheRequest) -> CacheHit | None:
         hit = self.stack.get(key) if self.stack is not None else None
@@ -146,16 +186,27 @@ class ResponseCache:
                     self.semantic_counts["saved_s"] += hit.model_s
         return hit
 
-    async def lookup(self, key: CacheRequest | None) -> CacheHit | None:
-        """The cached answer, or None (a miss, or any failure of the caches)."""
+    async def lookup(self, key: CacheRequest | None, rerun: Rerun | None = None) -> CacheHit | None:
+        """The cached answer, or None (a miss, or any failure of the caches). A semantic hit to verify starts a
+        shadow run: `rerun` (the model's answer), or for completions / chat a generation of the same request."""
         if key is None:
             return None
         try:
-            return await asyncio.to_thread(self._get, key)
+            hit = await asyncio.to_thread(self._get, key)
         except Exception:
             log.exception("cache lookup failed; answering from the model")
             self._error()
             return None
+        if hit is not None and getattr(hit, "verify", False):
+            try:
+                if rerun is None and key.endpoint in GENERATIVE and isinstance(key, ServedRequest) \
+                        and key.served is not None and key.parsed is not None:
+                    rerun = generation_rerun(key.served, key.parsed)
+                self.shadow.schedule(self.semantic, key, hit, rerun)
+            except Exception:
+                log.exception("cannot start a shadow check of a semantic hit")
+                self._error()
+        return hit
 
     def _put(self, key: CacheRequest, response: Any, model_s: float, tags: tuple[str, ...]) -> None:
         if self.stack is not None:
@@ -177,7 +228,7 @@ class ResponseCache:
                      compute: Callable[[], Awaitable[dict[str, Any]]]) -> Response:
         """The cached answer (with its header), or `compute()`'s, stored."""
         key = await self.request(request, endpoint, body, served)
-        hit = await self.lookup(key)
+        hit = await self.lookup(key, rerun=compute)
         if hit is not None:
             return JSONResponse(hit_body(hit), headers={CACHE_HEADER: hit.tier})
         start = time.perf_counter()
@@ -192,7 +243,8 @@ class ResponseCache:
             out.update(self.stack.stats())
         if self.semantic is not None:
             extra = getattr(self.semantic, "stats", None)
-            out["semantic"] = {**dict(self.semantic_counts), **(extra() if callable(extra) else {})}
+            out["semantic"] = {**dict(self.semantic_counts), **(extra() if callable(extra) else {}),
+                               "shadow_runs": {**self.shadow.counts, "in_flight": self.shadow.in_flight}}
         return out
 
     def run_admin(self, op: str, *args: str) -> int:
@@ -203,6 +255,31 @@ class ResponseCache:
             if callable(fn):
                 n += int(fn(*args))
         return n
+
+
+def _semantic_metrics(sem: dict[str, Any]) -> Iterator[Metric]:
+    """The semantic tier's shadow checks, measured false-hit rate (and its upper bound), and threshold."""
+    shadow: dict[str, Any] = sem["shadow"] if isinstance(sem.get("shadow"), dict) else {}
+    checks = CounterMetricFamily("infopt_cache_semantic_shadow_checks",
+                                 "Semantic hits checked against the model in the background, by result.",
+                                 labels=["result"])
+    total, wrong = float(shadow.get("total_verified", 0)), float(shadow.get("total_disagreements", 0))
+    checks.add_metric(["agree"], total - wrong)
+    checks.add_metric(["disagree"], wrong)
+    yield checks
+    runs = sem.get("shadow_runs", {})
+    yield CounterMetricFamily("infopt_cache_semantic_shadow_dropped", "Shadow checks not run (too many in flight).",
+                              value=float(runs.get("dropped", 0)))
+    gauges = [("false_hit_rate", "Measured false-hit rate of semantic hits (since the threshold last changed).",
+               shadow.get("false_hit_rate", 0.0)),
+              ("false_hit_rate_ucb", "Upper confidence bound of the measured false-hit rate.",
+               shadow.get("false_hit_rate_ucb", 1.0)),
+              ("threshold", "Guard-score threshold of semantic hits in force (+Inf: hits off).", sem.get("threshold")),
+              ("disabled", "1 when semantic hits are off (shadow checks disabled them, or no threshold).",
+               0.0 if sem.get("serving", True) else 1.0)]
+    for name, doc, value in gauges:
+        yield GaugeMetricFamily(f"infopt_cache_semantic_{name}", doc,
+                                value=float("inf") if value is None else float(value))
 
 
 class CacheCollector:
@@ -233,9 +310,11 @@ class CacheCollector:
             yield counter
         for name, doc in (("entries", "Entries stored by tier."), ("bytes", "Bytes stored by tier.")):
             gauge = GaugeMetricFamily(f"infopt_cache_{name}", doc, labels=["tier"])
-            for tier, s in stats.get("tiers", {}).items():
-                gauge.add_metric([tier], float(s.get(name, 0)))
+            for tier, s in tiers.items():
+                gauge.add_metric([tier], float(s.get(name) or 0))
             yield gauge
+        if isinstance(stats.get("semantic"), dict):
+            yield from _semantic_metrics(stats["semantic"])
         up = GaugeMetricFamily("infopt_cache_backend_up", "1 while the cache backend answers, else 0.",
                                labels=["backend"])
         if "backend" in stats:

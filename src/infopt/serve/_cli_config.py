@@ -4,6 +4,7 @@ the reference of every TOML key (generated from the config dataclasses) for `inf
     config = serve_config(["minilm-l6-rt", "emb=./my-embedder"], None, port=8080, max_batch_size=16)
     config = serve_config(["clf=./clf"], None, cache_backend="redis", redis_url="redis://10.0.0.5:6379/0")
     config = serve_config(["clf=./clf"], None, no_cache=True)
+    config = serve_config(["lm=./my-lm"], None, semantic_cache=True)
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ FLAG_FIELDS: dict[str, tuple[str | None, str]] = {
     "cache_backend": ("cache", "backend"), "redis_url": ("cache", "redis_url"),
 }
 """Command-line overrides by keyword: (the nested config field or None for the top level, the field). Besides
-these, `no_cache=True` turns every cache tier off; `redis_url` alone also selects the "redis" backend."""
+these, `no_cache=True` turns every cache tier off, `semantic_cache=True` turns the semantic tier on; `redis_url`
+alone also selects the "redis" backend."""
 
 _DOCS: dict[type, dict[str, str]] = {
     ServeConfig: {
@@ -43,9 +45,9 @@ _DOCS: dict[type, dict[str, str]] = {
         "max_body_bytes": "largest request body in bytes",
         "price_per_hour": "the machine's cost per hour (any currency); /v1/stats turns it into a cost per "
                           "1,000 inputs (0: not shown)",
-        "cache": "response caches in front of every model (exact, then prompt tier): a hit answers with header "
-                 "X-Infopt-Cache and never reaches the model; tenants (X-Tenant, else the bearer key, else `user`) "
-                 "never see each other's entries",
+        "cache": "response caches in front of every model (exact, then prompt, then the opt-in semantic tier): a "
+                 "hit answers with header X-Infopt-Cache and never reaches the model; tenants (X-Tenant, else the "
+                 "bearer key, else `user`) never see each other's entries",
     },
     ModelSpec: {"name": "the name clients ask for (the `model` field of a request)",
                 "path": "a bundled model name (infopt models) or a model folder"},
@@ -88,6 +90,8 @@ def _toml(value: object) -> str:
         return str(value).lower()
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     return repr(value)
 
 
@@ -114,8 +118,9 @@ def _entry(key: str, doc: str, indent: str, width: int) -> list[str]:
     return textwrap.wrap(doc, 110, initial_indent=head, subsequent_indent=" " * len(head)) or [head.rstrip()]
 
 
-def _lines(cls: type, indent: str, width: int) -> list[str]:
-    """`key = default   description` for each plain field of `cls`, then one section per nested dataclass."""
+def _lines(cls: type, indent: str, width: int, prefix: str = "") -> list[str]:
+    """`key = default   description` for each plain field of `cls`, then one section per nested dataclass (named
+    from the top: `[cache.semantic]`)."""
     hints = typing.get_type_hints(cls)
     plain, sections = [], []
     for f in dataclasses.fields(cls):
@@ -128,8 +133,9 @@ def _lines(cls: type, indent: str, width: int) -> list[str]:
                else f"{f.name} = {_toml(default)}")
         plain.extend(_entry(key, _doc(cls, f.name), indent, width))
     for name, inner, many in sections:
-        plain.extend(_entry(f"[[{name}]]" if many else f"[{name}]", _doc(cls, name), indent, width))
-        plain.extend(_lines(inner, indent + "  ", width - 2))
+        table = prefix + name
+        plain.extend(_entry(f"[[{table}]]" if many else f"[{table}]", _doc(cls, name), indent, width))
+        plain.extend(_lines(inner, indent + "  ", width - 2, table + "."))
     return plain
 
 
@@ -180,6 +186,9 @@ def serve_config(models: Sequence[str], path: str | Path | None = None, **flags:
     specs = tuple(model_spec(m) for m in models)
     flags = dict(flags)
     no_cache = bool(flags.pop("no_cache", False))
+    semantic = bool(flags.pop("semantic_cache", False))
+    if no_cache and semantic:
+        raise UserError("--no-cache and --semantic-cache contradict each other.", "pass one of them.")
     if path is None and not specs:
         raise UserError("infopt serve was given no model.",
                         "pass one (e.g. infopt serve minilm-l6-rt) or --config serve.toml.")
@@ -189,7 +198,10 @@ def serve_config(models: Sequence[str], path: str | Path | None = None, **flags:
     if flags.get("redis_url") is not None and flags.get("cache_backend") is None:
         flags["cache_backend"] = "redis"
     config = _override(base, flags)
-    if no_cache:
-        config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, exact=False, prompt=False))
+    if no_cache or semantic:
+        cache = config.cache
+        tier = dataclasses.replace(cache.semantic, enabled=semantic)
+        change: dict[str, Any] = {"exact": False, "prompt": False} if no_cache else {}
+        config = dataclasses.replace(config, cache=dataclasses.replace(cache, semantic=tier, **change))
     assert isinstance(config.cache, ServeCacheConfig)
     return config

@@ -8,6 +8,8 @@
     max_wait_ms = 0.0
     [cache]                         # response caches (exact + prompt tiers); see ServeCacheConfig
     backend = "sqlite"              # "memory", "sqlite" or "redis"
+    [cache.semantic]                # the semantic tier (opt in); see SemanticConfig
+    enabled = true
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from infopt._config import check_bool, check_int, check_number, check_type, field_error
 from infopt.errors import UserError
 from infopt.serve.cache import CacheConfig
+from infopt.serve.cache._semantic_config import SemanticConfig
 
 __all__ = ["BatchingConfig", "ModelSpec", "ServeCacheConfig", "ServeConfig", "is_loopback", "load_serve_config"]
 
@@ -81,16 +84,22 @@ class ServeCacheConfig(CacheConfig):
     admin: bool | None = None
     """Serve POST /v1/cache/purge, POST /v1/cache/invalidate and GET /v1/cache/stats. They have no authentication
     yet, so when not set they are served only when `host` is a loopback address."""
+    semantic: SemanticConfig = dataclasses.field(default_factory=SemanticConfig)
+    """The semantic tier (`[cache.semantic]`, off unless `enabled`): paraphrases of a cached prompt get its answer
+    (header X-Infopt-Cache: semantic), within a calibrated false-hit budget that shadow checks enforce."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.admin is not None:
             check_bool(self, "admin")
+        if isinstance(self.semantic, Mapping):
+            object.__setattr__(self, "semantic", SemanticConfig.from_table(self.semantic))
+        check_type(self, "semantic", SemanticConfig)
 
     @property
     def enabled(self) -> bool:
         """Whether any tier runs."""
-        return self.exact or self.prompt
+        return self.exact or self.prompt or self.semantic.enabled
 
     def admin_on(self, host: str) -> bool:
         """Whether the admin endpoints are served on `host`."""

@@ -51,12 +51,19 @@ def _cache_line(config: ServeConfig) -> str:
     c = config.cache
     if not c.enabled:
         return "  cache: off"
-    tiers = " + ".join(t for t, on in (("exact", c.exact), ("prompt", c.prompt)) if on)
+    tiers = " + ".join(t for t, on in (("exact", c.exact), ("prompt", c.prompt), ("semantic", c.semantic.enabled))
+                       if on)
     where = {"memory": f"in memory ({c.max_bytes:,} bytes)", "sqlite": f"SQLite {c.sqlite_path}",
              "redis": f"Redis {c.redis_url} namespace {c.namespace}" + (" (local front)" if c.local_front else "")}
     admin = ("/v1/cache/purge, /invalidate, /stats served (no authentication)" if c.admin_on(config.host)
              else "admin endpoints off (cache.admin = true serves them)")
-    return f"  cache: {tiers} on {where[c.backend]}; {admin}"
+    line = f"  cache: {tiers} on {where[c.backend]}; {admin}"
+    if c.semantic.enabled:
+        s = c.semantic
+        line += (f"\n  semantic cache: {', '.join(s.endpoints)} ({s.encoder} encoder, false-hit budget "
+                 f"{s.max_false_hit_rate:g}, calibration {s.calibration_path}); {s.shadow_share:g} of hits "
+                 f"shadow-checked ({s.shadow_action} when over budget)")
+    return line
 
 
 def banner(config: ServeConfig, loaded: list[LoadedModel]) -> list[str]:
@@ -88,6 +95,12 @@ def launch(config: ServeConfig, *, echo: Callable[[str], None] = print, log_leve
            loader: Callable[[str | Path], LoadedModel] = load_model) -> None:
     """Load the models, echo the banner, serve until SIGTERM / SIGINT; raises InfoptError before serving."""
     check_address(config.host, config.port)
+    semantic = config.cache.semantic
+    if semantic.enabled:  # a bad calibration fails before serving; the encoder loads once, the server reuses it
+        from infopt.serve.cache._semantic_tier import load_encoder
+
+        semantic.load_calibration()
+        load_encoder(semantic.encoder)
     loaded = [loader(spec.path) for spec in config.models]
     for line in banner(config, loaded):
         echo(line)
