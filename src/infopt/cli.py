@@ -150,8 +150,9 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
     config = LoadtestConfig(
         args.url, args.model, endpoint=args.endpoint, concurrency=args.concurrency, rate=args.rate,
         arrival=args.arrival, duration_s=args.duration, requests=args.requests, data=args.data,
-        text_column=args.text_column, repeat_share=args.repeat_share, batch=args.batch, max_tokens=args.max_tokens,
-        stream=not args.no_stream, timeout_s=args.timeout_s, seed=args.seed,
+        text_column=args.text_column, repeat_share=args.repeat_share, paraphrase_share=args.paraphrase_share,
+        batch=args.batch, max_tokens=args.max_tokens, temperature=args.temperature, stream=not args.no_stream,
+        timeout_s=args.timeout_s, seed=args.seed,
     )
     loop = f"rate {config.rate:g}/s ({config.arrival})" if config.rate else f"concurrency {config.concurrency or 4}"
     Console(stderr=True).print(f"loadtest: up to {config.requests} requests in up to {config.duration_s:g} s, "
@@ -249,9 +250,15 @@ def _add_loadtest(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--text-column", metavar="C", default="text", help="column of the texts in a .csv / .jsonl file")
     p.add_argument("--repeat-share", type=float, metavar="X", default=0.0,
                    help="share of texts repeating an earlier one (cache tests), in [0, 1)")
+    p.add_argument("--paraphrase-share", type=float, metavar="X", default=0.0,
+                   help="share of texts paraphrasing an earlier one (with --repeat-share below 1); the texts are "
+                        "then the bundled paraphrase pairs (each b sent after its a), not --data")
     p.add_argument("--batch", type=int, metavar="N", default=1, help="texts per request (default 1)")
     p.add_argument("--max-tokens", type=int, metavar="N", default=16,
                    help="tokens generated per request (completions, chat; default 16)")
+    p.add_argument("--temperature", type=float, metavar="T",
+                   help="sampling temperature (completions, chat; default the server's, 1); the caches answer "
+                        "only 0")
     p.add_argument("--no-stream", action="store_true", help="completions / chat without streaming (no TTFT)")
     p.add_argument("--timeout-s", type=float, metavar="S", default=30.0, help="per-request timeout (default 30)")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="seed of the texts and of the Poisson schedule")

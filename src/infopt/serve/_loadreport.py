@@ -1,5 +1,6 @@
 """What a load test measured: per-request samples, percentiles, the server's batch-size histogram (from its
-Prometheus /metrics) and the `LoadtestResult` that `infopt loadtest` prints and writes as loadtest.json."""
+Prometheus /metrics), answers by cache tier, and the `LoadtestResult` that `infopt loadtest` prints and writes as
+loadtest.json."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 __all__ = [
+    "CACHE_TIERS",
     "BatchHistogram",
     "LoadtestResult",
     "Sample",
     "batch_histogram",
+    "cache_summary",
     "parse_histogram",
     "percentile",
     "print_loadtest",
@@ -27,12 +30,14 @@ __all__ = [
 @dataclasses.dataclass(frozen=True)
 class Sample:
     """One request: its HTTP status (or `timeout` / `connection` / `bad-response`), latency, time to first
-    token (streams) and the items it carried (texts sent, or tokens generated)."""
+    token (streams), the items it carried (texts sent, or tokens generated) and the cache tier that answered it
+    (its `X-Infopt-Cache` header; None: a miss)."""
 
     status: str
     latency_s: float
     ttft_s: float | None = None
     items: int = 0
+    cache: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -58,6 +63,25 @@ def _ms_summary(seconds: Sequence[float]) -> dict[str, float] | None:
     out = {f"p{q}": percentile(ms, q) for q in (50, 95, 99)}
     return {**{k: round(v, 3) for k, v in out.items() if v is not None}, "mean": round(sum(ms) / len(ms), 3),
             "max": round(max(ms), 3)}
+
+
+CACHE_TIERS = ("exact", "prompt", "semantic")
+"""The tiers a server's `X-Infopt-Cache` header names, in lookup order."""
+
+
+def cache_summary(samples: Sequence[Sample]) -> dict[str, Any]:
+    """Successful requests by cache tier (and `miss`): their count, share and latency; the hits, the hit rate
+    and the model calls (= misses)."""
+    good = [s for s in samples if s.ok]
+    names = [*CACHE_TIERS, *sorted({s.cache for s in good if s.cache and s.cache not in (*CACHE_TIERS, "miss")})]
+    tiers: dict[str, Any] = {}
+    for name in (*names, "miss"):
+        picked = [s.latency_s for s in good if (s.cache or "miss") == name]
+        tiers[name] = {"requests": len(picked), "rate": round(len(picked) / len(good), 4) if good else 0.0,
+                       "latency_ms": _ms_summary(picked)}
+    misses = tiers["miss"]["requests"]
+    return {"tiers": tiers, "hits": len(good) - misses,
+            "hit_rate": round((len(good) - misses) / len(good), 4) if good else 0.0, "model_calls": misses}
 
 
 def parse_histogram(text: str, name: str, labels: Mapping[str, str] | None = None) -> dict[str, float]:
@@ -133,6 +157,10 @@ class LoadtestResult:
     items_per_s: float
     batch_size: BatchHistogram | None
     notes: tuple[str, ...] = ()
+    cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """`cache_summary` of the samples: requests, share and latency by cache tier; hits; model calls."""
+    workload: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Texts sent by kind: new, repeat, paraphrase."""
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -143,7 +171,8 @@ class LoadtestResult:
 
 
 def summarize(samples: Sequence[Sample], elapsed_s: float, *, config: dict[str, Any], mode: str, item: str,
-              batch_size: BatchHistogram | None, notes: Sequence[str] = ()) -> LoadtestResult:
+              batch_size: BatchHistogram | None, notes: Sequence[str] = (),
+              workload: Mapping[str, int] | None = None) -> LoadtestResult:
     """The result of `samples` taken over `elapsed_s` seconds."""
     good = [s for s in samples if s.ok]
     errors: dict[str, int] = {}
@@ -160,7 +189,8 @@ def summarize(samples: Sequence[Sample], elapsed_s: float, *, config: dict[str, 
         config=config, mode=mode, sent=len(samples), ok=len(good), errors=dict(sorted(errors.items())),
         elapsed_s=round(elapsed_s, 3), latency_ms=_ms_summary([s.latency_s for s in good]),
         ttft_ms=_ms_summary(ttfts), requests_per_s=per_s(len(good)), items=items, item=item,
-        items_per_s=per_s(items), batch_size=batch_size, notes=tuple(notes))
+        items_per_s=per_s(items), batch_size=batch_size, notes=tuple(notes), cache=cache_summary(samples),
+        workload=dict(workload or {}))
 
 
 def _fmt(ms: Mapping[str, float] | None, key: str) -> str:
@@ -198,5 +228,23 @@ def print_loadtest(result: LoadtestResult, console: Console) -> None:
         for le, n in h.buckets.items():
             hist.add_row(le, str(n))
         console.print(hist)
+    _print_cache(result, console)
     for note in result.notes:
         console.print(f"note: {note}")
+
+
+def _print_cache(result: LoadtestResult, console: Console) -> None:
+    """Answers by cache tier: share and latency; then the hit rate, model calls and the workload's kinds."""
+    if not result.cache:
+        return
+    table = Table(title="answers by cache tier (X-Infopt-Cache)")
+    for name in ("tier", "requests", "share", "mean ms", "p50 ms", "p95 ms"):
+        table.add_column(name, justify="left" if name == "tier" else "right")
+    for tier, s in result.cache["tiers"].items():
+        ms = s["latency_ms"]
+        table.add_row(tier if tier != "miss" else "miss (model)", str(s["requests"]), f"{s['rate']:.1%}",
+                      _fmt(ms, "mean"), _fmt(ms, "p50"), _fmt(ms, "p95"))
+    console.print(table)
+    kinds = ", ".join(f"{k} {v}" for k, v in result.workload.items())
+    console.print(f"cache hit rate {result.cache['hit_rate']:.1%}, model calls (misses) "
+                  f"{result.cache['model_calls']}" + (f"; texts sent: {kinds}" if kinds else ""))

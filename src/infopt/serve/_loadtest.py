@@ -6,6 +6,10 @@
 Closed loop (`concurrency` workers, each sends its next request when the last one is answered) or open loop
 (`rate` requests per second on a Poisson or fixed schedule, whatever the server does). It stops at `requests`
 or `duration_s`, whichever comes first, and reads the server's `infopt_batch_size` histogram before and after.
+Answers are counted by their `X-Infopt-Cache` header (streams too; none: a miss). `repeat_share` of the texts
+repeat one sent earlier; `paraphrase_share` paraphrase one: then the pool is the `a` texts of the bundled pairs
+labelled `same` (`infopt.serve.cache._pairs`, both splits), not `data`, and a paraphrase is the `b` (not sent
+yet) of a pair whose `a` was sent (none left: a new text).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import ipaddress
 import json
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,12 +29,15 @@ from infopt._config import check_bool, check_choice, check_fraction, check_int, 
 from infopt.errors import MissingDependency, UserError
 from infopt.serve._loadreport import LoadtestResult, Sample, batch_histogram, parse_histogram, summarize
 
-__all__ = ["ENDPOINTS", "LoadtestConfig", "arrival_times", "check_loopback", "plan_texts", "run_loadtest"]
+__all__ = ["CACHE_HEADER", "ENDPOINTS", "LoadtestConfig", "Workload", "arrival_times", "check_loopback",
+           "plan_workload", "run_loadtest"]
 
 ENDPOINTS = {"classify": "/v1/classify", "embeddings": "/v1/embeddings", "completions": "/v1/completions",
              "chat": "/v1/chat/completions"}
 """The endpoints a load test can drive, by short name."""
 _STREAMING = ("completions", "chat")
+CACHE_HEADER = "X-Infopt-Cache"
+"""The header of a cached answer (`infopt.serve.CACHE_HEADER`; not imported, so a client needs no server)."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -88,10 +96,14 @@ class LoadtestConfig:
     """The column of the texts in a .csv / .jsonl file."""
     repeat_share: float = 0.0
     """Share of texts that repeat one sent earlier (for cache tests), in [0, 1)."""
+    paraphrase_share: float = 0.0
+    """Share of texts that paraphrase one sent earlier (bundled pairs; see the module doc), in [0, 1)."""
     batch: int = 1
     """Texts per request (classify, embeddings, completions)."""
     max_tokens: int = 16
     """Tokens to generate per request (completions, chat)."""
+    temperature: float | None = None
+    """Sampling temperature (completions, chat; None: the server's, 1). Caches only answer 0 (deterministic)."""
     stream: bool = True
     """Stream completions / chat (needed for the time to first token)."""
     timeout_s: float = 30.0
@@ -111,8 +123,14 @@ class LoadtestConfig:
         check_number(self, "duration_s", low=0, bounds="()", example=10)
         check_int(self, "requests", min=1)
         check_fraction(self, "repeat_share")
+        check_fraction(self, "paraphrase_share")
+        if self.repeat_share + self.paraphrase_share >= 1:
+            raise UserError(f"repeat_share {self.repeat_share:g} + paraphrase_share {self.paraphrase_share:g} is "
+                            f"{self.repeat_share + self.paraphrase_share:g}; together they must be below 1.",
+                            "lower --repeat-share or --paraphrase-share (the rest of the requests are new texts).")
         check_int(self, "batch", min=1)
         check_int(self, "max_tokens", min=1)
+        check_number(self, "temperature", low=0, high=2, example=0, optional=True)
         check_number(self, "timeout_s", low=0, bounds="()", example=30)
         check_bool(self, "stream")
         check_int(self, "seed")
@@ -136,26 +154,78 @@ def arrival_times(n: int, rate: float, arrival: str = "poisson", seed: int = 0) 
     return times
 
 
-def plan_texts(pool: list[str], n: int, batch: int, repeat_share: float, seed: int = 0) -> list[list[str]]:
-    """The texts of `n` requests of `batch` texts: each is, with probability `repeat_share`, one sent before,
-    else the next of `pool` (deduplicated, shuffled; cycled if it runs out)."""
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """The texts of each request and the kind of each text: `new`, `repeat` or `paraphrase`."""
+
+    requests: list[list[str]]
+    kinds: list[tuple[str, ...]]
+
+    def counts(self, n: int | None = None) -> dict[str, int]:
+        """Texts of each kind in the first `n` requests (all by default)."""
+        return {k: sum(kinds.count(k) for kinds in self.kinds[:n]) for k in ("new", "repeat", "paraphrase")}
+
+
+def _paraphrase(rng: random.Random, open_: list[str], left: dict[str, list[str]], seen: set[str]) -> str | None:
+    """A paraphrase not sent yet of a random sent text in `open_` (texts left without one leave it), or None."""
+    while open_:
+        a = rng.choice(open_)
+        fresh = [b for b in left[a] if b not in seen]
+        if fresh:
+            left[a].remove(text := rng.choice(fresh))
+            return text
+        open_.remove(a)
+    return None
+
+
+def plan_workload(pool: Sequence[str], n: int, batch: int, repeat_share: float, seed: int = 0, *,
+                  pairs: Sequence[tuple[str, str]] = (), paraphrase_share: float = 0.0) -> Workload:
+    """`n` requests of `batch` texts: each text is, with probability `repeat_share`, one sent before; with
+    `paraphrase_share`, the `b` of a pair (a, b) of `pairs` whose `a` was sent and `b` not yet (none left: a new
+    text); else new: the next of `pool` not sent yet (deduplicated, shuffled; cycled once all were sent)."""
     if not pool:
         raise UserError("The load test has no texts.", "pass --data with some text in it.")
     rng = random.Random(seed)
     order = list(dict.fromkeys(pool))  # a duplicate in the data would be a repeat nobody asked for
     rng.shuffle(order)
+    left: dict[str, list[str]] = {}
+    for a, b in dict.fromkeys(p for p in pairs if p[0] != p[1]):
+        left.setdefault(a, []).append(b)
     sent: list[str] = []
-    plan = []
+    seen: set[str] = set()
+    open_: list[str] = []  # texts sent that have a paraphrase not sent yet
+    in_pool, pool_sent, n_new = set(order), 0, 0
+    requests: list[list[str]] = []
+    kinds: list[tuple[str, ...]] = []
     for _ in range(n):
-        texts = []
+        texts: list[str] = []
+        kind: list[str] = []
         for _ in range(batch):
-            if sent and rng.random() < repeat_share:
-                texts.append(rng.choice(sent))
-            else:
-                texts.append(order[len(sent) % len(order)])
-                sent.append(texts[-1])
-        plan.append(texts)
-    return plan
+            text, draw = None, rng.random() if sent else 1.0
+            if draw < repeat_share:
+                text = rng.choice(sent)
+                kind.append("repeat")
+            elif draw < repeat_share + paraphrase_share:
+                text = _paraphrase(rng, open_, left, seen)
+                if text is not None:
+                    kind.append("paraphrase")
+            if text is None:
+                for _ in range(len(order)):  # skip pool texts already sent as someone's paraphrase
+                    text, n_new = order[n_new % len(order)], n_new + 1
+                    if text not in seen or pool_sent == len(order):
+                        break
+                kind.append("new")
+            assert text is not None
+            if text not in seen:
+                seen.add(text)
+                sent.append(text)
+                pool_sent += text in in_pool
+                if left.get(text):
+                    open_.append(text)
+            texts.append(text)
+        requests.append(texts)
+        kinds.append(tuple(kind))
+    return Workload(requests, kinds)
 
 
 def _body(config: LoadtestConfig, texts: list[str]) -> dict[str, Any]:
@@ -163,6 +233,8 @@ def _body(config: LoadtestConfig, texts: list[str]) -> dict[str, Any]:
     if config.endpoint in ("classify", "embeddings"):
         return {"model": config.model, "input": one, "truncate": True}
     body: dict[str, Any] = {"model": config.model, "max_tokens": config.max_tokens, "stream": config.stream}
+    if config.temperature is not None:
+        body["temperature"] = float(config.temperature)
     if config.endpoint == "chat":
         return {**body, "messages": [{"role": "user", "content": texts[0]}]}
     return {**body, "prompt": one}
@@ -176,8 +248,9 @@ def _content(chunk: dict[str, Any]) -> bool:
 
 
 async def _send(client: Any, config: LoadtestConfig, texts: list[str], started: float) -> Sample:
-    """One request; latency from `started` (perf_counter). Status: the HTTP code, or timeout / connection /
-    bad-response (a success whose body cannot be read) / stream-error (an error event inside a stream)."""
+    """One request; latency from `started` (perf_counter) and the cache tier of its `X-Infopt-Cache` header.
+    Status: the HTTP code, or timeout / connection / bad-response (a success whose body cannot be read) /
+    stream-error (an error event inside a stream)."""
     import httpx
 
     path, body = ENDPOINTS[config.endpoint], _body(config, texts)
@@ -213,7 +286,7 @@ async def _send(client: Any, config: LoadtestConfig, texts: list[str], started: 
         return Sample("connection", time.perf_counter() - started)
     except (ValueError, AttributeError, TypeError):  # a 200 whose body is not the JSON an endpoint answers
         return Sample("bad-response", time.perf_counter() - started)
-    return Sample(str(r.status_code), time.perf_counter() - started, ttft, items)
+    return Sample(str(r.status_code), time.perf_counter() - started, ttft, items, r.headers.get(CACHE_HEADER))
 
 
 async def _closed(client: Any, config: LoadtestConfig, plan: list[list[str]], deadline: float) -> list[Sample]:
@@ -263,10 +336,21 @@ async def _histogram(client: Any, model: str, notes: list[str]) -> dict[str, flo
         return None
 
 
-def _texts(config: LoadtestConfig) -> list[str]:
-    from infopt.data import load_text_corpus
+def _workload(config: LoadtestConfig, texts: list[str] | None) -> Workload:
+    if config.paraphrase_share == 0:
+        from infopt.data import load_text_corpus
 
-    return load_text_corpus(config.data, text_column=config.text_column, seed=config.seed)
+        if texts is None:
+            texts = load_text_corpus(config.data, text_column=config.text_column, seed=config.seed)
+        return plan_workload(texts, config.requests, config.batch, config.repeat_share, config.seed)
+    if texts is not None:
+        raise UserError("A load test with paraphrase_share takes its texts from the bundled paraphrase pairs.",
+                        "drop texts= (or set paraphrase_share to 0).")
+    from infopt.serve.cache._pairs import load_pairs
+
+    pairs = [(p.a, p.b) for p in load_pairs() if p.same]  # both splits
+    return plan_workload([a for a, _ in pairs], config.requests, config.batch, config.repeat_share, config.seed,
+                         pairs=pairs, paraphrase_share=config.paraphrase_share)
 
 
 async def loadtest_async(config: LoadtestConfig, texts: list[str] | None = None) -> LoadtestResult:
@@ -275,8 +359,7 @@ async def loadtest_async(config: LoadtestConfig, texts: list[str] | None = None)
         import httpx
     except ImportError:
         raise MissingDependency("infopt loadtest needs httpx.", "pip install httpx") from None
-    plan = plan_texts(texts if texts is not None else _texts(config), config.requests, config.batch,
-                      config.repeat_share, config.seed)
+    workload = _workload(config, texts)
     cap = config.concurrency or (4 if config.rate is None else 256)
     limits = httpx.Limits(max_connections=cap, max_keepalive_connections=cap)
     notes: list[str] = []
@@ -286,21 +369,24 @@ async def loadtest_async(config: LoadtestConfig, texts: list[str] | None = None)
         before = await _histogram(client, config.model, notes)
         start = time.perf_counter()
         if config.rate is None:
-            samples = await _closed(client, config, plan, start + config.duration_s)
+            samples = await _closed(client, config, workload.requests, start + config.duration_s)
         else:
-            samples = await _open(client, config, plan, start)
+            samples = await _open(client, config, workload.requests, start)
         elapsed = time.perf_counter() - start
         after = await _histogram(client, config.model, notes) if before is not None else None
     hist = batch_histogram(before, after) if before is not None and after is not None else None
     item = "tokens" if config.endpoint in _STREAMING else "texts"
+    if config.endpoint in _STREAMING and config.temperature != 0 and config.repeat_share + config.paraphrase_share:
+        notes.append("completions / chat sampled at a temperature above 0 are not cached (unless the server caches "
+                     "nondeterministic answers): pass --temperature 0 to measure cache hits.")
     return summarize(samples, elapsed, config=dataclasses.asdict(config), mode=config.mode, item=item,
-                     batch_size=hist, notes=notes)
+                     batch_size=hist, notes=notes, workload=workload.counts(len(samples)))
 
 
 def run_loadtest(config: LoadtestConfig, *, texts: list[str] | None = None,
                  output: str | Path | None = None, overwrite: bool = False) -> LoadtestResult:
-    """Run the load test (texts from `config.data` unless given); with `output`, write loadtest.json there
-    (the folder is checked before any request is sent)."""
+    """Run the load test (texts from `config.data` unless given; with `paraphrase_share`, the bundled pairs);
+    with `output`, write loadtest.json there (the folder is checked before any request is sent)."""
     from infopt._atomic import atomic_dir, check_output
 
     if output is not None:

@@ -1,0 +1,296 @@
+"""Cache hit latency at the client over loopback, with 100,000 entries in the semantic index: exact hits, semantic
+hits (paraphrases of stored prompts) and misses that run the model, against the targets (exact p95 <= 2 ms,
+semantic p95 <= 5 ms).
+
+    .venv/bin/python benchmarks/cache_latency.py                        # 100,000 entries (indexing takes a while)
+    .venv/bin/python benchmarks/cache_latency.py --entries 2000 --misses 10 --rounds 1     # a quick check
+
+`infopt serve` (a subprocess: SmolLM2-135M chat, semantic tier on, shadow checks off unless --shadow-share)
+runs on the redis backend of a private `redis-server` (a subprocess; or --redis-url). The cache is filled the
+way a second server would fill it, not with model calls: this process writes the exact, prompt and semantic
+entries of each prompt into the same Redis (the product's tier classes, with the server's model fingerprint
+and request form read back from one real answer), and the server indexes each semantic entry from the Redis
+event, as it does for entries of its peers. Stored prompts: the `a` texts of the bundled paraphrase pairs
+(`same`), then distractors from the bundled corpora; semantic probes: the pairs' `b` texts (not stored); misses:
+corpus texts not stored. Requests: one keep-alive httpx client, one at a time, chat, temperature 0, no stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import httpx
+import numpy as np
+
+from infopt.data import load_text_corpus
+from infopt.serve._lm_schemas import ChatCompletionRequest
+from infopt.serve.cache import CacheRequest
+from infopt.serve.cache._exact import ExactCache, PromptCache
+from infopt.serve.cache._pairs import load_pairs
+from infopt.serve.cache._redis import RedisBackend
+from infopt.serve.cache._semantic_tier import KEY_PREFIX, SemanticResponseTier
+from infopt.serve.cache._store import Entry
+
+PATH = "/v1/chat/completions"
+NAMESPACE = "bench"
+TARGETS = {"exact": 2.0, "semantic": 5.0}
+
+
+def cpu_name() -> str:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    for line in info.splitlines():
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    return f"{platform.processor() or 'unknown'}, {os.cpu_count()} cores"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"infopt serve exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError("infopt serve did not become ready")
+
+
+@contextlib.contextmanager
+def redis_server(url: str | None) -> Iterator[str]:
+    """The given Redis, or a private `redis-server` (no persistence, no pub/sub buffer limit) on a free port."""
+    if url is not None:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("needs redis-server on PATH (apt-get install redis-server), or --redis-url URL")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--client-output-buffer-limit", "pubsub 0 0 0"], stdout=subprocess.DEVNULL)
+    try:
+        import redis
+
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def server(redis_url: str, shadow_share: float) -> Iterator[str]:
+    port = free_port()
+    config = Path(tempfile.mkdtemp(prefix="infopt-cache-bench-")) / "serve.toml"
+    config.write_text(f'port = {port}\n[models]\nlm = "smollm2-135m"\n[cache]\nbackend = "redis"\n'
+                      f'redis_url = "{redis_url}"\nnamespace = "{NAMESPACE}"\n'
+                      f"[cache.semantic]\nenabled = true\nshadow_share = {shadow_share}\n")
+    cmd = [str(Path(sys.executable).parent / "infopt"), "serve", "--config", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def body(text: str, max_tokens: int) -> dict[str, Any]:
+    return {"model": "lm", "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
+            "temperature": 0.0, "stream": False}
+
+
+def prompts(entries: int, seed: int) -> tuple[list[str], list[str], list[str]]:
+    """(stored prompts, semantic probes, miss prompts): pair `a`s then distractors; pair `b`s; others."""
+    positives = [p for p in load_pairs() if p.same]
+    stored = list(dict.fromkeys(p.a for p in positives))
+    probes = sorted({p.b for p in positives} - set(stored))
+    taken = set(stored) | {p.b for p in positives}
+    corpus: list[str] = []
+    for name in ("rotten-tomatoes", "tweets", "news"):
+        corpus += [t[:300] for t in load_text_corpus(name, seed=seed)]
+    corpus = [t for t in dict.fromkeys(corpus) if t not in taken]
+    rng = random.Random(seed)
+    rng.shuffle(corpus)
+    misses, corpus = corpus[:1000], corpus[1000:]
+    stored = stored[:entries]
+    stored += corpus[: entries - len(stored)]
+    have = set(stored)
+    while len(stored) < entries:  # the corpora hold ~50,000 texts: pairs of them for the rest
+        text = f"{rng.choice(corpus)} {rng.choice(corpus)}"[:300]
+        if text not in have:
+            have.add(text)
+            stored.append(text)
+    return stored, probes, misses
+
+
+class _Writer(SemanticResponseTier):
+    """The semantic tier's put without indexing here: the server indexes the entry from the Redis event."""
+
+    def _index(self, key: str, scope: str, ns: str, prompt: str, tags: tuple[str, ...],
+               expires: float | None) -> None:
+        pass
+
+
+def seed_answer(redis_url: str, url: str, max_tokens: int) -> tuple[str, dict[str, Any], float]:
+    """One real answer through the server; (its model fingerprint, the stored response, model seconds)."""
+    import redis
+
+    r = httpx.post(url + PATH, json=body("Say hello to the benchmark.", max_tokens), timeout=120)
+    r.raise_for_status()
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"{NAMESPACE}:e:"
+    for name in client.scan_iter(match=f"{prefix}{KEY_PREFIX}*"):
+        key = bytes(name).decode()[len(prefix):]
+        entry = Entry.decode(bytes(cast(bytes, client.get(name))), key)
+        return entry.fingerprint, json.loads(entry.payload)["response"], entry.model_s
+    raise RuntimeError("the server stored no semantic entry for its first answer")
+
+
+def fill(redis_url: str, texts: list[str], fingerprint: str, response: dict[str, Any], model_s: float,
+         max_tokens: int) -> float:
+    """Write the exact, prompt and semantic entries of `texts`; seconds taken."""
+    backend = RedisBackend(redis_url, NAMESPACE)
+    tiers = [ExactCache(backend), PromptCache(backend),
+             _Writer(backend, cast(Any, SimpleNamespace()), sync=False)]
+    start = time.perf_counter()
+    for i, text in enumerate(texts):
+        form = ChatCompletionRequest.model_validate(body(text, max_tokens)).model_dump()
+        request = CacheRequest(PATH, form, fingerprint)
+        answer = {**response, "id": f"chatcmpl-fill{i}"}
+        if not all(t.put(request, answer, model_s=model_s) for t in tiers):
+            raise RuntimeError(f"Redis dropped the entries of prompt {i}")
+    backend.close()
+    return time.perf_counter() - start
+
+
+def cache_stats(url: str) -> dict[str, Any]:
+    """The server's cache stats by tier (exact, prompt, semantic)."""
+    stats = httpx.get(url + "/v1/stats", timeout=300).json()["cache"]
+    return {**stats.get("tiers", {}), "semantic": stats.get("semantic", {})}
+
+
+def server_ms(before: dict[str, Any], after: dict[str, Any], tier: str) -> str:
+    """Mean lookup time inside the server's `tier` between two `cache_stats` readings."""
+    a, b = after.get(tier, {}), before.get(tier, {})
+    n = a.get("lookups", 0) - b.get("lookups", 0)
+    if n <= 0:
+        return "-"
+    total = a["mean_lookup_ms"] * a["lookups"] - b.get("mean_lookup_ms", 0) * b.get("lookups", 0)
+    return f"{total / n:.2f}"
+
+
+def wait_indexed(url: str, want: int, timeout_s: float) -> float:
+    """Poll the server's index until it holds `want` entries; seconds waited."""
+    start = time.perf_counter()
+    while True:
+        indexed = int(cache_stats(url)["semantic"].get("indexed", 0))
+        waited = time.perf_counter() - start
+        print(f"  indexed {indexed:,} / {want:,} after {waited:.0f} s", file=sys.stderr, flush=True)
+        if indexed >= want:
+            return waited
+        if waited > timeout_s:
+            raise RuntimeError(f"the server indexed {indexed} of {want} entries in {timeout_s:.0f} s")
+        time.sleep(min(15.0, 2.0 + waited / 10))
+
+
+def measure(client: httpx.Client, texts: list[str], max_tokens: int) -> tuple[dict[str, list[float]], int]:
+    """Latency (ms) of each request by the tier that answered (`miss`: the model); and errors."""
+    out: dict[str, list[float]] = {}
+    errors = 0
+    for text in texts:
+        start = time.perf_counter()
+        r = client.post(PATH, json=body(text, max_tokens))
+        ms = (time.perf_counter() - start) * 1000
+        if r.status_code != 200:
+            errors += 1
+            continue
+        out.setdefault(r.headers.get("x-infopt-cache", "miss"), []).append(ms)
+    return out, errors
+
+
+def row(kind: str, ms: list[float], asked: int, inside: str) -> str:
+    target = TARGETS.get(kind)
+    limit = "-" if target is None else f"p95 <= {target:g}"
+    if not ms:
+        return f"| {kind} | 0 of {asked} | - | - | - | {inside} | {limit} | - |"
+    p50, p95, p99 = (float(np.percentile(ms, q)) for q in (50, 95, 99))
+    met = "-" if target is None else ("yes" if p95 <= target else "no")
+    return f"| {kind} | {len(ms)} of {asked} | {p50:.2f} | {p95:.2f} | {p99:.2f} | {inside} | {limit} | {met} |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", type=int, default=100_000, help="prompts stored (default 100,000)")
+    ap.add_argument("--exact", type=int, default=1000, help="exact-hit probes (stored prompts; default 1000)")
+    ap.add_argument("--rounds", type=int, default=3, help="passes over the semantic probes (default 3)")
+    ap.add_argument("--misses", type=int, default=50, help="misses that run the model (default 50)")
+    ap.add_argument("--max-tokens", type=int, default=16, help="tokens per answer (default 16)")
+    ap.add_argument("--shadow-share", type=float, default=0.0,
+                    help="share of semantic hits shadow-checked on the model (default 0: no background runs)")
+    ap.add_argument("--redis-url", help="use this Redis instead of a private redis-server (namespace 'bench')")
+    ap.add_argument("--index-timeout-s", type=float, default=7200.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    stored, probes, misses = prompts(args.entries, args.seed)
+    print(f"CPU: {cpu_name()}; {len(stored):,} prompts to store, {len(probes)} paraphrase probes")
+    rng = random.Random(args.seed)
+    with redis_server(args.redis_url) as redis_url, server(redis_url, args.shadow_share) as url:
+        fingerprint, response, model_s = seed_answer(redis_url, url, args.max_tokens)
+        fill_s = fill(redis_url, stored, fingerprint, response, model_s, args.max_tokens)
+        print(f"wrote {3 * len(stored):,} entries (exact, prompt, semantic) in {fill_s:.0f} s; indexing ...")
+        index_s = wait_indexed(url, len(stored) + 1, args.index_timeout_s)
+        print(f"the server indexed them in {index_s:.0f} s after the writes")
+        with httpx.Client(base_url=url, timeout=300, trust_env=False) as client:
+            measure(client, rng.sample(stored, 20) + probes[:5], args.max_tokens)  # warm-up
+            snaps = [cache_stats(url)]
+            exact, e1 = measure(client, rng.sample(stored, min(args.exact, len(stored))), args.max_tokens)
+            snaps.append(cache_stats(url))
+            semantic, e2 = measure(client, probes * args.rounds, args.max_tokens)
+            snaps.append(cache_stats(url))
+            missed, e3 = measure(client, misses[: args.misses], args.max_tokens)
+    sem = snaps[-1]["semantic"]
+    others = {k: len(v) for k, v in semantic.items() if k != "semantic"}
+    print(f"\n{int(sem.get('indexed', 0)):,} entries in the index; threshold {sem.get('threshold')}; "
+          f"errors {e1 + e2 + e3}; paraphrase probes not answered by the semantic tier: {others or 'none'} "
+          "(a miss there is stored, and answered by the exact tier in later rounds); miss prompts answered by a "
+          f"cache: { {k: len(v) for k, v in missed.items() if k != 'miss'} or 'none'}")
+    print(f"\nclient latency in ms, sequential keep-alive requests over loopback ({cpu_name()}); "
+          "'in server': mean time inside the tier's lookup (semantic: encoder, index search, guard):")
+    print("| kind | answered | p50 | p95 | p99 | in server | target | met |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(row("exact", exact.get("exact", []), min(args.exact, len(stored)), server_ms(snaps[0], snaps[1], "exact")))
+    print(row("semantic", semantic.get("semantic", []), len(probes) * args.rounds,
+              server_ms(snaps[1], snaps[2], "semantic")))
+    print(row("miss", missed.get("miss", []), min(args.misses, len(misses)), "-"))
+
+if __name__ == "__main__":
+    main()
