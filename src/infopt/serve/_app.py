@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,15 +23,18 @@ from infopt.models import LoadedModel, load_model
 from infopt.serve._cache_routes import install_cache_routes
 from infopt.serve._caching import CacheCollector, ResponseCache, SemanticTier
 from infopt.serve._config import ModelSpec, ServeConfig
-from infopt.serve._errors import RequestError, WrongTask
+from infopt.serve._errors import QueueFull, RequestError, WrongTask
 from infopt.serve._http import ServeMiddleware, info_of, install_handlers
 from infopt.serve._lm_routes import install_lm_routes
 from infopt.serve._metrics import PROMETHEUS_CONTENT_TYPE
 from infopt.serve._schemas import ClassifyRequest, EmbeddingsRequest
-from infopt.serve._served import ServedModel
+from infopt.serve._served import Encoded, ServedModel
 from infopt.serve._state import Loader, ServerState
 
 __all__ = ["create_app"]
+
+_BATCHED = frozenset({"/v1/classify", "/v1/embeddings"})
+_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 
 
 def _config_for(source: ServeConfig | Mapping[str, LoadedModel], config: ServeConfig | None) -> ServeConfig:
@@ -65,17 +69,30 @@ def _model(state: ServerState, request: Request, name: str) -> ServedModel:
 
 
 def _prepare(state: ServerState, request: Request, name: str, task: str, value: str | list[Any],
-             truncate: bool) -> tuple[ServedModel, list[str], list[int]]:
-    """The served model, the texts and their token counts, after every check (before any cache or queue)."""
+             truncate: bool) -> tuple[ServedModel, list[Encoded], list[int]]:
+    """The served model, the texts tokenized and their token counts, after every check (before any cache or
+    queue)."""
     served = _model(state, request, name)
-    texts = _texts(state, value)
-    return served, texts, served.check(task, texts, truncate)
+    encoded = served.check(task, _texts(state, value), truncate)
+    return served, encoded, [len(e["input_ids"]) for e in encoded]
 
 
-async def _infer(state: ServerState, served: ServedModel, texts: list[str], counts: list[int]) -> list[list[float]]:
-    outputs = await served.infer(texts, counts)
+async def _infer(state: ServerState, served: ServedModel, encoded: list[Encoded], counts: list[int],
+                 ) -> list[list[float]]:
+    outputs = await served.infer(encoded)
     state.metrics.counted(served.name, sum(counts))
     return outputs
+
+
+def _shed(state: ServerState, path: str, raw: bytes) -> tuple[str, QueueFull] | None:
+    """A classify / embeddings request to a model whose queue is full, refused before parsing and routing (cached
+    answers included: under overload the door stays cheap)."""
+    if path not in _BATCHED or state.status != "ready":
+        return None
+    name = _MODEL_FIELD.search(raw[:512])
+    served = state.models.get(name.group(1).decode()) if name else None
+    refusal = served.batcher.refusal() if served is not None else None
+    return (served.name, refusal) if served is not None and refusal is not None else None
 
 
 def _base64(vector: list[float]) -> str:
@@ -108,14 +125,15 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
     app.state.infopt = state
     app.state.infopt_cache = cache
     install_handlers(app)
-    app.add_middleware(ServeMiddleware, metrics=state.metrics, max_body_bytes=state.config.max_body_bytes)
+    app.add_middleware(ServeMiddleware, metrics=state.metrics, max_body_bytes=state.config.max_body_bytes,
+                       shed=lambda path, raw: _shed(state, path, raw))
 
     @app.post("/v1/classify")
     async def classify(body: ClassifyRequest, request: Request) -> Response:
-        served, texts, counts = _prepare(state, request, body.model, "classification", body.input, body.truncate)
+        served, encoded, counts = _prepare(state, request, body.model, "classification", body.input, body.truncate)
 
         async def compute() -> dict[str, Any]:
-            outputs = await _infer(state, served, texts, counts)
+            outputs = await _infer(state, served, encoded, counts)
             labels = served.labels or [f"LABEL_{i}" for i in range(len(outputs[0]))]
             data = []
             for i, probs in enumerate(outputs):
@@ -135,10 +153,10 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
             if served.task == "embedding" and body.dimensions != served.dimensions:
                 raise WrongTask(f"Model {body.model!r} gives {served.dimensions}-dimensional embeddings, not "
                                 f"{body.dimensions}.", "leave out dimensions, or pass the model's own size.")
-        served, texts, counts = _prepare(state, request, body.model, "embedding", body.input, body.truncate)
+        served, encoded, counts = _prepare(state, request, body.model, "embedding", body.input, body.truncate)
 
         async def compute() -> dict[str, Any]:
-            outputs = await _infer(state, served, texts, counts)
+            outputs = await _infer(state, served, encoded, counts)
             encode = _base64 if body.encoding_format == "base64" else (lambda v: v)
             data = [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(outputs)]
             tokens = sum(counts)

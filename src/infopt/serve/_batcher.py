@@ -136,8 +136,9 @@ class Batcher(Generic[T, R]):
                               "retry on another replica or after the restart.", code="draining")
         if not items:
             return []
-        if len(self._pending) >= self.config.max_queue:
-            raise QueueFull(self.name, self.config.max_queue, self.retry_after_s())
+        full = self.refusal()
+        if full is not None:
+            raise full
         loop = asyncio.get_running_loop()
         request: _Request[T, R] = _Request(list(items), loop.create_future())
         self._pending.append(request)
@@ -154,6 +155,12 @@ class Batcher(Generic[T, R]):
             if request in self._pending:
                 self._pending.remove(request)
                 self.observer.queue_depth(self.name, len(self._pending))
+
+    def refusal(self) -> QueueFull | None:
+        """The 429 a new request gets now (the queue is full), else None."""
+        if len(self._pending) >= self.config.max_queue:
+            return QueueFull(self.name, self.config.max_queue, self.retry_after_s())
+        return None
 
     def retry_after_s(self) -> int:
         """Whole seconds until the queue has likely room again (at least 1)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from infopt.errors import InfoptError
 from infopt.serve._errors import QueueFull, error_code
 from infopt.serve._metrics import Metrics
 
-__all__ = ["ENDPOINTS", "RequestInfo", "ServeMiddleware", "error_body", "install_handlers"]
+__all__ = ["ENDPOINTS", "RequestInfo", "ServeMiddleware", "Shed", "error_body", "install_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +102,28 @@ class _TooLarge(Exception):
     pass
 
 
-class ServeMiddleware:
-    """Caps request bodies at `max_body_bytes` (413), records requests in `metrics`, and answers 500 (logged,
-    no details) for anything that escapes the handlers."""
+Shed = Callable[[str, bytes], tuple[str, QueueFull] | None]
+"""Asked with (path, body) before routing: `(model, QueueFull)` refuses the request at the door (429)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+
+class ServeMiddleware:
+    """Caps request bodies at `max_body_bytes` (413), refuses what `shed` refuses (429, before any parsing or
+    routing, so an overloaded server says no in microseconds), records requests in `metrics`, and answers 500
+    (logged, no details) for anything that escapes the handlers."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, shed: Shed | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.shed = shed
 
-    async def _send_error(self, send: Send, status: int, message: str, code: str) -> None:
+    async def _send_error(self, send: Send, status: int, message: str, code: str,
+                          headers: Mapping[str, str] | None = None) -> None:
         body = json.dumps(error_body(status, message, code)).encode()
+        extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                *extra]})
         await send({"type": "http.response.body", "body": body})
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
@@ -151,6 +160,12 @@ class ServeMiddleware:
 
         try:
             body = await self._read_body(scope, receive)
+            refused = self.shed(scope.get("path", ""), body) if self.shed is not None else None
+            if refused is not None:
+                info.model, info.reason = refused[0], refused[1].code
+                await self._send_error(send_tracked, 429, str(refused[1]), refused[1].code,
+                                       {"Retry-After": str(refused[1].retry_after_s)})
+                return
             replayed = False
 
             async def replay() -> Message:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from infopt.models import LoadedModel
@@ -17,9 +18,12 @@ from infopt.serve._errors import RequestError, WrongTask
 from infopt.serve._generate import eos_token_ids, run_generation
 from infopt.serve._lm_worker import GenerationWorker, Job
 
-__all__ = ["ServedModel", "token_limit"]
+__all__ = ["Encoded", "ServedModel", "token_limit"]
 
 _UNBOUNDED = 1_000_000
+
+Encoded = dict[str, list[int]]
+"""One tokenized text: `input_ids` and whatever else the tokenizer gives (`token_type_ids`), unpadded."""
 
 
 def token_limit(loaded: LoadedModel) -> int:
@@ -57,8 +61,11 @@ class ServedModel:
         self._counter = copy.deepcopy(loaded.tokenizer)
         hidden = getattr(getattr(loaded.model, "config", None), "hidden_size", None)
         self.dimensions: int | None = hidden if self.task == "embedding" and isinstance(hidden, int) else None
-        self.batcher: Batcher[tuple[str, int], list[float]] = Batcher(
-            self._run, batching, name=name, length=lambda item: item[1], observer=observer)
+        self.batcher: Batcher[Encoded, list[float]] = Batcher(
+            self._run, batching, name=name, length=lambda item: len(item["input_ids"]), observer=observer)
+        pad = loaded.tokenizer.pad_token_id
+        self._pad_id = int(pad) if isinstance(pad, int) else 0
+        self._pad_left = getattr(loaded.tokenizer, "padding_side", "right") == "left"
         self.generator: GenerationWorker | None = None
         self.eos_ids: frozenset[int] = frozenset()
         if self.task == "causal-lm":
@@ -84,30 +91,35 @@ class ServedModel:
             drains.append(self.generator.drain(timeout_s))
         await asyncio.gather(*drains)
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        """Tokens of each text with special tokens, before any truncation."""
-        ids = self._counter(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        return [len(x) for x in ids]
+    def _encode(self, texts: list[str], truncate: bool = False) -> list[Encoded]:
+        kwargs = {"truncation": True, "max_length": self.max_tokens} if truncate else {"truncation": False}
+        enc = self._counter(texts, add_special_tokens=True, verbose=False, **kwargs)
+        keys = [k for k in enc if k != "attention_mask"]
+        return [{k: list(enc[k][i]) for k in keys} for i in range(len(texts))]
 
-    def check(self, task: str, texts: list[str], truncate: bool) -> list[int]:
-        """Token counts as the model sees them; raises WrongTask or RequestError (a text over the limit)."""
+    def check(self, task: str, texts: list[str], truncate: bool) -> list[Encoded]:
+        """The texts tokenized as the model sees them (once: the batch reuses them); raises WrongTask, or
+        RequestError for a text over the token limit unless `truncate`, which cuts it to the limit."""
         if self.task != task:
             raise WrongTask(f"Model {self.name!r} is a {self.task} model; this endpoint needs a {task} model.",
                             f"send the request to a {task} model (see GET /v1/models).")
-        counts = self.count_tokens(texts)
-        if not truncate:
-            over = [i for i, n in enumerate(counts) if n > self.max_tokens]
-            if over:
-                raise RequestError(
-                    f"Input {over[0]} has {counts[over[0]]} tokens; model {self.name!r} takes at most "
-                    f"{self.max_tokens}" + (f" ({len(over)} inputs are too long)." if len(over) > 1 else "."),
-                    'shorten it, or send "truncate": true to cut it to the limit.', code="input_too_long",
-                    param="input")
-        return [min(n, self.max_tokens) for n in counts]
+        encoded = self._encode(texts)
+        over = [i for i, e in enumerate(encoded) if len(e["input_ids"]) > self.max_tokens]
+        if over and not truncate:
+            n = len(encoded[over[0]]["input_ids"])
+            raise RequestError(
+                f"Input {over[0]} has {n} tokens; model {self.name!r} takes at most "
+                f"{self.max_tokens}" + (f" ({len(over)} inputs are too long)." if len(over) > 1 else "."),
+                'shorten it, or send "truncate": true to cut it to the limit.', code="input_too_long",
+                param="input")
+        if over:
+            for i, cut in zip(over, self._encode([texts[i] for i in over], truncate=True), strict=True):
+                encoded[i] = cut
+        return encoded
 
-    async def infer(self, texts: list[str], counts: list[int]) -> list[list[float]]:
+    async def infer(self, encoded: list[Encoded]) -> list[list[float]]:
         """Probabilities (classification) or unit vectors (embedding), one list per text, batched."""
-        return await self.batcher.submit(list(zip(texts, counts, strict=True)))
+        return await self.batcher.submit(encoded)
 
     def prompt_ids(self, prompt: str) -> list[int]:
         """Token ids of a completion prompt (with the tokenizer's special tokens, as HF `generate` sees it)."""
@@ -130,9 +142,25 @@ class ServedModel:
         """One generation (on the generator's thread)."""
         run_generation(self.loaded.model, self.loaded.tokenizer, job.prompt_ids, job.sampling, job, self.eos_ids)
 
-    def _run(self, items: list[tuple[str, int]]) -> list[list[float]]:
+    def collate(self, items: list[Encoded]) -> dict[str, torch.Tensor]:
+        """One padded batch (as the tokenizer would pad it) of texts tokenized by `check`."""
+        longest = max(len(item["input_ids"]) for item in items)
+        batch = {}
+        for key in [*items[0], "attention_mask"]:
+            fill = self._pad_id if key == "input_ids" else 0
+            out = np.full((len(items), longest), fill, dtype=np.int64)
+            for row, item in zip(out, items, strict=True):
+                values = item[key] if key != "attention_mask" else [1] * len(item["input_ids"])
+                if self._pad_left:
+                    row[longest - len(values):] = values
+                else:
+                    row[: len(values)] = values
+            batch[key] = torch.from_numpy(out)
+        return batch
+
+    def _run(self, items: list[Encoded]) -> list[list[float]]:
         """One model call (on the batcher's thread)."""
-        out = self.loaded.predict([t for t, _ in items], max_length=self.max_tokens).float()
+        out = self.loaded.forward(self.collate(items)).float()
         if self.task == "classification":
             out = torch.softmax(out, dim=-1)
         result: list[list[float]] = out.tolist()
