@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,10 @@ _SWEEP_EVERY = 256
 """Index puts between sweeps that drop the index entries whose backend entry has expired."""
 
 
+_REMOTE_BATCH = 64
+"""Entries from other processes embedded in one encoder call."""
+
+
 class _EntryStore:
     """`SemanticCache`'s payload store: the backend's bytes of a valid, live semantic entry, else None."""
 
@@ -128,7 +132,8 @@ class SemanticResponseTier(CacheTier):
         cache.store = _EntryStore(self)
         self._meta: dict[str, _Meta] = {}
         self._lock = threading.Lock()
-        self._indexer: ThreadPoolExecutor | None = None
+        self._remote: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._indexer: threading.Thread | None = None
         self.synced = self._indexed_since_sweep = 0
         self._unsubscribe = backend.subscribe(self._on_event) if sync else None
 
@@ -205,14 +210,15 @@ class SemanticResponseTier(CacheTier):
         return ok
 
     def _index(self, key: str, scope: str, ns: str, prompt: str, tags: tuple[str, ...],
-               expires: float | None) -> None:
+               expires: float | None, embedding: Any = None) -> None:
         with self._lock:
             self._meta[key] = _Meta(scope, ns, tags, expires)
             self._indexed_since_sweep += 1
             sweep = self._indexed_since_sweep >= _SWEEP_EVERY
             if sweep:
                 self._indexed_since_sweep = 0
-        self.cache.on_new_entry(NewEntry(key, scope, ns, prompt, str(getattr(self.cache.encoder, "name", ""))))
+        self.cache.on_new_entry(NewEntry(key, scope, ns, prompt, str(getattr(self.cache.encoder, "name", ""))),
+                                embedding)
         if sweep:
             now = time.time()
             self._drop(lambda k, m: m.expires is not None and m.expires <= now)
@@ -223,8 +229,9 @@ class SemanticResponseTier(CacheTier):
         if event.op == "put":
             if not event.local and event.key is not None and event.key.startswith(KEY_PREFIX):
                 if self._indexer is None:
-                    self._indexer = ThreadPoolExecutor(1, thread_name_prefix="semantic-index")
-                self._indexer.submit(self._index_remote, event.key)
+                    self._indexer = threading.Thread(target=self._index_remote, name="semantic-index", daemon=True)
+                    self._indexer.start()
+                self._remote.put(event.key)
         elif event.op == "delete" and event.key is not None:
             self._drop_key(event.key)
         elif event.op == "invalidate" and event.tag is not None:
@@ -235,17 +242,38 @@ class SemanticResponseTier(CacheTier):
             log.info("semantic cache: the backend's listener reconnected; entries added meanwhile elsewhere are "
                      "not indexed here")
 
-    def _index_remote(self, key: str) -> None:
-        try:
+    def _index_remote(self) -> None:
+        """The indexer thread: entries other processes added, read back and embedded in batches of up to
+        `_REMOTE_BATCH` (a peer that adds thousands is indexed at the encoder's batch speed)."""
+        while True:
+            keys = [self._remote.get()]
+            while len(keys) < _REMOTE_BATCH and not self._remote.empty():
+                keys.append(self._remote.get())
+            if None in keys:
+                return
+            try:
+                self._index_many([k for k in keys if k is not None])
+            except Exception:
+                log.exception("semantic cache: cannot index %d entries added by another process", len(keys))
+
+    def _index_many(self, keys: list[str]) -> None:
+        found = []
+        for key in keys:
             data = self.cache.store.get(key)
             if data is None:
-                return
-            entry = Entry.decode(data, key)
-            payload = json.loads(entry.payload)
-            self._index(key, entry.scope, str(payload["ns"]), str(payload["prompt"]), entry.tags, entry.expires)
+                continue
+            try:
+                entry = Entry.decode(data, key)
+                payload = json.loads(entry.payload)
+                found.append((key, entry, str(payload["ns"]), str(payload["prompt"])))
+            except Exception:
+                log.exception("semantic cache: cannot index entry %s added by another process", key)
+        if not found:
+            return
+        vectors = self.cache.encoder.encode([prompt for *_, prompt in found])
+        for (key, entry, ns, prompt), vec in zip(found, vectors, strict=True):
+            self._index(key, entry.scope, ns, prompt, entry.tags, entry.expires, vec)
             self.synced += 1
-        except Exception:
-            log.exception("semantic cache: cannot index entry %s added by another process", key)
 
     def _drop_key(self, key: str) -> None:
         with self._lock:
@@ -325,7 +353,7 @@ class SemanticResponseTier(CacheTier):
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._indexer is not None:
-            self._indexer.shutdown(wait=False, cancel_futures=True)
+            self._remote.put(None)
 
 
 def build_semantic_tier(config: SemanticConfig, backend: Backend, *, cache_nondeterministic: bool = False,
