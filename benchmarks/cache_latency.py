@@ -136,7 +136,7 @@ def prompts(entries: int, seed: int) -> tuple[list[str], list[str], list[str]]:
     taken = set(stored) | {p.b for p in positives}
     corpus: list[str] = []
     for name in ("rotten-tomatoes", "tweets", "news"):
-        corpus += [t[:300] for t in load_text_corpus(name, seed=seed)]
+        corpus += [t[:120] for t in load_text_corpus(name, seed=seed)]  # chat-prompt length; also indexes faster
     corpus = [t for t in dict.fromkeys(corpus) if t not in taken]
     rng = random.Random(seed)
     rng.shuffle(corpus)
@@ -145,7 +145,7 @@ def prompts(entries: int, seed: int) -> tuple[list[str], list[str], list[str]]:
     stored += corpus[: entries - len(stored)]
     have = set(stored)
     while len(stored) < entries:  # the corpora hold ~50,000 texts: pairs of them for the rest
-        text = f"{rng.choice(corpus)} {rng.choice(corpus)}"[:300]
+        text = f"{rng.choice(corpus)} {rng.choice(corpus)}"[:120]
         if text not in have:
             have.add(text)
             stored.append(text)

@@ -39,8 +39,10 @@ def _redis_up(url: str) -> bool:
 
 
 @contextmanager
-def _servers(n: int, clf: Path, tmp_path: Path, redis_url: str, namespace: str) -> Iterator[list[str]]:
-    """`n` `run_server` processes serving `clf` with the Redis cache (fast retries); their URLs once ready."""
+def _servers(n: int, clf: Path, tmp_path: Path, redis_url: str, namespace: str,
+             extra: str = "") -> Iterator[list[str]]:
+    """`n` `run_server` processes serving `clf` with the Redis cache (fast retries), `extra` TOML appended;
+    their URLs once ready."""
     procs, urls = [], []
     try:
         for i in range(n):
@@ -48,7 +50,7 @@ def _servers(n: int, clf: Path, tmp_path: Path, redis_url: str, namespace: str) 
             config = tmp_path / f"serve{i}.toml"
             config.write_text(f'port = {port}\n[models]\nclf = "{clf}"\n[cache]\nbackend = "redis"\n'
                               f'redis_url = "{redis_url}"\nnamespace = "{namespace}"\nbackoff_s = 0.1\n'
-                              'max_backoff_s = 0.3\n')
+                              'max_backoff_s = 0.3\n' + extra)
             procs.append(subprocess.Popen([sys.executable, "-c", CODE, str(config)], stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT))
             urls.append(f"http://127.0.0.1:{port}")
@@ -83,19 +85,28 @@ def _delete_namespace(url: str, namespace: str) -> None:
         client.delete(*keys)
 
 
+SEMANTIC = '[cache.semantic]\nenabled = true\nendpoints = ["classify"]\nshadow_share = 0.0\n'
+
+
 def test_two_servers_share_the_machines_redis(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """Exact hits and semantic hits (classify opted in, the real encoder in each process) across processes."""
     url = "redis://127.0.0.1:6379/0"
     if not _redis_up(url):
         pytest.skip("no Redis on 127.0.0.1:6379")
     namespace = f"infopt-test-{uuid.uuid4().hex[:12]}"
     try:
-        with _servers(2, model_dirs["clf"], tmp_path, url, namespace) as (a, b):
-            first = _classify(a, "shared across processes")
+        with _servers(2, model_dirs["clf"], tmp_path, url, namespace, SEMANTIC) as (a, b):
+            first = _classify(a, "How do I reset my password?")
             assert "x-infopt-cache" not in first.headers
-            second = _classify(b, "shared across processes")
+            second = _classify(b, "How do I reset my password?")
             assert second.headers["x-infopt-cache"] == "exact"
             assert second.json()["data"] == first.json()["data"]
             assert _backend(b)["up"] is True and "memory+redis" in _backend(b)["backend"]
+            _until(lambda: httpx.get(b + "/v1/cache/stats").json()["semantic"]["synced"] >= 1)
+            paraphrase = _classify(b, "How can I reset my password?")  # a's entry, indexed by b from Redis
+            assert paraphrase.headers["x-infopt-cache"] == "semantic"
+            assert paraphrase.json()["data"] == first.json()["data"]
+            assert "x-infopt-cache" not in _classify(b, "How do I change my email address?").headers
     finally:
         _delete_namespace(url, namespace)
     assert not list(redis.Redis.from_url(url).scan_iter(f"{namespace}:*"))
