@@ -49,7 +49,8 @@ def test_completion_shape_and_usage(lm_server: Any) -> None:
     [choice] = body["choices"]
     assert choice["index"] == 0 and isinstance(choice["text"], str) and choice["text"]
     assert choice["finish_reason"] == "length" and choice["logprobs"] is None
-    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 8, "total_tokens": 12}  # [CLS] hello world [SEP]
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 8, "total_tokens": 12,  # [CLS] hello world [SEP]
+                             "prompt_tokens_details": {"cached_tokens": 0}}  # on the paged engine
     assert complete(lm_server)["usage"]["completion_tokens"] == 16  # OpenAI's default max_tokens
     assert complete(lm_server, prompt=["hello world"], max_tokens=8, temperature=0)["choices"] == body["choices"]
 
@@ -144,7 +145,10 @@ MSG = [{"role": "user", "content": "hi"}]
 
 
 @pytest.mark.parametrize(("path", "body", "status", "code"), [
-    (C, {"model": "lm", "prompt": "hi", "n": 2}, 400, "unsupported_n"),
+    (C, {"model": "lm", "prompt": "hi", "n": 0}, 400, "invalid_request"),
+    (C, {"model": "lm", "prompt": "hi", "n": 17}, 400, "invalid_request"),
+    (C, {"model": "lm", "prompt": "hi", "logprobs": 6}, 400, "invalid_request"),
+    (C, {"model": "lm", "prompt": "hi", "logprobs": True}, 400, "invalid_request"),
     (C, {"model": "lm", "prompt": "hi", "bogus": 1}, 400, "invalid_request"),
     (C, {"model": "lm", "prompt": "hi", "temperature": "0.5"}, 400, "invalid_request"),
     (C, {"model": "lm", "prompt": "hi", "temperature": 3}, 400, "invalid_request"),
@@ -167,7 +171,9 @@ MSG = [{"role": "user", "content": "hi"}]
     (CHAT, {"model": "lm", "messages": []}, 400, "invalid_request"),
     (CHAT, {"model": "lm", "messages": [{"role": "tool", "content": "x"}]}, 400, "invalid_request"),
     (CHAT, {"model": "lm", "messages": [{"role": "user"}]}, 400, "invalid_request"),
-    (CHAT, {"model": "lm", "messages": MSG, "n": 3}, 400, "unsupported_n"),
+    (CHAT, {"model": "lm", "messages": MSG, "n": 0}, 400, "invalid_request"),
+    (CHAT, {"model": "lm", "messages": MSG, "logprobs": 1}, 400, "invalid_request"),
+    (CHAT, {"model": "lm", "messages": MSG, "top_logprobs": 2}, 400, "invalid_request"),
     (CHAT, {"model": "lm", "messages": MSG, "max_tokens": 500}, 400, "context_length_exceeded"),
     (CHAT, {"model": "emb", "messages": MSG}, 422, "wrong_task"),
     (CHAT, {"model": "plain", "messages": MSG}, 422, "wrong_task"),
@@ -182,11 +188,10 @@ def test_error_messages_name_the_limit(lm_server: Any) -> None:
     message = error_of(post(lm_server, C, {"model": "lm", "prompt": "word " * 120, "max_tokens": 16}), 400,
                        "context_length_exceeded")
     assert "122 tokens" in message and "max_tokens is 16" in message and "at most 128" in message
-    assert "one sequence per request" in error_of(post(lm_server, C, {"model": "lm", "prompt": "hi", "n": 2}), 400,
-                                                  "unsupported_n")
     assert "no chat template" in error_of(post(lm_server, CHAT, {"model": "plain", "messages": MSG}), 422,
                                           "wrong_task")
-    neutral = {"frequency_penalty": 0, "presence_penalty": 0.0, "logprobs": None, "echo": False, "user": "u"}
+    neutral = {"frequency_penalty": 0, "presence_penalty": 0.0, "logprobs": None, "top_logprobs": 0, "echo": False,
+               "user": "u"}
     assert post(lm_server, C, {"model": "lm", "prompt": "hi", "max_tokens": 2, **neutral}).status_code == 200
     assert post(lm_server, C, {"model": "plain", "prompt": "hi", "max_tokens": 2}).status_code == 200
 
@@ -204,7 +209,7 @@ def test_lm_metrics_and_stats(lm_server: Any) -> None:
     stats = httpx.get(lm_server.url + "/v1/stats").json()
     lm, emb = stats["models"]["lm"], stats["models"]["emb"]
     assert lm["prompt_tokens"] >= 4 and lm["completion_tokens"] >= 5 and lm["time_to_first_token_ms"]["count"] >= 1
-    assert lm["inference_ms"]["count"] >= 1 and lm["batch_size"]["max"] == 1  # one sequence at a time
+    assert lm["inference_ms"]["count"] >= 1 and lm["batch_size"]["max"] == 1  # engine steps of one sequence
     for m in (lm, emb):
         # price 3.6 per hour = 0.001 per second: 1,000 requests of mean d ms cost d / 1000
         assert m["cost_per_1k_requests_usd"] == pytest.approx(m["request_ms"]["mean"] / 1000, rel=0.05, abs=1e-6)

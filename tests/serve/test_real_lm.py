@@ -1,12 +1,14 @@
-"""SmolLM2-135M-Instruct behind a real server, through the official openai client (slow: loads smollm2-135m;
-a few greedy generations of at most 16 tokens)."""
+"""SmolLM2-135M-Instruct behind a real server (on the paged engine), through the official openai client (slow:
+loads smollm2-135m; a few greedy generations of at most 16 tokens)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import openai
 import pytest
+import torch
 from openai.types.chat import ChatCompletionMessageParam
 
 from infopt.serve import ModelSpec, ServeConfig, create_app
@@ -24,6 +26,16 @@ def test_smollm2_through_the_openai_client(live: Any, one_torch_thread: None) ->
     assert reply.choices[0].message.role == "assistant" and "Paris" in content, content
     assert reply.usage is not None and 0 < reply.usage.completion_tokens <= 12
     assert reply.choices[0].finish_reason in ("stop", "length")
+    served = server.state.models["smol"]
+    assert served.engine == "paged"
+    tok = copy.deepcopy(served.loaded.tokenizer)
+    ids = tok(tok.apply_chat_template(QUESTION, tokenize=False, add_generation_prompt=True),
+              add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        mask = torch.ones(1, len(ids), dtype=torch.long)
+        out = served.loaded.model.generate(torch.tensor([ids]), attention_mask=mask,
+                                           max_new_tokens=12, do_sample=False)
+    assert content == tok.decode(out[0, len(ids):], skip_special_tokens=True)  # the engine's greedy = HF generate
 
     chunks = list(client.chat.completions.create(model="smol", messages=QUESTION, max_tokens=12, temperature=0,
                                                  stream=True, stream_options={"include_usage": True}))
@@ -41,5 +53,8 @@ def test_smollm2_through_the_openai_client(live: Any, one_torch_thread: None) ->
                                          temperature=0, stream=True)
     assert "".join(c.choices[0].text for c in streamed if c.choices) == done.choices[0].text
 
-    with pytest.raises(openai.BadRequestError, match="one sequence per request"):
-        client.completions.create(model="smol", prompt="x", n=2)
+    two = client.completions.create(model="smol", prompt="The capital of France is", max_tokens=6, temperature=0,
+                                    n=2)
+    assert [c.text for c in two.choices] == [done.choices[0].text] * 2  # greedy: n equal choices
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="smol", prompt="x", n=0)

@@ -48,6 +48,9 @@ _DOCS: dict[type, dict[str, str]] = {
         "cache": "response caches in front of every model (exact, then prompt, then the opt-in semantic tier): a "
                  "hit answers with header X-Infopt-Cache and never reaches the model; tenants (X-Tenant, else the "
                  "bearer key, else `user`) never see each other's entries",
+        "engine": "the paged generation engine of Llama-family causal LMs (continuous batching across requests, "
+                  "paged KV cache, prefix caching; GET /v1/models says \"engine\": \"paged\"); other causal LMs "
+                  "run one generation at a time (\"hf\")",
     },
     ModelSpec: {"name": "the name clients ask for (the `model` field of a request)",
                 "path": "a bundled model name (infopt models) or a model folder"},

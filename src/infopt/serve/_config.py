@@ -10,6 +10,8 @@
     backend = "sqlite"              # "memory", "sqlite" or "redis"
     [cache.semantic]                # the semantic tier (opt in); see SemanticConfig
     enabled = true
+    [engine]                        # the paged engine of Llama-family causal LMs; see ServeEngineConfig
+    max_num_seqs = 8
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from infopt._config import check_bool, check_int, check_number, check_type, field_error
 from infopt.errors import UserError
+from infopt.serve._engine_config import ServeEngineConfig
 from infopt.serve.cache import CacheConfig
 from infopt.serve.cache._semantic_config import SemanticConfig
 
@@ -119,6 +122,7 @@ class ServeConfig:
     max_body_bytes: int = 1_000_000
     price_per_hour: float = 0.0
     cache: ServeCacheConfig = dataclasses.field(default_factory=ServeCacheConfig)
+    engine: ServeEngineConfig = dataclasses.field(default_factory=ServeEngineConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.cache, CacheConfig) and not isinstance(self.cache, ServeCacheConfig):
@@ -144,6 +148,7 @@ class ServeConfig:
         check_int(self, "max_body_bytes", min=1)
         check_number(self, "price_per_hour", low=0, example=2.5)
         check_type(self, "cache", ServeCacheConfig)
+        check_type(self, "engine", ServeEngineConfig)
 
     def model(self, name: str) -> ModelSpec | None:
         """The spec named `name`, or None."""
@@ -190,7 +195,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         raise UserError(f"{path} names no models.", 'add [[models]] tables with name = "..." and path = "...".')
     top = dict(data)
     top["models"] = tuple(_model_specs(data["models"], path))
-    for name, cls in (("batching", BatchingConfig), ("cache", ServeCacheConfig)):
+    for name, cls in (("batching", BatchingConfig), ("cache", ServeCacheConfig), ("engine", ServeEngineConfig)):
         if name in top:
             if not isinstance(top[name], Mapping):
                 raise UserError(f"{path}: key {name!r} is {top[name]!r}, which is not allowed.",

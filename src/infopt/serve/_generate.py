@@ -19,13 +19,15 @@ __all__ = ["Detokenizer", "GenerationSink", "Sampling", "eos_token_ids", "pick_t
 
 @dataclass(frozen=True)
 class Sampling:
-    """How to pick tokens: `temperature` 0 is greedy; `seed` makes sampling repeatable; `stop` strings end it."""
+    """How to pick tokens: `temperature` 0 is greedy; `seed` makes sampling repeatable; `stop` strings end it;
+    `logprobs` asks for the log-probability of each chosen token (the paged engine only)."""
 
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logprobs: bool = False
 
 
 class GenerationSink(Protocol):

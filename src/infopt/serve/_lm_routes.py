@@ -3,19 +3,20 @@ answered as one JSON body or, with `"stream": true`, as server-sent events (`dat
 
 Queue errors (429, 503, 504 in the queue) come before a stream starts, as plain HTTP errors; an error after the
 stream started comes as a last `data: {"error": ...}` event. A client that disconnects stops its generation.
+`n` choices run as n generations (together on the paged engine), their chunks interleaved in one stream.
 
 Deterministic requests (temperature 0, or a seed) are looked up in the caches first; a hit is the stored body
 (or, streamed, its replay as chunks) and never reaches the model. Complete answers are stored (a stream's
-assembled body); errors, cancelled generations and abandoned streams never are.
+assembled body); errors, cancelled generations and abandoned streams never are. Requests for logprobs skip the
+caches (their keys do not hold the field).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +28,9 @@ from infopt.serve._caching import CACHE_HEADER, ResponseCache, hit_body
 from infopt.serve._errors import ClientClosed, RequestError, WrongTask, error_code
 from infopt.serve._generate import Sampling
 from infopt.serve._http import error_body, info_of
+from infopt.serve._lm_protocol import LMJob, LMWorker
 from infopt.serve._lm_schemas import ChatCompletionRequest, CompletionRequest
-from infopt.serve._lm_worker import GenerationWorker, Job
+from infopt.serve._lm_shapes import Logprobs, Shape, replay, sse
 from infopt.serve._served import ServedModel
 from infopt.serve._state import ServerState
 from infopt.serve.cache import CacheHit, CacheRequest
@@ -43,7 +45,7 @@ DEFAULT_CHAT_TOKENS = 256
 _DISCONNECT_POLL_S = 0.2
 
 
-def _lm(state: ServerState, request: Request, name: str) -> tuple[ServedModel, GenerationWorker]:
+def _lm(state: ServerState, request: Request, name: str) -> tuple[ServedModel, LMWorker]:
     info_of(request).model = name if state.config.model(name) is not None else "unknown"
     served = state.model(name)
     if served.generator is None:
@@ -54,11 +56,7 @@ def _lm(state: ServerState, request: Request, name: str) -> tuple[ServedModel, G
 
 def _sampling(served: ServedModel, body: CompletionRequest | ChatCompletionRequest, prompt_ids: list[int],
               budget: int | None, default: int, param: str) -> Sampling:
-    """The sampling of a request, after checking n, the prompt and the context."""
-    if body.n not in (None, 1):
-        raise RequestError(f"n = {body.n} is not supported: this server generates one sequence per request.",
-                           "leave out n (or send n = 1), and send several requests for several completions.",
-                           code="unsupported_n", param="n")
+    """The sampling of a request (of its first choice), after checking the prompt and the context."""
     if not prompt_ids:
         raise RequestError("The prompt has no tokens.", "send a non-empty prompt.", code="empty_input", param=param)
     context, used = served.max_tokens, len(prompt_ids)
@@ -73,56 +71,33 @@ def _sampling(served: ServedModel, body: CompletionRequest | ChatCompletionReque
                            param=param)
     temperature = 1.0 if body.temperature is None else body.temperature
     top_p = 1.0 if body.top_p is None else body.top_p
-    return Sampling(max_tokens, temperature, top_p, body.seed, body.stops())
+    return Sampling(max_tokens, temperature, top_p, body.seed, body.stops(), body.wants_logprobs)
 
 
-@dataclass
-class _Shape:
-    """The OpenAI bodies of one response: `text_completion` or `chat.completion` (and their chunks)."""
-
-    chat: bool
-    model: str
-    fingerprint: str
-    id: str = ""
-    created: int = field(default_factory=lambda: int(time.time()))
-
-    def __post_init__(self) -> None:
-        self.id = ("chatcmpl-" if self.chat else "cmpl-") + uuid.uuid4().hex[:24]
-
-    def _head(self, chunk: bool) -> dict[str, Any]:
-        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
-        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
-                "system_fingerprint": self.fingerprint}
-
-    def body(self, text: str, finish: str, usage: dict[str, int]) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish}
-        choice.update({"message": {"role": "assistant", "content": text}} if self.chat else {"text": text})
-        return {**self._head(False), "choices": [choice], "usage": usage}
-
-    def chunk(self, text: str | None, finish: str | None = None, *, first: bool = False) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish}
-        if self.chat:
-            delta = {"role": "assistant", "content": ""} if first else {} if text is None else {"content": text}
-            choice["delta"] = delta
-        else:
-            choice["text"] = text or ""
-        return {**self._head(True), "choices": [choice]}
-
-    def usage_chunk(self, usage: dict[str, int]) -> dict[str, Any]:
-        return {**self._head(True), "choices": [], "usage": usage}
+def _choices(served: ServedModel, body: CompletionRequest | ChatCompletionRequest,
+             sampling: Sampling) -> list[Sampling]:
+    """One sampling per choice (`n`); with a seed, choice i samples with seed + i."""
+    if sampling.logprobs and served.engine != "paged":
+        raise RequestError(f"Model {served.name!r} runs on the plain generation loop, which gives no logprobs.",
+                           "leave out logprobs.", code="unsupported_logprobs", param="logprobs")
+    seed = sampling.seed
+    return [sampling if seed is None else dataclasses.replace(sampling, seed=seed + i) for i in range(body.n or 1)]
 
 
-def _usage(job: Job) -> dict[str, int]:
-    prompt, completion = len(job.prompt_ids), job.completion_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def _usage(served: ServedModel, jobs: Sequence[LMJob]) -> dict[str, Any]:
+    """The prompt once, the completions of all choices; on the engine, the prompt tokens its prefix cache had."""
+    prompt, completion = len(jobs[0].prompt_ids), sum(j.completion_tokens for j in jobs)
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                             "total_tokens": prompt + completion}
+    if served.engine == "paged":
+        usage["prompt_tokens_details"] = {"cached_tokens": jobs[0].cached_tokens}
+    return usage
 
 
-def _sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def _record(state: ServerState, served: ServedModel, job: Job) -> None:
-    state.metrics.generated(served.name, len(job.prompt_ids), job.completion_tokens, job.time_to_first_token_s)
+def _record(state: ServerState, served: ServedModel, jobs: Sequence[LMJob]) -> None:
+    for i, job in enumerate(jobs):
+        state.metrics.generated(served.name, len(job.prompt_ids) if i == 0 else 0, job.completion_tokens,
+                                job.time_to_first_token_s)
 
 
 @dataclass
@@ -137,94 +112,145 @@ class _Store:
         await self.cache.store(self.key, body, time.perf_counter() - self.start, request)
 
 
-async def _stream(state: ServerState, served: ServedModel, request: Request, job: Job, shape: _Shape,
-                  include_usage: bool, store: _Store) -> AsyncIterator[str]:
+async def _pump(worker: LMWorker, job: LMJob, index: int,
+                out: asyncio.Queue[tuple[int, str | BaseException | None]]) -> None:
+    """One choice's text into the stream's queue: (index, text) pieces, then (index, None), or the error."""
+    try:
+        await worker.wait_started(job)
+        async for text in job.deltas():
+            out.put_nowait((index, text))
+        out.put_nowait((index, None))
+    except Exception as e:
+        out.put_nowait((index, e))
+
+
+class _Choices:
+    """The choices of one response as they arrive: text, finish reasons, and logprobs (when asked)."""
+
+    def __init__(self, jobs: Sequence[LMJob], shape: Shape, logprobs: bool) -> None:
+        self.jobs = jobs
+        self.shape = shape
+        self.texts: list[list[str]] = [[] for _ in jobs]
+        self.logprobs = [Logprobs(shape.chat) for _ in jobs] if logprobs else None
+
+    def take(self, index: int) -> dict[str, Any] | None:
+        """The logprobs of the tokens choice `index` got since the last take (None when not asked)."""
+        return None if self.logprobs is None else self.logprobs[index].piece(self.jobs[index].take_logprobs())
+
+    def bodies(self, texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every choice of the whole response."""
+        texts = texts if texts is not None else ["".join(t) for t in self.texts]
+        return [self.shape.choice(i, text, job.finish_reason, self.take(i))
+                for i, (text, job) in enumerate(zip(texts, self.jobs, strict=True))]
+
+
+async def _stream(state: ServerState, served: ServedModel, request: Request, worker: LMWorker,
+                  jobs: Sequence[LMJob], shape: Shape, include_usage: bool, logprobs: bool,
+                  store: _Store) -> AsyncIterator[str]:
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
+    choices = _Choices(jobs, shape, logprobs)
+    pieces: asyncio.Queue[tuple[int, str | BaseException | None]] = asyncio.Queue()
+    pumps = [asyncio.create_task(_pump(worker, job, i, pieces)) for i, job in enumerate(jobs)]
     try:
         if shape.chat:
-            yield _sse({**shape.chunk(None, first=True), **extra})
-        parts = []
-        async for text in job.deltas():
-            parts.append(text)
-            yield _sse({**shape.chunk(text), **extra})
+            for i in range(len(jobs)):
+                yield sse({**shape.chunk(None, first=True, index=i), **extra})
+        left = len(jobs)
+        while left:
+            i, item = await pieces.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                left -= 1
+                yield sse({**shape.chunk(None, jobs[i].finish_reason, index=i, logprobs=choices.take(i)), **extra})
+                continue
+            choices.texts[i].append(item)
+            yield sse({**shape.chunk(item, index=i, logprobs=choices.take(i)), **extra})
             if await request.is_disconnected():
                 return
-        yield _sse({**shape.chunk(None, job.finish_reason), **extra})
         if include_usage:
-            yield _sse(shape.usage_chunk(_usage(job)))
-        if job.finish_reason != "cancelled":
-            await store(request, shape.body("".join(parts), job.finish_reason, _usage(job)))
+            yield sse(shape.usage_chunk(_usage(served, jobs)))
+        if all(job.finish_reason != "cancelled" for job in jobs):
+            await store(request, shape.body(choices.bodies(), _usage(served, jobs)))
     except InfoptError as e:
-        yield _sse(error_body(e.http_status, str(e), error_code(e)))
+        yield sse(error_body(e.http_status, str(e), error_code(e)))
     except Exception:  # logged by the worker; no details to the client
-        yield _sse(error_body(500, "Internal server error.", "internal_error"))
+        yield sse(error_body(500, "Internal server error.", "internal_error"))
     finally:
-        job.cancel()
-        _record(state, served, job)
+        for pump in pumps:
+            pump.cancel()
+        for job in jobs:
+            job.cancel()
+        _record(state, served, jobs)
     yield "data: [DONE]\n\n"
 
 
-async def _watch_disconnect(request: Request, job: Job) -> None:
+async def _texts(worker: LMWorker, jobs: Sequence[LMJob]) -> list[str]:
+    """The whole text of every choice (the first error is raised; the other jobs stop)."""
+    async def one(job: LMJob) -> str:
+        await worker.wait_started(job)
+        return await worker.text(job)
+
+    try:
+        results = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
+    finally:
+        for job in jobs:
+            job.cancel()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [str(r) for r in results]
+
+
+async def _watch_disconnect(request: Request, jobs: Sequence[LMJob]) -> None:
     while not await request.is_disconnected():
         await asyncio.sleep(_DISCONNECT_POLL_S)
-    job.cancel()
-
-
-async def _replay(hit: dict[str, Any], chat: bool, include_usage: bool) -> AsyncIterator[str]:
-    """A cached body as the chunks a stream of it would have sent (the text in one chunk)."""
-    shape = _Shape(chat, hit["model"], hit.get("system_fingerprint", ""))
-    shape.id, shape.created = hit["id"], hit["created"]
-    choice = hit["choices"][0]
-    text = choice["message"]["content"] if chat else choice["text"]
-    extra: dict[str, Any] = {"usage": None} if include_usage else {}
-    first = {**extra, "infopt": hit["infopt"]}
-    if chat:
-        yield _sse({**shape.chunk(None, first=True), **first})
-        first = extra
-    if text:
-        yield _sse({**shape.chunk(text), **first})
-        first = extra
-    yield _sse({**shape.chunk(None, choice["finish_reason"]), **first})
-    if include_usage:
-        yield _sse(shape.usage_chunk(hit["usage"]))
-    yield "data: [DONE]\n\n"
+    for job in jobs:
+        job.cancel()
 
 
 def _hit_response(hit: CacheHit, body: CompletionRequest | ChatCompletionRequest, chat: bool) -> Response:
     out = hit_body(hit)
     headers = {CACHE_HEADER: hit.tier}
     if body.stream:
-        return StreamingResponse(_replay(out, chat, body.include_usage), media_type="text/event-stream",
+        return StreamingResponse(replay(out, chat, body.include_usage), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", **headers})
     return JSONResponse(out, headers=headers)
 
 
-async def _answer(state: ServerState, request: Request, served: ServedModel, worker: GenerationWorker,
-                  body: CompletionRequest | ChatCompletionRequest, prompt_ids: list[int], sampling: Sampling,
+async def _answer(state: ServerState, request: Request, served: ServedModel, worker: LMWorker,
+                  body: CompletionRequest | ChatCompletionRequest, prompt_ids: list[int], samplings: list[Sampling],
                   chat: bool, cache: ResponseCache) -> Response:
     endpoint = "/v1/chat/completions" if chat else "/v1/completions"
-    key = await cache.request(request, endpoint, body, served)
+    logprobs = samplings[0].logprobs
+    key = None if logprobs else await cache.request(request, endpoint, body, served)
     hit = await cache.lookup(key)
     if hit is not None:
         return _hit_response(hit, body, chat)
     store = _Store(cache, key)
-    job = worker.submit(prompt_ids, sampling)
-    watcher = asyncio.create_task(_watch_disconnect(request, job))  # a client gone stops its job, queued or not
+    jobs = worker.submit_all(prompt_ids, samplings)
+    watcher = asyncio.create_task(_watch_disconnect(request, jobs))  # a client gone stops its jobs, queued or not
     try:
-        await worker.wait_started(job)
-        shape = _Shape(chat, body.model, served.loaded.manifest.fingerprint)
-        if body.stream:  # from here on, a disconnect ends the stream (Starlette) and the stream ends the job
-            return StreamingResponse(_stream(state, served, request, job, shape, body.include_usage, store),
+        try:
+            await worker.wait_started(jobs[0])
+        except BaseException:
+            for job in jobs:
+                job.cancel()
+            raise
+        shape = Shape(chat, body.model, served.loaded.manifest.fingerprint)
+        if body.stream:  # from here on, a disconnect ends the stream (Starlette) and the stream ends the jobs
+            return StreamingResponse(_stream(state, served, request, worker, jobs, shape, body.include_usage,
+                                             logprobs, store),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         try:
-            text = await worker.text(job)
+            texts = await _texts(worker, jobs)
         finally:
-            _record(state, served, job)
+            _record(state, served, jobs)
     finally:
         watcher.cancel()
-    if job.finish_reason == "cancelled":
+    if any(job.finish_reason == "cancelled" for job in jobs):
         raise ClientClosed
-    out = shape.body(text, job.finish_reason, _usage(job))
+    out = shape.body(_Choices(jobs, shape, logprobs).bodies(texts), _usage(served, jobs))
     await store(request, out)
     return JSONResponse(out)
 
@@ -237,11 +263,13 @@ def install_lm_routes(app: FastAPI, state: ServerState, cache: ResponseCache) ->
         served, worker = _lm(state, request, body.model)
         ids = served.prompt_ids(body.text())
         sampling = _sampling(served, body, ids, body.max_tokens, DEFAULT_COMPLETION_TOKENS, "prompt")
-        return await _answer(state, request, served, worker, body, ids, sampling, chat=False, cache=cache)
+        choices = _choices(served, body, sampling)
+        return await _answer(state, request, served, worker, body, ids, choices, chat=False, cache=cache)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         served, worker = _lm(state, request, body.model)
         ids = served.chat_ids([m.for_template() for m in body.messages])
         sampling = _sampling(served, body, ids, body.token_budget(), DEFAULT_CHAT_TOKENS, "messages")
-        return await _answer(state, request, served, worker, body, ids, sampling, chat=True, cache=cache)
+        choices = _choices(served, body, sampling)
+        return await _answer(state, request, served, worker, body, ids, choices, chat=True, cache=cache)

@@ -1,7 +1,8 @@
 """Request bodies of the OpenAI-compatible completions and chat completions endpoints, strict about types.
 
 Unknown fields are refused (400); OpenAI's fields that this server does not implement are accepted only at
-their neutral values (`frequency_penalty: 0`, `logprobs: null`, ...), so that a client sending defaults works.
+their neutral values (`frequency_penalty: 0`, `top_logprobs: 0`, ...), so that a client sending defaults works.
+`n` asks for several choices; `logprobs` (an int for completions, true for chat) for the chosen tokens' logprobs.
 """
 
 from __future__ import annotations
@@ -10,16 +11,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
-__all__ = ["ChatCompletionRequest", "ChatMessage", "CompletionRequest", "StreamOptions"]
+__all__ = ["MAX_N", "ChatCompletionRequest", "ChatMessage", "CompletionRequest", "StreamOptions"]
 
 _Temperature = Annotated[float, Field(strict=True, ge=0, le=2)]
 _TopP = Annotated[float, Field(strict=True, gt=0, le=1)]
 _Tokens = Annotated[int, Field(strict=True, ge=1)]
 _Stop = Annotated[str, Field(strict=True, min_length=1)]
+_N = Annotated[int, Field(strict=True, ge=1, le=16)]
+_TopLogprobs = Annotated[int, Field(strict=True, ge=0, le=5)]
+
+MAX_N = 16
+"""Most choices of one request."""
 
 _NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "frequency_penalty": (None, 0), "presence_penalty": (None, 0), "logprobs": (None, False),
-    "top_logprobs": (None,), "logit_bias": (None, {}), "echo": (None, False), "suffix": (None, ""),
+    "frequency_penalty": (None, 0), "presence_penalty": (None, 0), "top_logprobs": (None, 0), "logit_bias": (None, {}),
+    "echo": (None, False), "suffix": (None, ""),
     "best_of": (None, 1), "parallel_tool_calls": (None,), "tools": (None, []), "tool_choice": (None, "none"),
     "response_format": (None, {"type": "text"}), "service_tier": (None, "auto"), "store": (None, False),
     "metadata": (None, {}),
@@ -55,7 +61,7 @@ class _Generation(BaseModel):
     top_p: _TopP | None = None
     seed: StrictInt | None = None
     stop: _Stop | Annotated[list[_Stop], Field(max_length=4)] | None = None
-    n: StrictInt | None = None
+    n: _N | None = None
     stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     user: StrictStr | None = None
@@ -70,14 +76,26 @@ class _Generation(BaseModel):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the chosen tokens' logprobs are asked for."""
+        return False
+
 
 class CompletionRequest(_Generation):
     """`POST /v1/completions`: one prompt (a string, or a list of one string); `max_tokens` defaults to 16."""
 
     prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=1)]
+    logprobs: _TopLogprobs | None = None
+    """Return the chosen tokens' logprobs (0 to 5: alternatives are not computed, each `top_logprobs` entry
+    holds the chosen token only)."""
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs is not None
 
 
 class _TextPart(BaseModel):
@@ -110,6 +128,12 @@ class ChatCompletionRequest(_Generation):
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: _Tokens | None = None
+    logprobs: StrictBool | None = None
+    """Return the chosen tokens' logprobs in `choices[].logprobs.content`."""
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return bool(self.logprobs)
 
     def token_budget(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens

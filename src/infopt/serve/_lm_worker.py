@@ -21,7 +21,7 @@ from infopt.serve._config import BatchingConfig
 from infopt.serve._errors import ClientClosed, QueueFull, QueueTimeout, Unavailable
 from infopt.serve._generate import Sampling
 
-__all__ = ["GenerationWorker", "Job"]
+__all__ = ["GenerationWorker", "Job", "read_deltas"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class Job:
         self.completion_tokens = 0
         self.first_token_at: float | None = None
         self.finish_reason = ""
+        self.cached_tokens = 0
+        """Prompt tokens found in a prefix cache (the plain loop has none)."""
         self._events: asyncio.Queue[str | _End | BaseException] = asyncio.Queue()
         self._stop = threading.Event()
 
@@ -90,23 +92,32 @@ class Job:
             self._events.put_nowait(error)
         self.cancel(error)
 
-    async def deltas(self) -> AsyncIterator[str]:
+    def deltas(self) -> AsyncIterator[str]:
         """The generated text in pieces: whatever arrived since the last piece (at least one token's worth)."""
+        return read_deltas(self._events)
+
+    def take_logprobs(self) -> list[tuple[str, float]]:
+        """The plain loop gives no logprobs (the engine's jobs do)."""
+        return []
+
+
+async def read_deltas(events: asyncio.Queue[str | _End | BaseException]) -> AsyncIterator[str]:
+    """The text of a job's event queue in pieces: whatever arrived since the last piece; an error is raised."""
+    while True:
+        parts: list[str] = []
+        item = await events.get()
         while True:
-            parts: list[str] = []
-            item = await self._events.get()
-            while True:
-                if isinstance(item, BaseException):
-                    raise item
-                if isinstance(item, _End):
-                    if parts:
-                        yield "".join(parts)
-                    return
-                parts.append(item)
-                if self._events.empty():
-                    break
-                item = self._events.get_nowait()
-            yield "".join(parts)
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, _End):
+                if parts:
+                    yield "".join(parts)
+                return
+            parts.append(item)
+            if events.empty():
+                break
+            item = events.get_nowait()
+        yield "".join(parts)
 
 
 class GenerationWorker:
@@ -146,17 +157,22 @@ class GenerationWorker:
 
     def submit(self, prompt_ids: list[int], sampling: Sampling) -> Job:
         """Queue a generation; raises Unavailable (draining) or QueueFull."""
+        return self.submit_all(prompt_ids, [sampling])[0]
+
+    def submit_all(self, prompt_ids: list[int], samplings: list[Sampling]) -> list[Job]:
+        """Queue one generation per sampling (the choices of one request, run one after the other); raises
+        Unavailable (draining) or QueueFull (when they do not all fit)."""
         if not self._accepting or self._task is None:
             raise Unavailable(f"Model {self.name!r} is not taking requests (the server is shutting down).",
                               "retry on another replica or after the restart.", code="draining")
-        if len(self._pending) >= self.config.max_queue:
+        if len(self._pending) + len(samplings) > self.config.max_queue:
             raise QueueFull(self.name, self.config.max_queue, self.retry_after_s())
-        job = Job(prompt_ids, sampling)
-        self._pending.append(job)
+        jobs = [Job(prompt_ids, sampling) for sampling in samplings]
+        self._pending.extend(jobs)
         self._depth_changed()
         assert self._wake is not None
         self._wake.set()
-        return job
+        return jobs
 
     def _timeout(self, what: str) -> QueueTimeout:
         return QueueTimeout(f"The request to model {self.name!r} {what}.", "retry later, ask for fewer tokens "

@@ -1,5 +1,6 @@
 """Prometheus metrics (names prefixed `infopt_`, one registry per app) and the /v1/stats windows, fed by the
-HTTP layer, the LM routes and the batchers and generators (this class is their `BatchObserver`)."""
+HTTP layer, the LM routes, the batchers and generators (this class is their `BatchObserver`) and the paged engines
+(their `EngineObserver`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from infopt.serve._stats import Stats
+from infopt.serve.engine import EngineStats
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics"]
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _FIRST_TOKEN = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_INTER_TOKEN = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
+_STEP_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class Metrics:
@@ -48,6 +52,32 @@ class Metrics:
                                              buckets=_FIRST_TOKEN, registry=r)
         self.cost_per_1k = Gauge("infopt_cost_per_1k_requests_usd", "price_per_hour × the mean duration of the "
                                  "model's successful requests × 1,000.", ["model"], registry=r)
+        self._engine_metrics(r)
+
+    def _engine_metrics(self, r: CollectorRegistry) -> None:
+        """The paged engine's series, named as vLLM's (`vllm:x` is `infopt_x`)."""
+        self.inter_token_seconds = Histogram("infopt_inter_token_latency_seconds", "Time between two steps that "
+                                             "gave a request tokens (engine).", ["model"], buckets=_INTER_TOKEN,
+                                             registry=r)
+        self.e2e_seconds = Histogram("infopt_e2e_request_latency_seconds", "Time from request to its last token "
+                                     "(engine).", ["model"], buckets=_FIRST_TOKEN, registry=r)
+        self.queue_time_seconds = Histogram("infopt_request_queue_time_seconds", "Time from request until the "
+                                            "engine scheduled it.", ["model"], buckets=_FIRST_TOKEN, registry=r)
+        self.iteration_tokens = Histogram("infopt_iteration_tokens_total", "Tokens run in one engine step.",
+                                          ["model"], buckets=_STEP_TOKENS, registry=r)
+        self.num_running = Gauge("infopt_num_requests_running", "Requests the engine is running.", ["model"],
+                                 registry=r)
+        self.num_waiting = Gauge("infopt_num_requests_waiting", "Requests waiting in the engine.", ["model"],
+                                 registry=r)
+        self.kv_usage = Gauge("infopt_kv_cache_usage_perc", "Share of the engine's KV-cache blocks in use (0 to 1).",
+                              ["model"], registry=r)
+        self.prefix_queries = Counter("infopt_prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
+                                      ["model"], registry=r)
+        self.prefix_hits = Counter("infopt_prefix_cache_hits", "Prompt tokens found in the prefix cache.",
+                                   ["model"], registry=r)
+        self.preemptions = Counter("infopt_num_preemptions", "Running requests the engine preempted (their KV "
+                                   "blocks taken back, recomputed later).", ["model"], registry=r)
+        self._engine_last: dict[str, tuple[int, int, int]] = {}
 
     def add_model(self, model: str, generative: bool = False) -> None:
         """Make the model's series exist from the start (at zero)."""
@@ -105,6 +135,40 @@ class Metrics:
         m.batch_size.add(size)
         m.inference_s.add(seconds)
         m.inputs += size
+
+    # ------------------------------------------------------------ EngineObserver
+
+    def engine_step(self, model: str, stats: EngineStats, num_seqs: int, num_tokens: int, seconds: float) -> None:
+        """One engine step (`num_seqs` 0: the engine's state only): gauges, counters, batch and step time."""
+        self.num_running.labels(model).set(stats.num_running)
+        self.num_waiting.labels(model).set(stats.num_waiting)
+        self.kv_usage.labels(model).set(stats.kv_usage)
+        now = (stats.prefix_queries, stats.prefix_hits, stats.num_preemptions)
+        before = self._engine_last.get(model, (0, 0, 0))
+        for counter, new, old in zip((self.prefix_queries, self.prefix_hits, self.preemptions), now, before,
+                                     strict=True):
+            counter.labels(model).inc(max(0, new - old))
+        self._engine_last[model] = now
+        if num_seqs:
+            self.iteration_tokens.labels(model).observe(num_tokens)
+            self.batch_size.labels(model).observe(num_seqs)
+            self.inference_seconds.labels(model).observe(seconds)
+            m = self.stats.model(model)
+            m.batch_size.add(num_seqs)
+            m.inference_s.add(seconds)
+
+    def engine_request(self, model: str, *, queue_s: float | None = None, inter_token_s: float | None = None,
+                       e2e_s: float | None = None) -> None:
+        """A request's queue time (scheduled), a gap between its tokens, or its whole time (finished)."""
+        if queue_s is not None:
+            self.queue_time_seconds.labels(model).observe(queue_s)
+            self.queue_wait(model, queue_s)
+        if inter_token_s is not None:
+            self.inter_token_seconds.labels(model).observe(inter_token_s)
+        if e2e_s is not None:
+            self.e2e_seconds.labels(model).observe(e2e_s)
+            self.inputs.labels(model).inc()
+            self.stats.model(model).inputs += 1
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -14,8 +14,11 @@ import torch
 from infopt.models import LoadedModel
 from infopt.serve._batcher import Batcher, BatchObserver
 from infopt.serve._config import BatchingConfig
+from infopt.serve._engine_config import ServeEngineConfig
+from infopt.serve._engine_worker import engine_worker
 from infopt.serve._errors import RequestError, WrongTask
 from infopt.serve._generate import eos_token_ids, run_generation
+from infopt.serve._lm_protocol import LMWorker
 from infopt.serve._lm_worker import GenerationWorker, Job
 
 __all__ = ["Encoded", "ServedModel", "token_limit"]
@@ -46,10 +49,11 @@ def _labels(loaded: LoadedModel) -> list[str]:
 
 class ServedModel:
     """Counts tokens, checks limits and answers classify / embed requests through its `batcher`, and (causal
-    LMs) generation requests through its `generator`, one at a time."""
+    LMs) generation requests through its `generator`: the paged engine (`engine` "paged", continuous batching)
+    for the models it runs, else the plain loop one at a time ("hf")."""
 
     def __init__(self, name: str, loaded: LoadedModel, batching: BatchingConfig,
-                 observer: BatchObserver | None = None) -> None:
+                 observer: BatchObserver | None = None, engine: ServeEngineConfig | None = None) -> None:
         self.name = name
         self.loaded = loaded
         self.task = loaded.task
@@ -66,11 +70,19 @@ class ServedModel:
         pad = loaded.tokenizer.pad_token_id
         self._pad_id = int(pad) if isinstance(pad, int) else 0
         self._pad_left = getattr(loaded.tokenizer, "padding_side", "right") == "left"
-        self.generator: GenerationWorker | None = None
+        self.generator: LMWorker | None = None
+        self.engine: str | None = None
         self.eos_ids: frozenset[int] = frozenset()
         if self.task == "causal-lm":
-            self.generator = GenerationWorker(self._generate, batching, name=name, observer=observer)
             self.eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)
+            paged = engine_worker(name, loaded.model, self._counter, engine or ServeEngineConfig(), batching,
+                                  self.max_tokens, self.eos_ids, observer)
+            if paged is not None:
+                self.generator, self.engine = paged, "paged"
+                self.max_tokens = min(self.max_tokens, paged.engine.max_model_len)
+            else:
+                self.generator = GenerationWorker(self._generate, batching, name=name, observer=observer)
+                self.engine = "hf"
         self.has_chat_template = bool(getattr(loaded.tokenizer, "chat_template", None))
 
     @property
@@ -173,5 +185,5 @@ class ServedModel:
             "id": self.name, "object": "model", "created": self.created, "owned_by": "infopt",
             "task": self.task, "fingerprint": m.fingerprint, "recipe": m.recipe, "format": m.format,
             "method": m.method, "source_name": m.name, "labels": self.labels, "max_tokens": self.max_tokens,
-            "dimensions": self.dimensions, "chat_template": self.has_chat_template,
+            "dimensions": self.dimensions, "chat_template": self.has_chat_template, "engine": self.engine,
         }

@@ -39,7 +39,7 @@ class ServerState:
         self._loading: asyncio.Task[None] | None = None
 
     def _add(self, name: str, loaded: LoadedModel) -> None:
-        served = ServedModel(name, loaded, self.config.batching, observer=self.metrics)
+        served = ServedModel(name, loaded, self.config.batching, observer=self.metrics, engine=self.config.engine)
         served.start()
         self.metrics.add_model(name, generative=served.generator is not None)
         self.models[name] = served

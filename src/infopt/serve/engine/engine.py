@@ -24,7 +24,7 @@ from infopt.serve.engine.config import EngineConfig, SamplingParams
 from infopt.serve.engine.kv_cache import KVCacheManager
 from infopt.serve.engine.model import LlamaRunner, model_shape, num_blocks_for
 from infopt.serve.engine.sampling import SampleJob, sample
-from infopt.serve.engine.scheduler import Request, RequestOutput, Scheduler
+from infopt.serve.engine.scheduler import Request, RequestOutput, Scheduler, SchedulerOutput
 
 __all__ = ["EngineStats", "LLMEngine", "model_eos_token_ids"]
 
@@ -88,6 +88,8 @@ class LLMEngine:
         self.decode = decode
         self.generator = torch.Generator().manual_seed(config.seed)
         self.num_steps = 0
+        self.last_schedule: SchedulerOutput | None = None
+        """What the last `step()` ran (its sequences and tokens), for metrics."""
         self._ids = itertools.count()
 
     # ------------------------------------------------------------ requests
@@ -131,7 +133,7 @@ class LLMEngine:
 
     def step(self) -> list[RequestOutput]:
         """Run one step; the requests that got tokens (or finished) this step."""
-        output = self.scheduler.schedule()
+        output = self.last_schedule = self.scheduler.schedule()
         if not output.seqs:
             return []
         self.num_steps += 1
