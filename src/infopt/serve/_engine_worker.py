@@ -32,6 +32,7 @@ from infopt.serve._engine_config import ServeEngineConfig
 from infopt.serve._engine_job import EngineJob
 from infopt.serve._errors import QueueFull, QueueTimeout, RequestError, Unavailable
 from infopt.serve._generate import Sampling
+from infopt.serve._lm_protocol import generation_timeout, job_text
 from infopt.serve.engine import EngineStats, LLMEngine, RequestOutput, SamplingParams
 from infopt.serve.engine.model import model_shape
 
@@ -174,8 +175,7 @@ class EngineWorker:
         return jobs
 
     def _timeout(self, what: str) -> QueueTimeout:
-        return QueueTimeout(f"The request to model {self.name!r} {what}.", "retry later, ask for fewer tokens "
-                            "(max_tokens), stream the response, or raise batching.timeout_s.")
+        return generation_timeout(self.name, what)
 
     async def wait_started(self, job: EngineJob) -> None:
         """Wait until the engine schedules the job (at most `timeout_s` from its submission); on any failure the
@@ -191,17 +191,7 @@ class EngineWorker:
 
     async def text(self, job: EngineJob) -> str:
         """All the text of a started job, within `timeout_s` of its submission (else 504 and the job stops)."""
-        async def collect() -> str:
-            return "".join([d async for d in job.deltas()])
-
-        left = self.config.timeout_s - (time.perf_counter() - job.enqueued)
-        try:
-            return await asyncio.wait_for(collect(), max(left, 0.0))
-        except TimeoutError:
-            raise self._timeout(f"took more than {self.config.timeout_s:g} s ({job.completion_tokens} tokens "
-                                "generated)") from None
-        finally:
-            job.cancel()
+        return await job_text(job, self.name, self.config.timeout_s)
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Stop taking jobs, finish the accepted ones (ending any left after `timeout_s` with a 503), stop."""

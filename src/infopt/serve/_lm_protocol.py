@@ -3,12 +3,15 @@ time) and `EngineWorker` (the paged engine, continuous batching) both provide it
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
+from infopt.serve._errors import QueueTimeout
 from infopt.serve._generate import Sampling
 
-__all__ = ["LMJob", "LMWorker"]
+__all__ = ["LMJob", "LMWorker", "generation_timeout", "job_text"]
 
 
 class LMJob(Protocol):
@@ -37,3 +40,25 @@ class LMWorker(Protocol):
     def submit_all(self, prompt_ids: list[int], samplings: list[Sampling]) -> Sequence[LMJob]: ...
     async def wait_started(self, job: Any) -> None: ...
     async def text(self, job: Any) -> str: ...
+
+
+def generation_timeout(model: str, what: str) -> QueueTimeout:
+    """The 504 of a generation of `model` that `what` (waited too long, took too long)."""
+    return QueueTimeout(f"The request to model {model!r} {what}.", "retry later, ask for fewer tokens "
+                        "(max_tokens), stream the response, or raise batching.timeout_s.")
+
+
+async def job_text(job: Any, model: str, timeout_s: float) -> str:
+    """All the text of a started job, within `timeout_s` of its submission (`job.enqueued`), else 504 (the job
+    stops either way)."""
+    async def collect() -> str:
+        return "".join([d async for d in job.deltas()])
+
+    left = timeout_s - (time.perf_counter() - job.enqueued)
+    try:
+        return await asyncio.wait_for(collect(), max(left, 0.0))
+    except TimeoutError:
+        raise generation_timeout(model, f"took more than {timeout_s:g} s ({job.completion_tokens} tokens "
+                                 "generated)") from None
+    finally:
+        job.cancel()

@@ -20,6 +20,7 @@ from infopt.serve._batcher import BatchObserver, stop_worker
 from infopt.serve._config import BatchingConfig
 from infopt.serve._errors import ClientClosed, QueueFull, QueueTimeout, Unavailable
 from infopt.serve._generate import Sampling
+from infopt.serve._lm_protocol import generation_timeout, job_text
 
 __all__ = ["GenerationWorker", "Job", "read_deltas"]
 
@@ -175,8 +176,7 @@ class GenerationWorker:
         return jobs
 
     def _timeout(self, what: str) -> QueueTimeout:
-        return QueueTimeout(f"The request to model {self.name!r} {what}.", "retry later, ask for fewer tokens "
-                            "(max_tokens), stream the response, or raise batching.timeout_s.")
+        return generation_timeout(self.name, what)
 
     async def wait_started(self, job: Job) -> None:
         """Wait until the job runs (at most `timeout_s` from its submission); on any failure the job is dropped."""
@@ -194,17 +194,7 @@ class GenerationWorker:
 
     async def text(self, job: Job) -> str:
         """All the text of a started job, within `timeout_s` of its submission (else 504 and the job stops)."""
-        async def collect() -> str:
-            return "".join([d async for d in job.deltas()])
-
-        left = self.config.timeout_s - (time.perf_counter() - job.enqueued)
-        try:
-            return await asyncio.wait_for(collect(), max(left, 0.0))
-        except TimeoutError:
-            raise self._timeout(f"took more than {self.config.timeout_s:g} s ({job.completion_tokens} tokens "
-                                "generated)") from None
-        finally:
-            job.cancel()
+        return await job_text(job, self.name, self.config.timeout_s)
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Stop taking jobs, finish the accepted ones (stopping any left after `timeout_s`), stop the worker."""
