@@ -20,12 +20,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +34,7 @@ from typing import Any, cast
 
 import httpx
 import numpy as np
+from _machine import cpu_name, free_port  # benchmarks/ is on sys.path when run as a script
 
 from infopt.data import load_text_corpus
 from infopt.serve._lm_schemas import ChatCompletionRequest
@@ -50,20 +48,6 @@ from infopt.serve.cache._store import Entry
 PATH = "/v1/chat/completions"
 NAMESPACE = "bench"
 TARGETS = {"exact": 2.0, "semantic": 5.0}
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    for line in info.splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return f"{platform.processor() or 'unknown'}, {os.cpu_count()} cores"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 300) -> None:

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,24 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _machine import cpu_name, free_port  # benchmarks/ is on sys.path when run as a script
 
 from infopt.serve import LoadtestConfig, LoadtestResult, run_loadtest
 
 TIERS = ("exact", "prompt", "semantic")
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    for line in info.splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return f"{platform.processor() or 'unknown'}, {os.cpu_count()} cores"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -12,12 +12,11 @@ interleaved, and its best run counts; numbers on a shared machine stay rough.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
+from _machine import cpu_name  # benchmarks/ is on sys.path when run as a script
 
 from infopt.models import load_model
 from infopt.serve.engine import EngineConfig, LLMEngine, SamplingParams
@@ -30,13 +29,6 @@ QUESTIONS = [
     "Write one sentence about autumn.", "What is a prime number?", "How do bees make honey?",
     "Recommend a book for a long flight.",
 ]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def chat_prompts(tokenizer: Any) -> list[list[int]]:

@@ -16,9 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
+from _machine import cpu_name, free_port  # benchmarks/ is on sys.path when run as a script
 
 from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
@@ -36,21 +35,6 @@ from infopt.models import LoadedModel, load_model, save_model
 from infopt.serve import LoadtestConfig, run_loadtest
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            flags = Path("/proc/cpuinfo").read_text()
-            extra = [f for f in ("avx512_vnni", "amx_int8") if f in flags]
-            return f"{line.split(':', 1)[1].strip()} ({', '.join(extra) or 'AVX2, no VNNI'})"
-    return platform.processor()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ceiling(model: LoadedModel, texts: list[str]) -> tuple[float, int, dict[int, float]]:
@@ -218,7 +202,7 @@ def main() -> None:
     parser.add_argument("--ray-wait-s", type=float, default=0.01, help="Ray's batch_wait_timeout_s")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch threads 2")
+    print(f"CPU: {cpu_name()}; torch threads 2")
     texts = split_dataset(load_dataset(DataConfig("rotten-tomatoes")), seed=0).test.texts
     teacher = load_model("minilm-l6-rt")
     work = Path(tempfile.mkdtemp(prefix="infopt-serve-bench-"))
