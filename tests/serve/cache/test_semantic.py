@@ -1,6 +1,5 @@
 """Semantic tier: scoping, guard, store expiry, the new-entry message; the real MiniLM encoder."""
 
-import hashlib
 import math
 
 import numpy as np
@@ -10,21 +9,7 @@ from infopt.serve.cache._calibrate import Calibration
 from infopt.serve.cache._semantic import NewEntry, SemanticCache
 from infopt.serve.cache._shadow import ShadowVerifier
 
-
-class BagEncoder:
-    """Hashed bag of words: deterministic, no model."""
-
-    dim, name = 64, "bag"
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().strip("?!.").split():
-                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
-
-    def encode_one(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
+from .conftest import BagEncoder  # type: ignore[import-not-found]
 
 
 class DictStore:

@@ -4,7 +4,6 @@ envelopes, invalidation and sync by backend events, stats; its config; bounded s
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import re
@@ -12,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from infopt.errors import UserError
@@ -31,23 +29,11 @@ from infopt.serve.cache._semantic_tier import (
 )
 from infopt.serve.cache._shadow import ShadowVerifier
 
+from .conftest import BagEncoder  # type: ignore[import-not-found]
+
 CHAT = "/v1/chat/completions"
 
 
-class BagEncoder:
-    """Hashed bag of words: deterministic, no model."""
-
-    dim, name = 64, "bag"
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().strip("?!.").split():
-                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
-
-    def encode_one(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
 
 
 def tier(backend: MemoryBackend | None = None, shadow: ShadowVerifier | None = None,
