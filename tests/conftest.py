@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,6 +84,18 @@ def reviews_csv(tmp_path: Path) -> Path:
     rows = [("a good and great film", "positive"), ("a bad and awful film", "negative")] * 20
     path.write_text("review,sentiment\n" + "".join(f"{t},{y}\n" for t, y in rows))
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Variants that `infopt optimize` keeps for reuse ($INFOPT_BUILDS) go to a temporary folder, not the real cache."""
+    before = os.environ.get("INFOPT_BUILDS")
+    os.environ["INFOPT_BUILDS"] = str(tmp_path_factory.mktemp("infopt-builds"))
+    yield
+    if before is None:
+        os.environ.pop("INFOPT_BUILDS", None)
+    else:
+        os.environ["INFOPT_BUILDS"] = before
 
 
 @pytest.fixture

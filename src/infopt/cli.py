@@ -24,6 +24,15 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return DataConfig(args.data, args.text_column, args.label_column, args.limit, args.seed)
 
 
+def _eval_data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from infopt.data import DataConfig
+
+    if not args.eval_data:
+        return None
+    return DataConfig(args.eval_data, args.eval_text_column or args.text_column,
+                      args.eval_label_column or args.label_column)
+
+
 def _names(text: str | None) -> tuple[str, ...]:
     return tuple(t.strip() for t in (text or "").split(",") if t.strip())
 
@@ -58,8 +67,47 @@ def cmd_models(args: argparse.Namespace) -> None:
     Console().print(table)
 
 
+_REQUIREMENT_FLAGS = ("priority", "max_accuracy_drop", "max_p95_ms", "p95_batch_size", "min_throughput",
+                      "max_size_mb", "max_memory_mb", "time_budget", "price_per_hour")
+
+
+class NoVariantMeets(InfoptError):
+    """The search (or the requirements given) found no variant that meets every bound; the report was written."""
+
+    exit_code = 3
+
+
 def cmd_optimize(args: argparse.Namespace) -> None:
-    _run_and_report(args, _names(args.recipes) if args.recipes else None)
+    from rich.console import Console
+
+    from infopt.evaluate import BenchConfig, print_table
+    from infopt.optimize import OptimizeConfig, Requirements, optimize, parse_duration
+
+    flags = {k: getattr(args, k) for k in _REQUIREMENT_FLAGS}
+    if flags["time_budget"] is not None:
+        flags["time_budget_s"] = parse_duration(flags["time_budget"])
+    del flags["time_budget"]
+    requirements = Requirements.from_toml(args.requirements, **flags)
+    recipes = _names(args.recipes) if args.recipes else None
+    config = OptimizeConfig(
+        model=args.model, data=_data_config(args), output=Path(args.output) if args.output else None, recipes=recipes,
+        bench=BenchConfig(threads=args.threads, batch_size=args.batch_size), eval_limit=args.eval_limit,
+        seed=args.seed, overwrite=args.overwrite, requirements=requirements,
+        export=Path(args.export) if args.export else None, eval_data=_eval_data_config(args),
+    )
+    run, folder = optimize(config, Console(stderr=True))
+    out = Console(record=True)
+    print_table(run, out)
+    out.print(f"report: {folder / 'report.md'}")
+    if run.recommendation and " ".join(run.recommendation.split()) not in " ".join(out.export_text().split()):
+        out.print(run.recommendation)
+    if run.chosen is not None and config.export is not None:
+        serve = config.export / "serve.toml"
+        Console().print(f"exported {run.chosen} to {config.export}: serve it with infopt serve --config {serve}")
+    asked = recipes is None or args.requirements or any(v is not None for v in flags.values())
+    if run.chosen is None and asked and (recipes is None or len(run.variants) > 1):
+        raise NoVariantMeets(run.recommendation + (" Nothing was exported." if config.export else ""),
+                             f"relax the bound it misses or give a bigger --time-budget; the report is {folder}.")
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -132,8 +180,32 @@ def cmd_serve(args: argparse.Namespace) -> None:
                           max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                           max_queue=args.max_queue, timeout_s=args.timeout_s, price_per_hour=args.price_per_hour,
                           no_cache=args.no_cache, cache_backend=args.cache_backend, redis_url=args.redis_url,
-                          semantic_cache=args.semantic_cache)
-    launch(config, echo=lambda line: print(line, flush=True))
+                          semantic_cache=args.semantic_cache, candidate=args.candidate, share=args.share,
+                          shadow=args.shadow or None, rollout_db=args.rollout_db)
+    router = None
+    if config.rollout:
+        from infopt.monitor import prepare_rollout
+
+        config, router = prepare_rollout(config)
+    launch(config, echo=lambda line: print(line, flush=True), router=router)
+
+
+def cmd_rollout_status(args: argparse.Namespace) -> None:
+    import json
+
+    import httpx
+
+    from infopt.monitor import status_lines
+
+    try:
+        r = httpx.get(args.url.rstrip("/") + "/v1/rollout", timeout=10)
+    except httpx.HTTPError as e:
+        raise UserError(f"Cannot reach {args.url} ({e}).", "pass the URL of a running infopt serve.") from None
+    if r.status_code == 404:
+        raise UserError(f"{args.url} runs no rollout.", "start it with infopt serve --candidate DIR (or [rollout]).")
+    if r.status_code != 200:
+        raise UserError(f"{args.url}/v1/rollout answered {r.status_code}.", "check the server's log.")
+    print(json.dumps(r.json(), indent=2) if args.json else "\n".join(status_lines(r.json())))
 
 
 def _serve_reference() -> str:
@@ -169,6 +241,17 @@ def cmd_cache_calibrate(args: argparse.Namespace) -> None:
     result = run(args.pairs, args.max_false_hit_rate, args.confidence, args.encoder, args.output, args.overwrite,
                  args.heldout, echo=lambda line: print(line, file=sys.stderr, flush=True))
     print("\n".join(result.lines()))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from infopt.evaluate import print_table, rerender_report
+
+    folder = Path(args.dir)
+    run = rerender_report(folder)
+    print_table(run, Console())
+    Console().print(f"report: {folder / 'report.md'} and {folder / 'report.html'}")
 
 
 def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> None:
@@ -228,7 +311,24 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--redis-url", metavar="URL",
                    help="the Redis of the redis cache backend (implies --cache-backend redis), e.g. "
                         "redis://127.0.0.1:6379/0")
+    p.add_argument("--candidate", metavar="DIR", help="roll out this model beside the first one, under its name "
+                   "(rollout.candidate; the sequential test promotes or rolls it back)")
+    p.add_argument("--share", type=float, metavar="X", help="share of traffic the candidate answers, sticky per "
+                   "X-User / X-Tenant / API key (default 0.1)")
+    p.add_argument("--shadow", action="store_true", help="the candidate gets a copy of every request in the "
+                   "background; clients get the current model's answers only")
+    p.add_argument("--rollout-db", metavar="FILE", help="SQLite file of the rollout state and model registry "
+                   "(default: in the infopt cache folder)")
     p.set_defaults(func=cmd_serve)
+
+
+def _add_rollout(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("rollout", help="the live state of a server's rollout (infopt serve --candidate)")
+    rsub = p.add_subparsers(dest="rollout_command", required=True, parser_class=_Parser)
+    s = rsub.add_parser("status", help="show the experiment, both arms, every bound and drift")
+    s.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
+    s.add_argument("--json", action="store_true", help="print GET /v1/rollout as JSON")
+    s.set_defaults(func=cmd_rollout_status)
 
 
 def _add_loadtest(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -289,6 +389,26 @@ def _add_cache(sub: argparse._SubParsersAction[_Parser]) -> None:
     c.set_defaults(func=cmd_cache_calibrate)
 
 
+def _add_requirements(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("requirements (also from --requirements FILE.toml, whose keys are the field names of "
+                             "infopt.optimize.Requirements; these flags override it)")
+    g.add_argument("--priority", choices=("latency", "throughput", "size", "accuracy", "cost"),
+                   help="what the chosen variant is best at among those meeting every bound (default latency)")
+    g.add_argument("--max-accuracy-drop", metavar="X", help="points (1 = one accuracy point, the default) or "
+                   "relative (1%%)")
+    g.add_argument("--max-p95-ms", type=float, metavar="MS", help="largest p95 latency (at --p95-batch-size)")
+    g.add_argument("--p95-batch-size", type=int, metavar="N", help="batch size of the p95 bound (default 1)")
+    g.add_argument("--min-throughput", type=float, metavar="R", help="fewest items/s at --batch-size")
+    g.add_argument("--max-size-mb", type=float, metavar="MB", help="largest size of the weights on disk")
+    g.add_argument("--max-memory-mb", type=float, metavar="MB", help="largest peak resident memory")
+    g.add_argument("--time-budget", metavar="T", help="time the search may take, e.g. 20m (default), 900s, 1h")
+    g.add_argument("--price-per-hour", type=float, metavar="X", help="this machine's price per hour: cost per "
+                   "1,000 requests in the report")
+    g.add_argument("--requirements", metavar="FILE.toml", help="the requirements as a TOML file")
+    p.add_argument("--export", metavar="DIR", help="copy the chosen variant and a matching serve.toml into DIR "
+                   "(new, or an earlier infopt export with --overwrite)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="infopt", description="Make models faster, smaller and cheaper; measured.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -298,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipes", help="comma-separated recipes: quantization schemes (onnx-int8, ...), prune-*, "
                    "distill-lN, and chains A+B (e.g. prune-structured+onnx-int8); default: the task's list")
     p.add_argument("--schemes", dest="recipes", help=argparse.SUPPRESS)  # the flag's name before recipes
+    p.add_argument("--eval-data", metavar="FILE", help="a separate labelled .csv / .jsonl scored whole as the test "
+                   "set (--data then gives only the train split and calibration texts)")
+    p.add_argument("--eval-text-column", metavar="NAME", help="text column of --eval-data (default: --text-column)")
+    p.add_argument("--eval-label-column", metavar="NAME", help="label column of --eval-data (default: "
+                   "--label-column)")
+    _add_requirements(p)
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser("bench", help="measure one model: quality, latency, throughput, size, memory")
     _add_common(p)
@@ -352,8 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of splits, batches and initialisation")
     p.set_defaults(func=cmd_distill)
     _add_serve(sub)
+    _add_rollout(sub)
     _add_loadtest(sub)
     _add_cache(sub)
+    p = sub.add_parser("report", help="re-render report.md and report.html from a run's results.json",
+                       description="Re-render report.md and report.html in DIR from DIR/results.json (written by "
+                       "`infopt optimize`), and print the table.")
+    p.add_argument("dir", metavar="DIR", help="the report folder of an `infopt optimize` run")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -11,7 +11,19 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from infopt.data import TextDataset
-from infopt.evaluate import classification_quality, embed, embedding_quality, perplexity, predict_logits
+from infopt.evaluate import (
+    classification_ci,
+    classification_quality,
+    classify,
+    embed,
+    embedding_quality,
+    mean_ci,
+    perplexity,
+    predict_logits,
+    score_classification,
+    score_embedding,
+    score_perplexity,
+)
 from infopt.models import LoadedModel, Manifest, bundled_path
 
 KEYWORDS = ["apple", "banana", "cherry"]
@@ -98,6 +110,21 @@ def test_classification_quality_tiny_bert(tiny_bert_classifier: LoadedModel) -> 
     assert classification_quality(tiny_bert_classifier, TextDataset("t", texts, flipped))["accuracy"] == 0.0
 
 
+def test_score_classification_keeps_predictions_and_intervals(keyword_model: LoadedModel) -> None:
+    pred = [i % 3 for i in range(30)]
+    labels = [p if i % 5 else (p + 1) % 3 for i, p in enumerate(pred)]  # every 5th wrong: 80%
+    texts = [f"a {KEYWORDS[p]} here" for p in pred]
+    data = TextDataset("t", texts, labels, KEYWORDS)
+    scored = score_classification(keyword_model, data)
+    assert classify(keyword_model, texts) == pred == scored.predictions
+    assert scored.quality == classification_quality(keyword_model, data)
+    assert scored.quality["accuracy"] == pytest.approx(80.0)
+    assert scored.n_eval == 30
+    assert scored.quality_ci == classification_ci(pred, labels)
+    for metric, (low, high) in scored.quality_ci.items():
+        assert low < scored.quality[metric] < high
+
+
 # --- embeddings ---
 
 SENTENCES = [
@@ -138,6 +165,21 @@ def test_embedding_quality_against_noisy_reference(tiny_bert_embedder: LoadedMod
     q = embedding_quality(tiny_bert_embedder, SENTENCES, unrelated)
     assert abs(q["cosine_to_parent"]) < 0.5
     assert q["retrieval_agreement"] < 100.0
+
+
+def test_score_embedding(tiny_bert_embedder: LoadedModel) -> None:
+    emb = embed(tiny_bert_embedder, SENTENCES)
+    gen = torch.Generator().manual_seed(2)
+    noisy = F.normalize(emb + 0.2 * torch.randn(emb.shape, generator=gen), dim=-1)
+    scored = score_embedding(tiny_bert_embedder, SENTENCES, noisy)
+    assert scored.quality == pytest.approx(embedding_quality(tiny_bert_embedder, SENTENCES, noisy))
+    assert scored.n_eval == 8 and scored.predictions == []
+    cosines = F.cosine_similarity(emb, noisy, dim=-1).double().numpy()
+    assert scored.quality_ci["cosine_to_parent"] == pytest.approx(mean_ci(cosines), abs=1e-6)
+    low, high = scored.quality_ci["cosine_to_parent"]
+    assert low < scored.quality["cosine_to_parent"] < high
+    low, high = scored.quality_ci["retrieval_agreement"]
+    assert 0 <= low <= scored.quality["retrieval_agreement"] <= high <= 100
 
 
 def test_retrieval_agreement_counts_nearest_neighbours(tiny_bert_embedder: LoadedModel) -> None:
@@ -220,3 +262,17 @@ def test_perplexity_appends_eos_between_texts(tiny_llama: LoadedModel) -> None:
     q = perplexity(model, texts)
     assert q["tokens"] == len(ids) - 1
     assert q["perplexity"] == pytest.approx(math.exp(_nll_sum(tiny_llama.model, ids) / (len(ids) - 1)), rel=1e-5)
+
+
+def test_score_perplexity(tiny_llama: LoadedModel) -> None:
+    texts = [TEXT] * 6
+    scored = score_perplexity(tiny_llama, texts, block=8)
+    assert scored.quality == pytest.approx(perplexity(tiny_llama, texts, block=8))
+    assert scored.n_eval == scored.quality["tokens"] > 40  # n_eval counts the scored tokens
+    low, high = scored.quality_ci["perplexity"]
+    assert low < scored.quality["perplexity"] < high
+
+
+def test_score_perplexity_of_nothing(tiny_llama: LoadedModel) -> None:
+    scored = score_perplexity(tiny_llama, ["hi"])
+    assert scored.n_eval == 0 and scored.quality_ci == {}

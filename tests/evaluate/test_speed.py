@@ -5,10 +5,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
-from infopt.evaluate import SpeedResult, decode_tokens_per_s, latencies_ms, measure_speed, throughput
+from infopt.evaluate import (
+    SpeedResult,
+    decode_tokens_per_s,
+    latencies_ms,
+    measure_speed,
+    throughput,
+    unmeasured_speed,
+)
 from infopt.models import LoadedModel
 
 TEXTS = ["a short text", "a somewhat longer text about films", "hi"]
@@ -76,6 +84,23 @@ def test_measure_speed_classifier(tiny_bert_classifier: LoadedModel) -> None:
     assert speed.batch_size == 8
     assert speed.threads == torch.get_num_threads() == 1
     assert speed.decode_tokens_per_s is None
+
+
+def test_measure_speed_keeps_the_latency_samples(tiny_bert_classifier: LoadedModel) -> None:
+    calls = _spy_predict(tiny_bert_classifier)
+    speed = measure_speed(tiny_bert_classifier, TEXTS, batch_size=2)
+    batch1 = sum(len(c) == 1 for c in calls)
+    assert 30 <= len(speed.samples_ms) <= 200
+    assert len(speed.samples_ms) == batch1 - 10  # every timed batch-1 call, not the 10 warm-up calls
+    assert all(isinstance(x, float) and x > 0 for x in speed.samples_ms)
+    assert speed.p50_ms == np.percentile(speed.samples_ms, 50)
+    assert speed.p99_ms == np.percentile(speed.samples_ms, 99)
+
+
+def test_unmeasured_speed_is_nan() -> None:
+    speed = unmeasured_speed(16)
+    assert all(math.isnan(x) for x in (speed.p50_ms, speed.p95_ms, speed.p99_ms, speed.throughput))
+    assert speed.batch_size == 16 and speed.samples_ms == [] and speed.threads == torch.get_num_threads()
 
 
 def test_measure_speed_embedder(tiny_bert_embedder: LoadedModel) -> None:

@@ -95,3 +95,42 @@ def test_the_distill_recipe_builds_a_student(tiny_teacher: LoadedModel, reviews:
         build(recipe, tiny_teacher, StageInputs(reviews.texts[:8], None))
     with pytest.raises(InfoptError, match="Unknown recipe"):
         parse_recipes(["distill-lx"], "classification")
+
+
+def test_the_schemes_for_modern_cpus_are_recipes() -> None:
+    names = recipe_names("classification")
+    assert {"onnx-int8-vnni", "onnx-int8-emb4", "onnx-int8-vnni-emb4", "torch-bf16", "vocab-trim"} <= set(names)
+    assert "vocab-trim" in recipe_names("embedding") and "vocab-trim" not in recipe_names("causal-lm")
+    assert "torch-bf16" in recipe_names("causal-lm") and "onnx-int8-vnni" not in recipe_names("causal-lm")
+    with pytest.raises(NotApplicable, match="vocab-trim does not apply"):
+        parse_recipes(["vocab-trim"], "causal-lm")
+    (trim,) = parse_recipes(["vocab-trim"], "classification")
+    assert stage_of(trim.steps[0]) == "vocab-trim" and trim.needs() == {"train", "calibration"}
+    assert trim.to_manifest() == [{"stage": "vocab-trim", "config": {"version": 1, "min_count": 1, "keep_chars": True}}]
+
+
+@pytest.mark.parametrize(("name", "stages"), [
+    ("prune-structured+onnx-int8-vnni", ["prune", "quantize"]),
+    ("distill-l3+prune-structured+onnx-int8-emb4", ["distill", "prune", "quantize"]),
+    ("distill-l3+prune-structured+vocab-trim+onnx-int8-vnni-emb4", ["distill", "prune", "vocab-trim", "quantize"]),
+    ("vocab-trim+torch-bf16", ["vocab-trim", "quantize"]),
+])
+def test_the_new_recipes_compose_as_chains(name: str, stages: list[str]) -> None:
+    (chain,) = parse_recipes([name], "classification")
+    assert chain.name == name and [stage_of(s) for s in chain.steps] == stages
+    assert chain.steps[-1] == QUANT_SCHEMES[name.split("+")[-1]]
+
+
+def test_a_long_chain_builds(tiny_teacher: LoadedModel, reviews: TextDataset, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from infopt.models import load_model, save_model
+
+    (chain,) = parse_recipes(["distill-l3+prune-structured+vocab-trim+onnx-int8-vnni-emb4"], "classification")
+    made = build(chain, tiny_teacher, StageInputs(reviews.texts[:32], reviews))
+    stages = [s["stage"] for s in made.manifest.recipe]
+    assert "distill" in stages and stages[-3:] == ["prune", "vocab-trim", "quantize"]
+    assert made.manifest.metrics["quantize"]["word_embedding"]["rows"] < 300  # the tiny data's vocabulary
+    save_model(made, tmp_path / "v")
+    back = load_model(tmp_path / "v")
+    assert back.num_parameters() == made.num_parameters() > 0
+    assert (back.predict(reviews.texts[:48]).argmax(-1) == tiny_teacher.predict(reviews.texts[:48]).argmax(-1)
+            ).float().mean() > 0.6

@@ -117,6 +117,26 @@ def test_prompt_tier_and_stream_replay(live: Any, tiny_lm: LoadedModel, tmp_path
     assert plain.json()["choices"][0]["message"]["content"] == joined(streamed)
 
 
+def test_a_chat_hit_runs_no_template_or_tokenizer(live: Any, tiny_lm: LoadedModel, tmp_path: Path,
+                                                  monkeypatch: Any) -> None:
+    from infopt.serve._served import ServedModel
+
+    calls: list[int] = []
+    real = ServedModel.chat_ids
+
+    def counted(self: ServedModel, messages: Any) -> list[int]:
+        calls.append(1)
+        return real(self, messages)
+
+    monkeypatch.setattr(ServedModel, "chat_ids", counted)
+    server = live(create_app({"lm": tiny_lm}, config=_config(tmp_path)))
+    first = _chat(server.url)
+    assert first.status_code == 200 and len(calls) == 1
+    again = _chat(server.url)
+    assert again.headers["x-infopt-cache"] == "exact" and len(calls) == 1, "a hit rendered the chat template"
+    assert again.json()["choices"] == first.json()["choices"]
+
+
 def test_admin_purge_and_invalidate(live: Any, tiny_bert_classifier: LoadedModel, tmp_path: Path) -> None:
     server = live(create_app({"clf": tiny_bert_classifier}, config=_config(tmp_path)))
     _classify(server.url, "tagged", headers={"X-Infopt-Cache-Tags": "faq, v1"})

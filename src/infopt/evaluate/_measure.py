@@ -10,10 +10,12 @@ from pathlib import Path
 
 import torch
 
+from infopt._config import check_number
 from infopt.errors import UserError
-from infopt.evaluate._quality import classification_quality, embedding_quality, perplexity
+from infopt.evaluate._quality import Scored, score_classification, score_embedding, score_perplexity
 from infopt.evaluate._results import VariantResult
-from infopt.evaluate._speed import measure_speed
+from infopt.evaluate._speed import measure_speed, unmeasured_speed
+from infopt.evaluate._stats import compare, rejection
 from infopt.models import LoadedModel, load_model, weights_mb
 
 __all__ = ["BenchConfig", "EvalSpec", "measure", "measure_variant"]
@@ -53,18 +55,31 @@ class EvalSpec:
     """causal-lm: the prompt of the decode-speed run."""
     max_tokens: int = 8192
     """causal-lm: tokens scored for perplexity."""
+    baseline_predictions: list[int] | None = None
+    """classification: the baseline's prediction of each text, for flips and the paired interval (None: none)."""
+    reject_below: float | None = None
+    """classification with baseline predictions: the allowed accuracy drop in points; a variant whose paired
+    interval lies wholly below -reject_below is not timed (early rejection). None: always timed."""
+
+    def __post_init__(self) -> None:
+        check_number(self, "reject_below", low=0, optional=True, example=1.0)
+        if self.baseline_predictions is not None:
+            if self.task != "classification":
+                raise ValueError(f"baseline_predictions are for classification, not {self.task}")
+            if len(self.baseline_predictions) != len(self.texts):
+                raise ValueError(f"{len(self.baseline_predictions)} baseline predictions for {len(self.texts)} texts")
 
 
-def _quality(model: LoadedModel, spec: EvalSpec) -> dict[str, float]:
+def _score(model: LoadedModel, spec: EvalSpec) -> Scored:
     if spec.task == "classification":
         from infopt.data import TextDataset
 
-        return classification_quality(model, TextDataset("test", spec.texts, spec.labels))
+        return score_classification(model, TextDataset("test", spec.texts, spec.labels))
     if spec.task == "embedding":
         if spec.reference is None:
             raise ValueError("an embedding EvalSpec needs the parent's reference embeddings")
-        return embedding_quality(model, spec.texts, spec.reference)
-    return perplexity(model, spec.texts, max_tokens=spec.max_tokens)
+        return score_embedding(model, spec.texts, spec.reference)
+    return score_perplexity(model, spec.texts, max_tokens=spec.max_tokens)
 
 
 def _peak_rss_mb() -> float:
@@ -79,24 +94,41 @@ def _peak_rss_mb() -> float:
 
 
 def measure(model: LoadedModel, spec: EvalSpec, bench: BenchConfig, path: Path | None = None) -> VariantResult:
-    """Measure an already loaded variant in this process."""
+    """Measure an already loaded variant in this process: quality first, then (unless it is rejected early
+    against `spec.baseline_predictions` and `spec.reject_below`) speed."""
     if bench.threads:
         torch.set_num_threads(bench.threads)
-    quality = _quality(model, spec)
-    speed = measure_speed(model, spec.speed_texts or spec.texts[:64], bench.batch_size, spec.prompt)
+    scored = _score(model, spec)
+    flips, delta_ci, notes, reason = None, None, [], None
+    if spec.baseline_predictions is not None:
+        comparison = compare(scored.predictions, spec.baseline_predictions, spec.labels)
+        flips, delta_ci = comparison.flips, comparison.delta_ci
+        if spec.reject_below is not None:
+            reason = rejection(comparison, spec.reject_below)
+    if reason:
+        speed = unmeasured_speed(bench.batch_size)
+        notes.append(f"rejected early: {reason}; speed not measured")
+    else:
+        speed = measure_speed(model, spec.speed_texts or spec.texts[:64], bench.batch_size, spec.prompt)
     size = weights_mb(path) if path else 0.0
     m = model.manifest
     return VariantResult(
         name=m.name,
         method=m.method,
         task=m.task,
-        quality=quality,
+        quality=scored.quality,
         speed=speed,
         size_mb=size,
         peak_rss_mb=_peak_rss_mb(),
         params=model.num_parameters(),
         path=str(path or ""),
         fingerprint=m.fingerprint,
+        notes=notes,
+        n_eval=scored.n_eval,
+        quality_ci=scored.quality_ci,
+        predictions=scored.predictions,
+        flips=flips,
+        delta_ci=delta_ci,
     )
 
 

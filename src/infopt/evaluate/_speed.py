@@ -11,7 +11,14 @@ import torch
 from infopt.evaluate._results import SpeedResult
 from infopt.models import LoadedModel
 
-__all__ = ["decode_tokens_per_s", "interleaved_p50_ms", "latencies_ms", "measure_speed", "throughput"]
+__all__ = [
+    "decode_tokens_per_s",
+    "interleaved_p50_ms",
+    "latencies_ms",
+    "measure_speed",
+    "throughput",
+    "unmeasured_speed",
+]
 
 
 def latencies_ms(
@@ -72,8 +79,9 @@ def decode_tokens_per_s(model: LoadedModel, prompt: str, new_tokens: int = 32, r
 
 
 def measure_speed(model: LoadedModel, texts: list[str], batch_size: int = 32, prompt: str | None = None) -> SpeedResult:
-    """The full speed profile of one variant."""
-    lat = np.array(latencies_ms(model, texts))
+    """The full speed profile of one variant, with the batch-1 latencies its percentiles come from."""
+    samples = latencies_ms(model, texts)
+    lat = np.array(samples)
     p50, p95, p99 = (float(np.percentile(lat, q)) for q in (50, 95, 99))
     decode = decode_tokens_per_s(model, prompt) if model.task == "causal-lm" and prompt else None
     return SpeedResult(
@@ -84,4 +92,12 @@ def measure_speed(model: LoadedModel, texts: list[str], batch_size: int = 32, pr
         batch_size=batch_size,
         threads=torch.get_num_threads(),
         decode_tokens_per_s=decode,
+        samples_ms=samples,
     )
+
+
+def unmeasured_speed(batch_size: int) -> SpeedResult:
+    """The speed of a variant that was not timed (rejected on quality first): NaN everywhere, no samples."""
+    nan = float("nan")
+    return SpeedResult(p50_ms=nan, p95_ms=nan, p99_ms=nan, throughput=nan, batch_size=batch_size,
+                       threads=torch.get_num_threads())

@@ -52,9 +52,10 @@ class LoadedModel:
         return self.forward(self.encode(texts, max_length))
 
     def num_parameters(self) -> int:
-        """Parameters and buffers as stored (quantized weights count one each)."""
+        """Parameters and buffers as stored (quantized weights count one each); ONNX: the initializers' elements."""
         if not isinstance(self.model, torch.nn.Module):
-            return 0
+            count = getattr(self.model, "num_parameters", None)
+            return int(count()) if callable(count) else 0
         seen: set[int] = set()
         total = 0
         for t in [*self.model.parameters(), *self.model.buffers()]:

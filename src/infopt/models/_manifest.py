@@ -88,8 +88,11 @@ def weight_files(folder: Path) -> list[Path]:
 
 
 def weights_mb(folder: Path) -> float:
-    """Megabytes (1e6 bytes) of the weight files in a model folder."""
-    return sum(p.stat().st_size for p in weight_files(folder)) / 1e6
+    """Megabytes (1e6 bytes) of the weight files in a model folder, and of the model folders inside it (a
+    cascade's small and large models)."""
+    folder = Path(folder)
+    inner = [d for d in sorted(folder.iterdir()) if (d / "infopt.json").is_file()] if folder.is_dir() else []
+    return sum(p.stat().st_size for p in weight_files(folder)) / 1e6 + sum(weights_mb(d) for d in inner)
 
 
 def fingerprint_folder(folder: Path) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from infopt.data import DataConfig
 from infopt.errors import UserError
 from infopt.evaluate import BenchConfig
+from infopt.optimize._requirements import Requirements
 
 __all__ = ["DEFAULT_MODEL", "OptimizeConfig"]
 
@@ -16,7 +17,7 @@ DEFAULT_MODEL = "minilm-l6-rt"
 
 @dataclass(frozen=True)
 class OptimizeConfig:
-    """The model, its data, the variants to try and where the report goes."""
+    """The model, its data, what the result must meet, the variants to try and where the report goes."""
 
     model: str = DEFAULT_MODEL
     """Bundled model name or model folder."""
@@ -25,7 +26,8 @@ class OptimizeConfig:
     output: Path | None = None
     """Report folder; None makes a new one under ./infopt-runs/."""
     recipes: tuple[str, ...] | None = None
-    """Recipe names to try (`A+B` chains them); None: the task's defaults; (): the baseline only."""
+    """Recipe names to try (`A+B` chains them), no search; None: search this machine's candidates; (): the
+    baseline only."""
     bench: BenchConfig = field(default_factory=BenchConfig)
     """How variants are timed."""
     eval_limit: int | None = None
@@ -33,8 +35,19 @@ class OptimizeConfig:
     seed: int = 0
     """Seed of data splits and calibration samples."""
     overwrite: bool = False
-    """Replace an earlier infopt report in `output` (never a folder infopt did not write)."""
+    """Replace an earlier infopt report in `output` (and an earlier export in `export`)."""
+    requirements: Requirements = field(default_factory=Requirements)
+    """Bounds every accepted variant meets, the priority among them and the search's time budget."""
+    export: Path | None = None
+    """Copy the chosen variant and its `serve.toml` into this folder (None: no export)."""
+    eval_data: DataConfig | None = None
+    """A separate evaluation file, scored whole (None: the test split of `data`)."""
+    reuse_builds: bool = True
+    """Keep variants built by recipe under $INFOPT_CACHE/builds and reuse them in later runs."""
 
     def __post_init__(self) -> None:
         if self.eval_limit is not None and self.eval_limit < 10:
             raise UserError(f"eval_limit={self.eval_limit} is too small.", "use at least 10 examples.")
+        if not isinstance(self.requirements, Requirements):
+            raise UserError(f"OptimizeConfig.requirements is {self.requirements!r}, which is not allowed.",
+                            "pass requirements= a Requirements.")

@@ -1,71 +1,170 @@
-"""The main job: measure the baseline and every recipe's variant, side by side, and write the report."""
+"""The main job: measure the baseline, search this machine's candidates (or measure the named recipes), choose by
+the priority among the variants that meet every requirement, and write the report (and the export)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from infopt._atomic import atomic_dir, check_output
-from infopt.errors import MissingDependency, NotApplicable
-from infopt.evaluate import RunResult, VariantResult, environment, measure_variant, write_report
+from infopt.evaluate import (
+    RunResult,
+    VariantResult,
+    environment,
+    interleaved_p50_ms,
+    measure_variant,
+    write_report,
+)
 from infopt.models import LoadedModel, load_model, save_model
+from infopt.optimize._build_store import BuildStore, ResultStore
+from infopt.optimize._candidates import Candidate, plan_candidates, prefix_key, step_costs
 from infopt.optimize._config import OptimizeConfig
+from infopt.optimize._export import export_variant
+from infopt.optimize._machine import Machine
 from infopt.optimize._plan import EvalPlan, plan_evaluation
 from infopt.optimize._recipes import BuildCache, Recipe, build, parse_recipes
+from infopt.optimize._search import SearchOutcome, search
 
-__all__ = ["default_output", "optimize"]
+__all__ = ["RunBench", "default_output", "optimize"]
 
 
 def default_output() -> Path:
     return Path("infopt-runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
-def _build_and_measure(
-    recipe: Recipe, base: LoadedModel, plan: EvalPlan, config: OptimizeConfig, folder: Path, cache: BuildCache,
-    console: Console,
-) -> VariantResult | None:
-    target = folder / "variants" / recipe.name
-    try:
-        with console.status(f"building {recipe.name} ({recipe.about})"):
-            variant = build(recipe, base, plan.inputs, cache)
-            save_model(variant, target)
-        with console.status(f"measuring {recipe.name}"):
-            result = measure_variant(target, plan.spec, config.bench)
-    except (NotApplicable, MissingDependency) as e:
-        console.print(f"[yellow]skipped {recipe.name}: {e}[/yellow]")
-        return None
-    result.path = str(target.relative_to(folder))
-    result.notes += list(variant.manifest.metrics.get("prune", {}).get("notes", []))
-    console.print(f"measured {recipe.name}: {plan.metric} {result.quality.get(plan.metric, float('nan')):.4g}, "
-                  f"p50 {result.speed.p50_ms:.2f} ms, {result.size_mb:.1f} MB")
-    return result
+class RunBench:
+    """The real Bench of the search: variants built by recipe into `folder/variants/NAME`, each measured in a fresh
+    process (`measure_variant`), the final rounds interleaved in this process."""
+
+    def __init__(self, base: LoadedModel, plan: EvalPlan, config: OptimizeConfig, folder: Path, cache: BuildCache,
+                 results: ResultStore | None, console: Console) -> None:
+        self.base, self.plan, self.config, self.folder = base, plan, config, folder
+        self.cache, self.results, self.console = cache, results, console
+        self.spec = plan.spec
+        self.built: set[str] = set()
+
+    def _measure(self, path: Path) -> VariantResult:
+        return measure_variant(path, self.spec, self.config.bench)
+
+    def baseline(self) -> VariantResult:
+        with self.console.status(f"measuring the baseline {self.base.manifest.name}"):
+            path = self.folder / "variants" / "baseline"
+            save_model(self.base, path)
+            result = self._measure(path)
+        result.name, result.path = f"{self.base.manifest.name} (baseline)", "variants/baseline"
+        fields = {f.name for f in dataclasses.fields(self.spec)}
+        if result.predictions and {"baseline_predictions", "reject_below"} <= fields:
+            metric = self.plan.metric
+            drop = self.config.requirements.allowed_drop(result.quality.get(metric, 0.0))
+            self.spec = dataclasses.replace(self.spec, baseline_predictions=list(result.predictions),
+                                            reject_below=drop)
+        return result
+
+    def variant(self, recipe: Recipe) -> VariantResult:
+        target = self.folder / "variants" / recipe.name
+        with self.console.status(f"building {recipe.name} ({recipe.about})"):
+            variant = build(recipe, self.base, self.plan.inputs, self.cache)
+            saved = save_model(variant, target)
+        self.built.update(prefix_key(recipe.steps[:n]) for n in range(1, len(recipe.steps) + 1))
+        cached = self.results.get(saved.manifest.fingerprint) if self.results is not None else None
+        if cached is not None:
+            result = cached
+            result.notes = [*result.notes, "measured in an earlier run on this machine and data (cached)"]
+        else:
+            with self.console.status(f"measuring {recipe.name}"):
+                result = self._measure(target)
+            if self.results is not None and not result.notes:
+                self.results.put(result)
+        result.name, result.recipe = recipe.name, recipe.name
+        result.path = str(target.relative_to(self.folder))
+        result.notes += list(variant.manifest.metrics.get("prune", {}).get("notes", []))
+        return result
+
+    def p95_at_batch(self, result: VariantResult, batch_size: int) -> float:
+        model = load_model(self.folder / result.path)
+        texts = self.spec.speed_texts or self.spec.texts[:64]
+        batches = [[texts[(i * batch_size + j) % len(texts)] for j in range(batch_size)] for i in range(33)]
+        model.predict(batches[0])
+        times = []
+        for batch in batches[1:]:
+            t0 = time.perf_counter()
+            model.predict(batch)
+            times.append(1000 * (time.perf_counter() - t0))
+        return float(np.percentile(times, 95))
+
+    def interleaved(self, results: Sequence[VariantResult]) -> dict[str, float]:
+        with self.console.status(f"re-measuring {len(results)} variants at batch 1 in interleaved rounds"):
+            models = {r.name: load_model(self.folder / r.path) for r in results}
+            return interleaved_p50_ms(models, self.spec.speed_texts or self.spec.texts[:64])
+
+
+def _candidates(config: OptimizeConfig, base: LoadedModel, plan: EvalPlan, machine: Machine,
+                console: Console) -> tuple[list[Candidate], bool]:
+    """(candidates, whether this is a search) for the run."""
+    if config.recipes is not None:
+        n_train = len(plan.train.texts) if plan.train is not None else 0
+        out = []
+        for r in parse_recipes(config.recipes, base.task):
+            costs, measure = step_costs(r, machine, base.num_parameters(), n_train)
+            out.append(Candidate(r, "named with --recipes", costs, measure))
+        return out, False
+    n_train = len(plan.train.texts) if plan.train is not None else 0
+    found = plan_candidates(machine, base.task, config.requirements.priority, base.num_parameters(), n_train)
+    for note in found.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    console.print(f"machine: {machine.summary()}; candidates for {config.requirements.priority}: "
+                  + ", ".join(found.names))
+    return list(found.candidates), True
+
+
+def _plan(config: OptimizeConfig, base: LoadedModel) -> EvalPlan:
+    return plan_evaluation(base, config.data, config.eval_limit, config.seed, eval_data=config.eval_data)
+
+
+def _run_result(config: OptimizeConfig, base: LoadedModel, plan: EvalPlan, found: SearchOutcome, machine: Machine,
+                seconds: float) -> RunResult:
+    env = environment(config.seed) | {"measured_threads": found.variants[0].speed.threads}
+    run = RunResult(str(config.model), base.task, plan.data_name, found.variants, env, plan.metric)
+    run.machine = machine.to_dict()
+    run.requirements = config.requirements.to_dict()
+    run.decisions, run.chosen, run.recommendation = found.decisions, found.chosen, found.recommendation
+    run.seconds, run.price_per_hour = round(seconds, 1), config.requirements.price_per_hour
+    return run
 
 
 def optimize(config: OptimizeConfig, console: Console | None = None) -> tuple[RunResult, Path]:
-    """Measure the baseline and each recipe's variant; returns the results and the report folder."""
+    """Measure the baseline and search (or measure the named recipes); returns the results and the report folder.
+
+    When a search (or a run with requirements) chooses nothing, `run.chosen` is None and the report says why;
+    `--export` then writes nothing."""
+    started = time.monotonic()
     console = console or Console(stderr=True)
     output = check_output(config.output or default_output(), "report", config.overwrite)
+    if config.export is not None:
+        check_output(config.export, "export", config.overwrite)
     with console.status(f"loading {config.model}"):
         base = load_model(config.model)
-    recipes = parse_recipes(config.recipes, base.task)
-    plan = plan_evaluation(base, config.data, config.eval_limit, config.seed)
-    cache = BuildCache()
+    if config.recipes is not None:
+        parse_recipes(config.recipes, base.task)  # bad names fail before any work
+    plan = _plan(config, base)
+    machine = Machine.probe()
+    candidates, searching = _candidates(config, base, plan, machine, console)
+    cache: BuildCache = BuildStore(plan.inputs) if config.reuse_builds else BuildCache()
     with atomic_dir(output, "report", config.overwrite) as folder:
-        with console.status(f"measuring the baseline {base.manifest.name}"):
-            base_path = folder / "variants" / "baseline"
-            save_model(base, base_path)
-            baseline = measure_variant(base_path, plan.spec, config.bench)
-        baseline.name, baseline.path = f"{base.manifest.name} (baseline)", "variants/baseline"
-        console.print(f"baseline: {plan.metric} {baseline.quality.get(plan.metric, float('nan')):.4g}, "
-                      f"p50 {baseline.speed.p50_ms:.2f} ms, {baseline.size_mb:.1f} MB")
-        results = [baseline]
-        for recipe in recipes:
-            r = _build_and_measure(recipe, base, plan, config, folder, cache, console)
-            if r is not None:
-                results.append(r)
-        env = environment(config.seed) | {"measured_threads": baseline.speed.threads}
-        run = RunResult(str(config.model), base.task, plan.data_name, results, env, plan.metric)
+        results = (ResultStore(base.manifest.fingerprint, plan.spec, config.bench, machine.to_dict())
+                   if config.reuse_builds and base.manifest.fingerprint else None)
+        bench = RunBench(base, plan, config, folder, cache, results, console)
+        found = search(bench, candidates, config.requirements, plan.metric, budget=searching, recover=searching,
+                       clock=time.monotonic, log=console.print, started=started)
+        if isinstance(cache, BuildStore) and cache.hits:
+            console.print(f"reused {len(cache.hits)} builds from {cache.root}")
+        run = _run_result(config, base, plan, found, machine, time.monotonic() - started)
         write_report(run, folder)
+    if config.export is not None and run.chosen is not None:
+        export_variant(run, output, config.export, config.overwrite)
     return run, output

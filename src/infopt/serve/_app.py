@@ -11,6 +11,8 @@ import asyncio
 import base64
 import dataclasses
 import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,6 +29,7 @@ from infopt.serve._errors import QueueFull, RequestError, WrongTask
 from infopt.serve._http import ServeMiddleware, info_of, install_handlers
 from infopt.serve._lm_routes import install_lm_routes
 from infopt.serve._metrics import PROMETHEUS_CONTENT_TYPE
+from infopt.serve._routing import IdentityRouter, Router, classify_outcome, observe_safely, run_mirror, sticky_key
 from infopt.serve._schemas import ClassifyRequest, EmbeddingsRequest
 from infopt.serve._served import Encoded, ServedModel
 from infopt.serve._state import Loader, ServerState
@@ -100,10 +103,13 @@ def _base64(vector: list[float]) -> str:
 
 
 def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: ServeConfig | None = None,
-               loader: Loader = load_model, semantic: SemanticTier | None = None) -> FastAPI:
+               loader: Loader = load_model, semantic: SemanticTier | None = None,
+               router: Router | None = None) -> FastAPI:
     """An app serving the models of a `ServeConfig` (loaded in the background with `loader`) or the given
     `{name: LoadedModel}` (then `config`, if given, supplies the limits, batching and cache; its models are
-    replaced). The config's exact and prompt caches answer first; `semantic` (optional) is asked after them."""
+    replaced). The config's exact and prompt caches answer first; `semantic` (optional) is asked after them.
+    `router` (default: the identity) picks the served model that answers each classify request (see
+    `infopt.serve._routing`; `infopt.monitor` builds rollouts on it)."""
     preloaded = None if isinstance(source, ServeConfig) else dict(source)
     if preloaded is not None and not preloaded:
         raise RequestError("create_app got no models.", "pass a ServeConfig or a non-empty {name: LoadedModel}.")
@@ -128,12 +134,29 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
     app.add_middleware(ServeMiddleware, metrics=state.metrics, max_body_bytes=state.config.max_body_bytes,
                        shed=lambda path, raw: _shed(state, path, raw))
 
+    routing: Router = router if router is not None else IdentityRouter()
+
     @app.post("/v1/classify")
     async def classify(body: ClassifyRequest, request: Request) -> Response:
-        served, encoded, counts = _prepare(state, request, body.model, "classification", body.input, body.truncate)
+        _model(state, request, body.model)
+        route = routing.route(body.model, sticky_key(request))
+        served, encoded, counts = _prepare(state, request, route.answer, "classification", body.input, body.truncate)
+        request_id = "clf-" + uuid.uuid4().hex[:24]
 
         async def compute() -> dict[str, Any]:
-            outputs = await _infer(state, served, encoded, counts)
+            start = time.perf_counter()
+            try:
+                outputs = await _infer(state, served, encoded, counts)
+            except Exception as e:
+                observe_safely(routing, classify_outcome(request_id, body.model, served.name, False,
+                                                         time.perf_counter() - start, None, served.labels, counts,
+                                                         str(getattr(e, "code", "") or type(e).__name__)))
+                raise
+            observe_safely(routing, classify_outcome(request_id, body.model, served.name, False,
+                                                     time.perf_counter() - start, outputs, served.labels, counts))
+            if route.mirror is not None:
+                texts = [body.input] if isinstance(body.input, str) else list(body.input)
+                run_mirror(routing, state.models, route.mirror, body.model, request_id, texts, body.truncate)
             labels = served.labels or [f"LABEL_{i}" for i in range(len(outputs[0]))]
             data = []
             for i, probs in enumerate(outputs):
@@ -141,7 +164,7 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
                 data.append({"index": i, "label": labels[best], "score": probs[best],
                              "probabilities": dict(zip(labels, probs, strict=True))})
             tokens = sum(counts)
-            return {"object": "list", "model": body.model, "data": data,
+            return {"id": request_id, "object": "list", "model": body.model, "data": data,
                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
         return await cache.answer(request, "/v1/classify", body, served, compute)
@@ -167,6 +190,7 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
 
     install_lm_routes(app, state, cache)
     install_cache_routes(app, state, cache)
+    routing.install(app, state)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 from infopt.errors import UserError
 from infopt.serve._config import BatchingConfig, ModelSpec, ServeCacheConfig, ServeConfig, load_serve_config
 
-__all__ = ["FLAG_FIELDS", "model_spec", "serve_config", "toml_reference"]
+__all__ = ["FLAG_FIELDS", "ROLLOUT_FLAGS", "model_spec", "serve_config", "toml_reference"]
 
 FLAG_FIELDS: dict[str, tuple[str | None, str]] = {
     "host": (None, "host"), "port": (None, "port"), "price_per_hour": (None, "price_per_hour"),
@@ -34,6 +34,9 @@ FLAG_FIELDS: dict[str, tuple[str | None, str]] = {
 """Command-line overrides by keyword: (the nested config field or None for the top level, the field). Besides
 these, `no_cache=True` turns every cache tier off, `semantic_cache=True` turns the semantic tier on; `redis_url`
 alone also selects the "redis" backend."""
+
+ROLLOUT_FLAGS = {"candidate": "candidate", "share": "share", "shadow": "shadow", "rollout_db": "database"}
+"""Command-line overrides of keys of the [rollout] table (read by infopt.monitor), by keyword."""
 
 _DOCS: dict[type, dict[str, str]] = {
     ServeConfig: {
@@ -190,6 +193,7 @@ def serve_config(models: Sequence[str], path: str | Path | None = None, **flags:
     flags = dict(flags)
     no_cache = bool(flags.pop("no_cache", False))
     semantic = bool(flags.pop("semantic_cache", False))
+    rollout = {ROLLOUT_FLAGS[k]: v for k in ROLLOUT_FLAGS if (v := flags.pop(k, None)) is not None}
     if no_cache and semantic:
         raise UserError("--no-cache and --semantic-cache contradict each other.", "pass one of them.")
     if path is None and not specs:
@@ -206,5 +210,7 @@ def serve_config(models: Sequence[str], path: str | Path | None = None, **flags:
         tier = dataclasses.replace(cache.semantic, enabled=semantic)
         change: dict[str, Any] = {"exact": False, "prompt": False} if no_cache else {}
         config = dataclasses.replace(config, cache=dataclasses.replace(cache, semantic=tier, **change))
+    if rollout:
+        config = dataclasses.replace(config, rollout={**config.rollout, **rollout})
     assert isinstance(config.cache, ServeCacheConfig)
     return config

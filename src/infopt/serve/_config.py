@@ -123,6 +123,9 @@ class ServeConfig:
     price_per_hour: float = 0.0
     cache: ServeCacheConfig = dataclasses.field(default_factory=ServeCacheConfig)
     engine: ServeEngineConfig = dataclasses.field(default_factory=ServeEngineConfig)
+    rollout: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The [rollout] table, read by `infopt.monitor` (`infopt serve` only): a candidate served beside a model under
+    its name, the share or shadow copy of traffic it gets, the bounds of the sequential test, drift alerts."""
 
     def __post_init__(self) -> None:
         if isinstance(self.cache, CacheConfig) and not isinstance(self.cache, ServeCacheConfig):
@@ -149,6 +152,8 @@ class ServeConfig:
         check_number(self, "price_per_hour", low=0, example=2.5)
         check_type(self, "cache", ServeCacheConfig)
         check_type(self, "engine", ServeEngineConfig)
+        if not isinstance(self.rollout, Mapping):
+            raise field_error(self, "rollout", self.rollout, "a [rollout] table")
 
     def model(self, name: str) -> ModelSpec | None:
         """The spec named `name`, or None."""

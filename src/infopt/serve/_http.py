@@ -25,7 +25,8 @@ __all__ = ["ENDPOINTS", "RequestInfo", "ServeMiddleware", "Shed", "error_body", 
 log = logging.getLogger(__name__)
 
 ENDPOINTS = ("/v1/classify", "/v1/embeddings", "/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/stats",
-             "/health", "/ready", "/metrics", "/v1/cache/purge", "/v1/cache/invalidate", "/v1/cache/stats")
+             "/health", "/ready", "/metrics", "/v1/cache/purge", "/v1/cache/invalidate", "/v1/cache/stats",
+             "/v1/feedback", "/v1/rollout")
 """Paths that get their own `endpoint` label; any other path is counted as `other`."""
 
 _TYPES = {413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",

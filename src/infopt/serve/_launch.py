@@ -13,6 +13,7 @@ from pathlib import Path
 from infopt.errors import UserError
 from infopt.models import LoadedModel, load_model
 from infopt.serve._config import ServeConfig, is_loopback
+from infopt.serve._routing import Router
 from infopt.serve._server import run_server
 
 __all__ = ["banner", "base_url", "check_address", "launch"]
@@ -92,8 +93,9 @@ def banner(config: ServeConfig, loaded: list[LoadedModel]) -> list[str]:
 
 
 def launch(config: ServeConfig, *, echo: Callable[[str], None] = print, log_level: str = "info",
-           loader: Callable[[str | Path], LoadedModel] = load_model) -> None:
-    """Load the models, echo the banner, serve until SIGTERM / SIGINT; raises InfoptError before serving."""
+           loader: Callable[[str | Path], LoadedModel] = load_model, router: Router | None = None) -> None:
+    """Load the models, echo the banner, serve until SIGTERM / SIGINT; raises InfoptError before serving.
+    `router` (infopt.monitor's rollout) picks the model that answers each classify request."""
     check_address(config.host, config.port)
     semantic = config.cache.semantic
     if semantic.enabled:  # a bad calibration fails before serving; the encoder loads once, the server reuses it
@@ -104,6 +106,9 @@ def launch(config: ServeConfig, *, echo: Callable[[str], None] = print, log_leve
     loaded = [loader(spec.path) for spec in config.models]
     for line in banner(config, loaded):
         echo(line)
+    lines = getattr(router, "banner", None)
+    for line in lines() if callable(lines) else []:
+        echo(line)
     waiting: dict[str, list[LoadedModel]] = {}  # by path: two names for one path get a model each
     for spec, m in zip(config.models, loaded, strict=True):
         waiting.setdefault(str(spec.path), []).append(m)
@@ -111,4 +116,4 @@ def launch(config: ServeConfig, *, echo: Callable[[str], None] = print, log_leve
     def preloaded(path: str | Path) -> LoadedModel:
         return waiting[str(path)].pop(0)
 
-    run_server(config, loader=preloaded, log_level=log_level)
+    run_server(config, loader=preloaded, log_level=log_level, router=router)

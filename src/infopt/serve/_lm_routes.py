@@ -5,7 +5,8 @@ Queue errors (429, 503, 504 in the queue) come before a stream starts, as plain 
 stream started comes as a last `data: {"error": ...}` event. A client that disconnects stops its generation.
 `n` choices run as n generations (together on the paged engine), their chunks interleaved in one stream.
 
-Deterministic requests (temperature 0, or a seed) are looked up in the caches first; a hit is the stored body
+Deterministic requests (temperature 0, or a seed) are looked up in the caches first, before the chat template
+or the tokenizer runs (the key is the request body); a hit is the stored body
 (or, streamed, its replay as chunks) and never reaches the model. Complete answers are stored (a stream's
 assembled body); errors, cancelled generations and abandoned streams never are. Requests for logprobs skip the
 caches (their keys do not hold the field).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,10 @@ DEFAULT_CHAT_TOKENS = 256
 """`max_tokens` of a chat completion that does not say (at most what the context has left)."""
 
 _DISCONNECT_POLL_S = 0.2
+
+
+Prepare = Callable[[], tuple[list[int], list[Sampling]]]
+"""Builds a request's prompt ids and one sampling per choice (after a cache miss only)."""
 
 
 def _lm(state: ServerState, request: Request, name: str) -> tuple[ServedModel, LMWorker]:
@@ -219,14 +224,17 @@ def _hit_response(hit: CacheHit, body: CompletionRequest | ChatCompletionRequest
 
 
 async def _answer(state: ServerState, request: Request, served: ServedModel, worker: LMWorker,
-                  body: CompletionRequest | ChatCompletionRequest, prompt_ids: list[int], samplings: list[Sampling],
-                  chat: bool, cache: ResponseCache) -> Response:
+                  body: CompletionRequest | ChatCompletionRequest, prepare: Prepare, chat: bool,
+                  cache: ResponseCache) -> Response:
+    """Look the request up first (its key is the body, so a hit costs no template or tokenizer work), then
+    `prepare` the prompt and samplings and generate."""
     endpoint = "/v1/chat/completions" if chat else "/v1/completions"
-    logprobs = samplings[0].logprobs
+    logprobs = body.wants_logprobs
     key = None if logprobs else await cache.request(request, endpoint, body, served)
     hit = await cache.lookup(key)
     if hit is not None:
         return _hit_response(hit, body, chat)
+    prompt_ids, samplings = prepare()
     store = _Store(cache, key)
     jobs = worker.submit_all(prompt_ids, samplings)
     watcher = asyncio.create_task(_watch_disconnect(request, jobs))  # a client gone stops its jobs, queued or not
@@ -261,15 +269,21 @@ def install_lm_routes(app: FastAPI, state: ServerState, cache: ResponseCache) ->
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Response:
         served, worker = _lm(state, request, body.model)
-        ids = served.prompt_ids(body.text())
-        sampling = _sampling(served, body, ids, body.max_tokens, DEFAULT_COMPLETION_TOKENS, "prompt")
-        choices = _choices(served, body, sampling)
-        return await _answer(state, request, served, worker, body, ids, choices, chat=False, cache=cache)
+
+        def prepare() -> tuple[list[int], list[Sampling]]:
+            ids = served.prompt_ids(body.text())
+            sampling = _sampling(served, body, ids, body.max_tokens, DEFAULT_COMPLETION_TOKENS, "prompt")
+            return ids, _choices(served, body, sampling)
+
+        return await _answer(state, request, served, worker, body, prepare, chat=False, cache=cache)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         served, worker = _lm(state, request, body.model)
-        ids = served.chat_ids([m.for_template() for m in body.messages])
-        sampling = _sampling(served, body, ids, body.token_budget(), DEFAULT_CHAT_TOKENS, "messages")
-        choices = _choices(served, body, sampling)
-        return await _answer(state, request, served, worker, body, ids, choices, chat=True, cache=cache)
+
+        def prepare() -> tuple[list[int], list[Sampling]]:
+            ids = served.chat_ids([m.for_template() for m in body.messages])
+            sampling = _sampling(served, body, ids, body.token_budget(), DEFAULT_CHAT_TOKENS, "messages")
+            return ids, _choices(served, body, sampling)
+
+        return await _answer(state, request, served, worker, body, prepare, chat=True, cache=cache)

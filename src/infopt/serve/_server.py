@@ -13,6 +13,7 @@ import uvicorn
 
 from infopt.serve._app import create_app
 from infopt.serve._config import ServeConfig
+from infopt.serve._routing import Router
 from infopt.serve._state import Loader, ServerState
 
 __all__ = ["run_server"]
@@ -52,9 +53,11 @@ class _DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
-def run_server(config: ServeConfig, *, loader: Loader | None = None, log_level: str = "info") -> None:
-    """Serve `config` until SIGTERM / SIGINT; raises the loading error if a model fails to load."""
-    app = create_app(config) if loader is None else create_app(config, loader=loader)
+def run_server(config: ServeConfig, *, loader: Loader | None = None, log_level: str = "info",
+               router: Router | None = None) -> None:
+    """Serve `config` until SIGTERM / SIGINT; raises the loading error if a model fails to load. `router` (e.g.
+    infopt.monitor's rollout) picks the model that answers each classify request."""
+    app = create_app(config, router=router) if loader is None else create_app(config, loader=loader, router=router)
     state: ServerState = app.state.infopt
     uv_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level,
                                timeout_graceful_shutdown=int(config.batching.timeout_s) + 5)

@@ -18,9 +18,13 @@ from infopt.compress.quantize import (
     OnnxBlockInt8Config,
     OnnxFp32Config,
     OnnxInt8Config,
+    OnnxInt8Emb4Config,
+    OnnxInt8VnniConfig,
+    OnnxInt8VnniEmb4Config,
     OnnxSmoothInt8Config,
     OnnxStaticInt8Config,
     QuantConfig,
+    TorchBf16Config,
     WeightInt4Config,
     WeightInt8Config,
     config_from_dict,
@@ -33,8 +37,9 @@ from infopt.compress.quantize._api import ONNX_SCHEMES, TORCH_BACKENDS, _apply_t
 from infopt.compress.quantize._configs import CalibratedInt8Config, OnnxConfig
 from infopt.errors import InfoptError
 
-SCHEMES = ["dynamic-int8", "dynamic-int8-emb", "weight-int8", "weight-int4", "onnx-fp32", "onnx-int8",
-           "onnx-static-int8", "onnx-smooth-int8", "onnx-block-int8"]
+SCHEMES = ["dynamic-int8", "dynamic-int8-emb", "weight-int8", "weight-int4", "torch-bf16", "onnx-fp32", "onnx-int8",
+           "onnx-int8-vnni", "onnx-int8-emb4", "onnx-int8-vnni-emb4", "onnx-static-int8", "onnx-smooth-int8",
+           "onnx-block-int8"]
 
 
 def test_schemes_registry() -> None:
@@ -80,6 +85,11 @@ def test_overrides() -> None:
         ("dynamic-int8-emb", "exclude", "classifier"),
         ("onnx-fp32", "opset", 13),
         ("onnx-int8", "embeddings", 1),
+        ("onnx-int8-vnni", "reduce_range", "no"),
+        ("onnx-int8-emb4", "embedding_block_size", 48),
+        ("onnx-int8-vnni-emb4", "embedding_block_size", 256),
+        ("onnx-int8-emb4", "embeddings", False),
+        ("torch-bf16", "exclude", "classifier"),
         ("onnx-static-int8", "quant_format", "qlinear"),
         ("onnx-static-int8", "max_length", 1),
         ("onnx-static-int8", "calibration", [1, 2]),
@@ -102,6 +112,20 @@ def test_dict_round_trip_through_json(scheme: str) -> None:
     data = json.loads(json.dumps(config.to_dict()))
     assert data["scheme"] == scheme
     assert config_from_dict(data) == config
+
+
+def test_the_new_int8_variants_differ_only_in_their_defaults() -> None:
+    assert OnnxInt8Config().reduce_range and not OnnxInt8VnniConfig().reduce_range
+    assert OnnxInt8Emb4Config().reduce_range and not OnnxInt8VnniEmb4Config().reduce_range
+    assert config_from_name("onnx-int8-vnni", embeddings=False) == OnnxInt8VnniConfig(embeddings=False)
+    assert not config_from_name("onnx-int8-vnni", embeddings=False).reduce_range  # overrides keep the scheme's defaults
+    assert OnnxInt8VnniEmb4Config().embedding_block_size == 32
+    fields = {f.name for f in dataclasses.fields(OnnxInt8Config)}
+    assert {f.name for f in dataclasses.fields(OnnxInt8VnniConfig)} == fields
+    assert {f.name for f in dataclasses.fields(OnnxInt8Emb4Config)} == fields | {"embedding_block_size"}
+    with pytest.raises(InfoptError, match="4 bits") as err:
+        OnnxInt8VnniEmb4Config(embeddings=False)
+    assert "onnx-int8-vnni" in err.value.fix
 
 
 def test_static_calibration_is_a_tuple() -> None:
@@ -132,8 +156,12 @@ NON_DEFAULT = [
     DynamicInt8EmbConfig(activation_bits=7),
     WeightInt8Config(compute_dtype="float32", exclude=("*.lm_head",)),
     WeightInt4Config(group_size=128, compute_dtype="float32"),
+    TorchBf16Config(exclude=("classifier",)),
     OnnxFp32Config(opset=19, optimize=False),
     OnnxInt8Config(per_channel=False, embeddings=False, reduce_range=False),
+    OnnxInt8VnniConfig(reduce_range=True, embeddings=False),
+    OnnxInt8Emb4Config(embedding_block_size=128, reduce_range=False),
+    OnnxInt8VnniEmb4Config(embedding_block_size=16, exclude=("classifier",)),
     OnnxStaticInt8Config(exclude=(), quant_format="qdq", calibration=("a", "b"), max_length=16),
     OnnxSmoothInt8Config(alphas=(0.5, 1), max_length=32, calibration=["x"]),
     OnnxBlockInt8Config(block_size=32, embeddings=False),

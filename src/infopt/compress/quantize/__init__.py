@@ -1,8 +1,10 @@
 """Post-training quantization: `quantize(model, config)` for every scheme in QUANT_SCHEMES.
 
 torch schemes (saved as `torch-state`, rebuilt on load by `replay`): dynamic-int8, dynamic-int8-emb,
-weight-int8, weight-int4. ONNX Runtime schemes (classification / embedding only, saved as `onnx`):
-onnx-fp32, onnx-int8, onnx-smooth-int8 (SmoothQuant, then onnx-int8), onnx-static-int8, onnx-block-int8.
+weight-int8, weight-int4, torch-bf16. ONNX Runtime schemes (classification / embedding only, saved as `onnx`):
+onnx-fp32, onnx-int8, onnx-int8-vnni (full-range weights, VNNI CPUs), onnx-int8-emb4 and onnx-int8-vnni-emb4
+(4-bit word embedding), onnx-smooth-int8 (SmoothQuant, then onnx-int8), onnx-static-int8, onnx-block-int8.
+`trim_vocab` (a stage of its own, `vocab-trim`) keeps only the vocabulary a domain uses.
 """
 
 from infopt.compress.quantize._api import quantize, replay
@@ -13,9 +15,13 @@ from infopt.compress.quantize._configs import (
     OnnxBlockInt8Config,
     OnnxFp32Config,
     OnnxInt8Config,
+    OnnxInt8Emb4Config,
+    OnnxInt8VnniConfig,
+    OnnxInt8VnniEmb4Config,
     OnnxSmoothInt8Config,
     OnnxStaticInt8Config,
     QuantConfig,
+    TorchBf16Config,
     WeightInt4Config,
     WeightInt8Config,
     config_from_dict,
@@ -24,10 +30,12 @@ from infopt.compress.quantize._configs import (
 )
 from infopt.compress.quantize._embedding import Int8Embedding
 from infopt.compress.quantize._metrics import sqnr
+from infopt.compress.quantize._vocab import VOCAB_STAGE, VocabTrimConfig, trim_vocab
 from infopt.compress.quantize._weight_only import Int4WeightOnlyLinear, Int8WeightOnlyLinear
 
 __all__ = [
     "QUANT_SCHEMES",
+    "VOCAB_STAGE",
     "DynamicInt8Config",
     "DynamicInt8EmbConfig",
     "Int4WeightOnlyLinear",
@@ -36,9 +44,14 @@ __all__ = [
     "OnnxBlockInt8Config",
     "OnnxFp32Config",
     "OnnxInt8Config",
+    "OnnxInt8Emb4Config",
+    "OnnxInt8VnniConfig",
+    "OnnxInt8VnniEmb4Config",
     "OnnxSmoothInt8Config",
     "OnnxStaticInt8Config",
     "QuantConfig",
+    "TorchBf16Config",
+    "VocabTrimConfig",
     "WeightInt4Config",
     "WeightInt8Config",
     "config_from_dict",
@@ -46,5 +59,6 @@ __all__ = [
     "quantize",
     "replay",
     "sqnr",
+    "trim_vocab",
     "uses_calibration",
 ]

@@ -17,6 +17,7 @@ from infopt.compress.quantize._configs import (
     DynamicInt8EmbConfig,
     OnnxConfig,
     QuantConfig,
+    TorchBf16Config,
     WeightInt4Config,
     WeightInt8Config,
     config_from_dict,
@@ -48,11 +49,18 @@ def _weight_only(model: nn.Module, config: WeightInt8Config | WeightInt4Config,
     return apply_weight_only(model, config, weights)
 
 
+def _bf16(model: nn.Module, config: TorchBf16Config, weights: bool) -> tuple[nn.Module, dict[str, Any]]:
+    from infopt.compress.quantize._bf16 import apply_bf16
+
+    return apply_bf16(model, config, weights)
+
+
 TORCH_BACKENDS: dict[type[QuantConfig], TorchBackend] = {
     DynamicInt8Config: _dynamic,
     DynamicInt8EmbConfig: _dynamic,
     WeightInt8Config: _weight_only,
     WeightInt4Config: _weight_only,
+    TorchBf16Config: _bf16,
 }
 """The torch schemes (saved as `torch-state`), by the exact type of their config."""
 ONNX_SCHEMES: frozenset[type[QuantConfig]] = frozenset(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from infopt import _config
 from infopt._config import CALIBRATION, Config, check_bool, check_choice, check_int, number_tuple, str_tuple
+from infopt.errors import UserError
 
 __all__ = [
     "QUANT_SCHEMES",
@@ -22,9 +23,13 @@ __all__ = [
     "OnnxConfig",
     "OnnxFp32Config",
     "OnnxInt8Config",
+    "OnnxInt8Emb4Config",
+    "OnnxInt8VnniConfig",
+    "OnnxInt8VnniEmb4Config",
     "OnnxSmoothInt8Config",
     "OnnxStaticInt8Config",
     "QuantConfig",
+    "TorchBf16Config",
     "WeightInt4Config",
     "WeightInt8Config",
     "config_from_dict",
@@ -35,6 +40,7 @@ __all__ = [
 COMPUTE_DTYPES = ("bfloat16", "float32")
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 BLOCK_SIZES = (16, 32, 64, 128, 256)
+EMB4_BLOCK_SIZES = (16, 32, 64, 128)
 ONNX_FORMATS = ("qoperator", "qdq")
 
 
@@ -116,12 +122,26 @@ class _OnnxInt8Fields(_OnnxFields):
     """Also store the embedding tables (Gather) as int8, dequantizing the looked-up rows."""
     reduce_range: bool = True
     """7-bit weights (-64..64). ORT's u8 x s8 kernel on x86 CPUs without VNNI adds pairs of products in int16
-    and saturates with full-range weights (measured: errors up to 36 on one MatMul); VNNI CPUs can use False."""
+    and saturates with full-range weights (measured: errors up to 36 on one MatMul); VNNI CPUs can use False
+    (the `onnx-int8-vnni` schemes)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("per_channel", "embeddings", "reduce_range"):
             check_bool(self, name)
+
+
+@dataclass(frozen=True)
+class _Emb4Fields(_OnnxInt8Fields):
+    embedding_block_size: int = 32
+    """Word-embedding entries (along the hidden dim) sharing one scale and 4-bit zero point: 16, 32, 64 or 128."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "embedding_block_size", EMB4_BLOCK_SIZES)
+        if not self.embeddings:
+            raise UserError(f"{type(self).__name__}.embeddings is False, but the scheme exists to store the word "
+                            "embedding in 4 bits.", "use onnx-int8 (or onnx-int8-vnni) with embeddings=False.")
 
 
 @dataclass(frozen=True)
@@ -179,6 +199,16 @@ class WeightInt4Config(_WeightOnlyFields, QuantConfig):
 
 
 @dataclass(frozen=True)
+class TorchBf16Config(_Exclude, QuantConfig):
+    """The whole torch model in bfloat16 (token ids in, float32 out): half the size of float32.
+
+    Faster than float32 only where the CPU computes in bf16 (AMX on Xeon Sapphire Rapids and newer, or AVX-512
+    BF16); elsewhere oneDNN converts every operand and it is slower than float32. `quantize` records which."""
+
+    scheme: ClassVar[str] = "torch-bf16"
+
+
+@dataclass(frozen=True)
 class OnnxFp32Config(_OnnxFields, QuantConfig):
     """Export to ONNX (torch.onnx dynamo exporter), float32, run by ONNX Runtime."""
 
@@ -192,6 +222,41 @@ class OnnxInt8Config(_OnnxInt8Fields, QuantConfig):
 
     scheme: ClassVar[str] = "onnx-int8"
     kind: ClassVar[str] = "onnx"
+
+
+@dataclass(frozen=True)
+class OnnxInt8VnniConfig(_OnnxInt8Fields, QuantConfig):
+    """`onnx-int8` with full-range 8-bit weights, for CPUs with VNNI (AVX-512 VNNI, AVX-VNNI) or AMX.
+
+    There ORT's u8 x s8 kernel adds products in int32 (vpdpbusd), so 8-bit weights cannot saturate and are more
+    accurate than onnx-int8's 7-bit ones at the same speed. On AVX2 CPUs without VNNI its results are wrong
+    (int16 saturation): use onnx-int8 there."""
+
+    scheme: ClassVar[str] = "onnx-int8-vnni"
+    kind: ClassVar[str] = "onnx"
+
+    reduce_range: bool = False
+    """7-bit weights (-64..64) if True; False (the point of this scheme) keeps all 8 bits (VNNI / AMX CPUs only)."""
+
+
+@dataclass(frozen=True)
+class OnnxInt8Emb4Config(_Emb4Fields, QuantConfig):
+    """`onnx-int8` with the word embedding in 4 bits (com.microsoft GatherBlockQuantized, per block of
+    `embedding_block_size`, asymmetric); the other embedding tables stay int8. 7-bit MatMul weights (any x86)."""
+
+    scheme: ClassVar[str] = "onnx-int8-emb4"
+    kind: ClassVar[str] = "onnx"
+
+
+@dataclass(frozen=True)
+class OnnxInt8VnniEmb4Config(_Emb4Fields, QuantConfig):
+    """`onnx-int8-vnni` (full-range weights, VNNI / AMX CPUs only) with the word embedding in 4 bits."""
+
+    scheme: ClassVar[str] = "onnx-int8-vnni-emb4"
+    kind: ClassVar[str] = "onnx"
+
+    reduce_range: bool = False
+    """7-bit weights (-64..64) if True; False keeps all 8 bits (VNNI / AMX CPUs only)."""
 
 
 @dataclass(frozen=True)
@@ -249,8 +314,11 @@ class OnnxBlockInt8Config(_OnnxFields, QuantConfig):
         check_bool(self, "embeddings")
 
 
-OnnxConfig = OnnxFp32Config | OnnxInt8Config | OnnxStaticInt8Config | OnnxSmoothInt8Config | OnnxBlockInt8Config
+OnnxConfig = (OnnxFp32Config | OnnxInt8Config | OnnxInt8VnniConfig | OnnxInt8Emb4Config | OnnxInt8VnniEmb4Config
+              | OnnxStaticInt8Config | OnnxSmoothInt8Config | OnnxBlockInt8Config)
 """The configs of the `onnx` kind (a type alias, usable with isinstance)."""
+Emb4Config = OnnxInt8Emb4Config | OnnxInt8VnniEmb4Config
+"""The ONNX int8 schemes that store the word embedding in 4 bits (a type alias, usable with isinstance)."""
 CalibratedInt8Config = OnnxStaticInt8Config | OnnxSmoothInt8Config
 """The ONNX int8 schemes that run calibration texts through the model: the two with `calibration` and
 `max_length` fields (a type alias, usable with isinstance; no longer a base class)."""
@@ -268,8 +336,12 @@ QUANT_SCHEMES: dict[str, QuantConfig] = {
         DynamicInt8EmbConfig,
         WeightInt8Config,
         WeightInt4Config,
+        TorchBf16Config,
         OnnxFp32Config,
         OnnxInt8Config,
+        OnnxInt8VnniConfig,
+        OnnxInt8Emb4Config,
+        OnnxInt8VnniEmb4Config,
         OnnxStaticInt8Config,
         OnnxSmoothInt8Config,
         OnnxBlockInt8Config,

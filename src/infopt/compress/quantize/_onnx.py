@@ -26,15 +26,17 @@ from transformers import PreTrainedTokenizerBase
 
 from infopt.compress.quantize._configs import (
     CalibratedInt8Config,
+    Emb4Config,
     OnnxBlockInt8Config,
     OnnxConfig,
     OnnxFp32Config,
     OnnxInt8Config,
+    OnnxInt8VnniConfig,
     OnnxSmoothInt8Config,
     OnnxStaticInt8Config,
 )
 from infopt.compress.quantize._modules import excluded
-from infopt.errors import UserError
+from infopt.errors import NotApplicable, UserError
 from infopt.models import OnnxModel
 
 __all__ = ["ONNX_INPUTS", "apply_onnx", "export_onnx"]
@@ -201,7 +203,9 @@ def _build(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, conf
     return info
 
 
-Int8Config = OnnxInt8Config | OnnxStaticInt8Config | OnnxSmoothInt8Config | OnnxBlockInt8Config
+DynamicConfig = OnnxInt8Config | OnnxInt8VnniConfig | Emb4Config | OnnxSmoothInt8Config
+"""The schemes that run ORT's `quantize_dynamic` (onnx-smooth-int8 after smoothing the torch model)."""
+Int8Config = DynamicConfig | OnnxStaticInt8Config | OnnxBlockInt8Config
 """The ONNX schemes that quantize the exported graph."""
 
 
@@ -210,19 +214,42 @@ def _quantize_onnx(graph: Path, raw: Path, final: Path, tokenizer: PreTrainedTok
     modules = _module_of_nodes(raw)
     skip = sorted(node for node, mod in modules.items() if excluded(mod, config.exclude))
     info: dict[str, Any] = {"fp32_nodes": sorted({modules[n] for n in skip})}
+    if not isinstance(config, OnnxBlockInt8Config) and not config.reduce_range:
+        info["cpu_avx512_vnni"] = bool(torch.cpu._is_vnni_supported())  # full-range weights are exact only with it
     with _quiet(""):  # ORT logs "please consider pre-processing" on the root logger
         if isinstance(config, OnnxBlockInt8Config):
             _quantize_blocks(graph, final, config, skip)
         elif isinstance(config, OnnxStaticInt8Config):
             _quantize_static(graph, final, tokenizer, config, calibration, _common(config, skip))
-        else:  # onnx-int8, and onnx-smooth-int8 after smoothing the torch model
+        elif isinstance(config, Emb4Config):
+            info.update(_quantize_emb4(graph, final, config, skip))
+        else:  # onnx-int8, onnx-int8-vnni, and onnx-smooth-int8 after smoothing the torch model
             from onnxruntime.quantization import quantize_dynamic
 
             quantize_dynamic(str(graph), str(final), **_common(config, skip))
     return info
 
 
-def _common(config: OnnxInt8Config | OnnxStaticInt8Config | OnnxSmoothInt8Config, skip: list[str]) -> dict[str, Any]:
+def _quantize_emb4(graph: Path, final: Path, config: Emb4Config, skip: list[str]) -> dict[str, Any]:
+    """`quantize_dynamic` with the word-embedding Gather left out, then that Gather in 4 bits."""
+    import onnx
+    from onnxruntime.quantization import quantize_dynamic
+
+    from infopt.compress.quantize._emb4 import replace_word_gather, word_gather
+
+    word = word_gather(onnx.load(str(graph), load_external_data=False))
+    if word is None:
+        raise NotApplicable(f"{config.scheme}: the exported graph has no Gather of input_ids from a constant table.",
+                            "use onnx-int8 (or onnx-int8-vnni) for this model.")
+    if word in skip:  # the user kept the word embedding in float32
+        quantize_dynamic(str(graph), str(final), **_common(config, skip))
+        return {"word_embedding": {"bits": 32}}
+    int8 = graph.parent / "int8.onnx"
+    quantize_dynamic(str(graph), str(int8), **_common(config, [*skip, word]))
+    return replace_word_gather(int8, final, word, config.embedding_block_size)
+
+
+def _common(config: DynamicConfig | OnnxStaticInt8Config, skip: list[str]) -> dict[str, Any]:
     """The options `quantize_dynamic` and `quantize_static` share."""
     from onnxruntime.quantization import QuantType
 
