@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch
 from _machine import cpu_name
 
-from infopt.compress.cascade import cascade_weights_mb
 from infopt.data import TextDataset
 from infopt.models import BUNDLED_MODELS, bundled_path, load_model, save_model, weights_mb
 from infopt.optimize import build, parse_recipes, plan_evaluation
@@ -54,7 +53,7 @@ def main() -> None:
     choice = cascade.manifest.recipe[-1]["config"]["calibration"]
     with tempfile.TemporaryDirectory() as tmp:
         save_model(cascade, Path(tmp) / "cascade")
-        size = cascade_weights_mb(Path(tmp) / "cascade")
+        size = weights_mb(Path(tmp) / "cascade")
         if args.threads:  # for the timing only (building and calibrating use every core)
             torch.set_num_threads(args.threads)
         reloaded = load_model(Path(tmp) / "cascade")  # what `infopt serve` runs; its ONNX sessions take the threads

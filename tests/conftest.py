@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from transformers import (
@@ -204,3 +211,41 @@ def foreign_tok() -> PreTrainedTokenizerBase:
 def train() -> Callable[..., LoadedModel]:
     """train_briefly(model, data, epochs=20.0)."""
     return train_briefly
+
+
+@contextlib.contextmanager
+def _serving(args: list[str], log: Path, cwd: Path | None = None) -> Iterator[str]:
+    """`infopt serve ARGS --port FREE` as a real process (stdout and stderr in `log`), ready; yields its URL and
+    after the block stops it with SIGTERM and checks that it drained and exited 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    infopt = str(Path(sys.executable).parent / "infopt")
+    with log.open("w") as out:
+        proc = subprocess.Popen([infopt, "serve", *args, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=cwd)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    if httpx.get(url + "/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the server did not become ready"
+                time.sleep(0.1)
+            yield url
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def serve_process() -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """`with serve_process(args, log_path, cwd=None) as url:` runs `infopt serve` for real on a free port."""
+    return _serving

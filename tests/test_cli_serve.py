@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -117,24 +116,10 @@ def test_loadtest_refuses_other_machines() -> None:
     assert "not a loopback address" in lines[0] and "Fix:" in lines[0] and "Traceback" not in proc.stderr
 
 
-def test_serve_through_the_console_script(model_dir: Path, tmp_path: Path,
+def test_serve_through_the_console_script(model_dir: Path, tmp_path: Path, serve_process: Any,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "stderr.log").open("w")
-    proc = subprocess.Popen([INFOPT, "serve", str(model_dir), "--port", str(port), "--max-wait-ms", "2",
-                             "--price-per-hour", "1.5"], stdout=subprocess.PIPE, stderr=log, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "stderr.log").read_text()
-            try:
-                if httpx.get(url + "/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
+    log = tmp_path / "serve.log"
+    with serve_process([str(model_dir), "--max-wait-ms", "2", "--price-per-hour", "1.5"], log) as url:
         r = httpx.post(url + "/v1/classify", json={"model": "tiny", "input": "a fine film"})
         assert r.status_code == 200 and r.json()["data"][0]["label"] in ("negative", "positive")
         out = tmp_path / "lt"
@@ -144,16 +129,26 @@ def test_serve_through_the_console_script(model_dir: Path, tmp_path: Path,
         assert "requests sent" in printed and "server batch sizes" in printed
         saved = json.loads((out / "loadtest.json").read_text())
         assert (saved["sent"], saved["ok"], saved["errors"]) == (20, 20, {})
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, (tmp_path / "stderr.log").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-    assert proc.stdout is not None
-    banner = proc.stdout.read()
+    banner = log.read_text()
     fingerprint = Manifest.from_file(model_dir / MANIFEST_FILE).fingerprint
     assert fingerprint and fingerprint in banner, banner
     assert f"infopt serve: {url}" in banner and f"{url}/metrics" in banner
     assert "model tiny: classification" in banner and "waiting up to 2 ms" in banner and "1.5 per hour" in banner
+
+
+def test_serve_a_candidate_in_shadow_through_the_console_script(
+        model_dir: Path, tmp_path: Path, tokenizer: Any, make_classifier: Any, serve_process: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    candidate = tmp_path / "cand"
+    save_model(make_classifier(tokenizer, seed=7, name="cand"), candidate)
+    args = [f"clf={model_dir}", "--candidate", str(candidate), "--shadow", "--rollout-db",
+            str(tmp_path / "rollout.sqlite")]
+    with serve_process(args, tmp_path / "serve.log") as url:
+        for text in ("a fine film", "a dull film", "a great cast"):
+            r = httpx.post(url + "/v1/classify", json={"model": "clf", "input": text}, timeout=30)
+            assert r.status_code == 200 and r.json()["id"], r.text
+        capsys.readouterr()
+        assert main(["rollout", "status", url]) == 0
+        printed = capsys.readouterr().out
+        assert "model clf" in printed and "shadow" in printed and "cand" in printed, printed
+    assert (tmp_path / "rollout.sqlite").is_file()

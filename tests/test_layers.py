@@ -18,12 +18,13 @@ LAYERS: dict[str, float] = {
     "models": 2,
     "train": 3,
     # compress: quantize and distill stand alone (neither imports the other); prune recovers by distilling
-    "compress._checks": 4, "compress.quantize": 4.1, "compress.distill": 4.1, "compress.prune": 4.2, "compress": 4.3,
+    "compress._checks": 4, "compress.quantize": 4.1, "compress.distill": 4.1, "compress.cascade": 4.1,
+    "compress.prune": 4.2, "compress": 4.3,
     "evaluate": 5,
     "optimize": 6,
     "serve": 7,
     "monitor": 8,
-    "cli": 9, "__init__": 9, "__main__": 9,
+    "cli": 9, "_cli_parser": 9, "_cli_serving": 9, "__init__": 9, "__main__": 9,
 }
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
-import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,7 +40,7 @@ def a_run(report: Path, model: LoadedModel) -> RunResult:
 
 
 def test_export_writes_a_served_folder(tiny_bert_classifier: LoadedModel, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                       monkeypatch: pytest.MonkeyPatch, serve_process: Any) -> None:
     monkeypatch.setenv("INFOPT_CACHE", str(tmp_path / "cache"))  # the server's response cache
     run = a_run(tmp_path / "report", tiny_bert_classifier)
     out = export_variant(run, tmp_path / "report", tmp_path / "export")
@@ -54,33 +52,11 @@ def test_export_writes_a_served_folder(tiny_bert_classifier: LoadedModel, tmp_pa
     assert toml["batching"]["max_batch_size"] == 16
     assert load_serve_config(out / "serve.toml").models[0].name == "tiny-clf"
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([INFOPT, "serve", "--config", str(out / "serve.toml"), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(url + "/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
+    with serve_process(["--config", str(out / "serve.toml")], tmp_path / "serve.log", cwd=tmp_path) as url:
         r = httpx.post(url + "/v1/classify", json={"model": "tiny-clf", "input": ["a fine film", "a dull one"]})
         assert r.status_code == 200, r.text
         ids = tiny_bert_classifier.predict(["a fine film", "a dull one"]).argmax(-1).tolist()
         assert [d["label"] for d in r.json()["data"]] == [tiny_bert_classifier.manifest.labels[i] for i in ids]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_export_refuses_what_it_must_not_replace(tiny_bert_classifier: LoadedModel, tmp_path: Path) -> None:

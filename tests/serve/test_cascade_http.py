@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,38 +60,15 @@ def test_cascade_served_in_process(live: Any, cascade_dir: Path) -> None:
     assert info["recipe"][-1]["stage"] == "cascade"
 
 
-def test_cascade_through_the_console_script(cascade_dir: Path, tmp_path: Path) -> None:
+def test_cascade_through_the_console_script(cascade_dir: Path, tmp_path: Path, serve_process: Any) -> None:
     probs, _ = _expected(cascade_dir)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "stderr.log").open("w")
-    proc = subprocess.Popen([INFOPT, "serve", f"casc={cascade_dir}", "--port", str(port), "--no-cache"],
-                            stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "stderr.log").read_text()
-            try:
-                if httpx.get(url + "/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
+    with serve_process([f"casc={cascade_dir}", "--no-cache"], tmp_path / "serve.log") as url:
         r = httpx.post(url + "/v1/classify", json={"model": "casc", "input": TEXTS}, timeout=30)
         assert r.status_code == 200, r.text
         for row, p in zip(r.json()["data"], probs, strict=True):
             got = row["probabilities"]
             assert [got["negative"], got["positive"]] == pytest.approx(p, abs=1e-4)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, (tmp_path / "stderr.log").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+
 
 
 def test_early_exit_folder_served_with_a_risk_controlled_threshold(

@@ -15,7 +15,7 @@ from infopt.compress.cascade._calibrate import (
     clopper_pearson_upper,
     fixed_sequence,
 )
-from infopt.compress.cascade._format import CASCADE, CASCADE_FILE, STAMP_FILE, cascade_weights_mb, make_cascade
+from infopt.compress.cascade._format import CASCADE, CASCADE_FILE, STAMP_FILE, make_cascade
 from infopt.compress.cascade._model import CascadeModel, check_compatible, small_confidence
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "ThresholdChoice",
     "batched_logits",
     "calibrate",
-    "cascade_weights_mb",
     "check_compatible",
     "choose_threshold",
     "clopper_pearson_upper",

@@ -21,9 +21,9 @@ from transformers import PretrainedConfig
 from infopt.compress.cascade._calibrate import ThresholdChoice
 from infopt.compress.cascade._model import CascadeModel, config_of
 from infopt.errors import UserError
-from infopt.models import LoadedModel, Manifest, ModelFormat, load_model, weights_mb, write_model
+from infopt.models import LoadedModel, Manifest, ModelFormat, load_model, write_model
 
-__all__ = ["CASCADE", "CASCADE_FILE", "STAMP_FILE", "cascade_weights_mb", "make_cascade"]
+__all__ = ["CASCADE", "CASCADE_FILE", "STAMP_FILE", "make_cascade"]
 
 CASCADE_FILE = "cascade.json"
 STAMP_FILE = "cascade.safetensors"
@@ -110,12 +110,6 @@ def _write(loaded: LoadedModel, folder: Path) -> None:
     stamp = {"small": parts["small"].fingerprint, "large": parts["large"].fingerprint,
              "threshold": repr(float(cascade.threshold))}
     save_file({"threshold": torch.tensor([cascade.threshold], dtype=torch.float64)}, folder / STAMP_FILE, stamp)
-
-
-def cascade_weights_mb(folder: str | Path) -> float:
-    """Megabytes of both models' weight files (`weights_mb` of the folder itself sees only the stamp)."""
-    folder = Path(folder)
-    return sum(weights_mb(folder / role) for role in ("small", "large"))
 
 
 CASCADE = ModelFormat("cascade", _read, _write)
