@@ -58,6 +58,7 @@ def test_the_three_cpus_differ_and_this_machine_matches_its_flags() -> None:
 
 def test_priorities_change_the_list() -> None:
     assert "vocab-trim+onnx-int8-vnni-emb4" in names(AVX512_EPYC, "size")
+    assert names(AVX512_EPYC, "size")[-2] == "distill-l3+prune-structured+vocab-trim+onnx-int8-vnni-emb4"
     assert "vocab-trim+onnx-int8-emb4" in names(AVX2_EPYC, "size")
     assert not any("emb4" in n or "vocab" in n for n in names(AVX512_EPYC, "throughput"))
     assert "onnx-smooth-int8" in names(AVX512_EPYC, "accuracy")

@@ -165,6 +165,9 @@ def candidate_names(machine: Machine, task: str, priority: str) -> list[tuple[li
         add(f"distill-l3+{q}", "then distill: a 3-layer student of the model (half the depth), then int8")
         add(f"distill-l3+prune-structured+{q}", "the chain: distill to 3 layers, prune, then int8 (the smallest "
                                                 "and fastest if accuracy holds)")
+        if priority == "size":
+            add("distill-l3+prune-structured+vocab-trim+@e4", "the chain, with only the vocabulary of the training "
+                                                             "data (the smallest if accuracy holds)")
         if bf16 and priority not in ("throughput", "accuracy"):
             add("torch-bf16", bf16)
         if bf16 and priority == "throughput" and machine.amx:
