@@ -68,6 +68,11 @@ class Plots:
 Block = Heading | Lead | Para | Bullets | TableBlock | Plots
 
 
+def _done(v: VariantResult) -> str:
+    """The steps of a variant: its recipe's parts in order (a chain's manifest method names only its last step)."""
+    return " -> ".join(v.recipe.split("+")) if v.recipe else v.method
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "not set"
@@ -122,7 +127,7 @@ def _comparison(run: RunResult) -> list[Block]:
     for label, v in [*[(v.recipe or v.name, v) for v in run.variants[1:]], *[(f"chosen: {v.name}", v) for v in chosen]]:
         mine, theirs, _ = p50_pair(run, v)
         reduction = _reduction(v.size_mb, base.size_mb)
-        rows.append([label, v.method, reduction, _x(theirs, mine), _x(v.speed.throughput, base.speed.throughput),
+        rows.append([label, _done(v), reduction, _x(theirs, mine), _x(v.speed.throughput, base.speed.throughput),
                      f"{retention(run, v):.1f}%", status(run, v)])
         marks.append(status(run, v))
     if not rows:
