@@ -61,7 +61,8 @@ def test_json_round_trip() -> None:
 
 def test_json_shape() -> None:
     d = json.loads(_run().to_json())
-    assert set(d) == {"model", "task", "data", "variants", "environment", "quality_metric"}
+    assert set(d) == {"model", "task", "data", "variants", "environment", "quality_metric", "machine", "requirements",
+                      "decisions", "chosen", "recommendation", "seconds", "price_per_hour"}
     v = d["variants"][1]
     assert v["speed"] == {
         "p50_ms": 6.0,
@@ -71,6 +72,8 @@ def test_json_shape() -> None:
         "batch_size": 32,
         "threads": 2,
         "decode_tokens_per_s": 123.5,
+        "samples_ms": [],
+        "interleaved_p50_ms": None,
     }
     assert v["quality"] == {"perplexity": 21.75, "tokens": 8191.0}
     assert v["path"] == "" and v["fingerprint"] == ""

@@ -69,8 +69,8 @@ Block = Heading | Lead | Para | Bullets | TableBlock | Plots
 
 
 def _done(v: VariantResult) -> str:
-    """The steps of a variant: its recipe's parts in order (a chain's manifest method names only its last step)."""
-    return " -> ".join(v.recipe.split("+")) if v.recipe else v.method
+    """The steps of a variant: its method, or for a chain whose method names only its last step, the recipe's parts."""
+    return " -> ".join(v.recipe.split("+")) if "+" in v.recipe and "->" not in v.method else v.method
 
 
 def _describe(value: Any) -> str:
