@@ -101,6 +101,19 @@ def test_optimize_on_a_users_model_and_csv(tmp_path: Path, model_dir: Path, revi
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "temporary folders left behind"
 
 
+def test_optimize_scores_a_separate_eval_file_whole(tmp_path: Path, model_dir: Path, reviews_csv: Path) -> None:
+    held_out = tmp_path / "held-out.csv"
+    rows = [("a truly great film", "positive"), ("a dull and awful film", "negative")] * 15
+    held_out.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    out = tmp_path / "run"
+    proc = run("optimize", "--model", str(model_dir), "--data", str(reviews_csv), "--text-column", "review",
+               "--label-column", "sentiment", "--eval-data", str(held_out), "--eval-text-column", "text",
+               "--eval-label-column", "label", "--recipes", "dynamic-int8", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert [v["n_eval"] for v in results["variants"]] == [30, 30]  # all of the file, none of reviews.csv
+
+
 def test_quantize_saves_a_loadable_variant(tmp_path: Path, model_dir: Path) -> None:
     out = tmp_path / "q8"
     proc = run("quantize", "--model", str(model_dir), "--scheme", "dynamic-int8", "--output", str(out))
