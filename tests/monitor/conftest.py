@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import torch
-import uvicorn
 from fastapi import FastAPI
 from transformers import AutoModelForSequenceClassification, BertConfig, PreTrainedTokenizerBase
 
@@ -26,47 +21,10 @@ def _no_response_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFOPT_CACHE", str(tmp_path / "infopt-cache"))
 
 
-class LiveServer:
-    """A real uvicorn server for `app` in a background thread, on a free loopback port."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])),
-                                       daemon=True)
-
-    def start(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the test server did not start"
-            time.sleep(0.01)
-        deadline = time.monotonic() + 60
-        while httpx.get(self.url + "/ready").status_code != 200:
-            assert time.monotonic() < deadline, httpx.get(self.url + "/ready").text
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
 @pytest.fixture
-def live() -> Iterator[Callable[[FastAPI], LiveServer]]:
-    """`live(app)` starts a LiveServer; all are stopped after the test."""
-    servers: list[LiveServer] = []
-
-    def start(app: FastAPI) -> LiveServer:
-        servers.append(LiveServer(app).start())
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.stop()
+def live(live: Callable[[FastAPI], Any]) -> Callable[[FastAPI], Any]:
+    """The root `live(app)`, and each server also waits until it is ready."""
+    return lambda app: live(app).wait_ready()
 
 
 class Slow(torch.nn.Module):

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import torch
-import uvicorn
-from fastapi import FastAPI
 from transformers import (
     AutoModel,
     AutoModelForCausalLM,
@@ -28,9 +24,8 @@ from transformers import (
 )
 
 from infopt.models import LoadedModel, Manifest, save_model
-from infopt.serve import ModelSpec, ServeConfig, ServerState, create_app
-
-T = TypeVar("T")
+from infopt.serve import ModelSpec, ServeConfig, create_app
+from tests.conftest import LiveServer  # type: ignore[import-not-found]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -110,67 +105,6 @@ def _sse_events(r: httpx.Response) -> list[Any]:
 def sse() -> Any:
     """`sse(response)`: the `data:` events of a server-sent-events response (parsed JSON, and "[DONE]")."""
     return _sse_events
-
-
-class LiveServer:
-    """A real uvicorn server for `app` in a background thread, on a free loopback port."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.state: ServerState = app.state.infopt
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self.loop = asyncio.get_running_loop()
-            await self.server.serve(sockets=[self.sock])
-
-        asyncio.run(main())
-
-    def start(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def wait_ready(self, timeout_s: float = 60) -> LiveServer:
-        deadline = time.monotonic() + timeout_s
-        while httpx.get(self.url + "/ready").status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not ready: {httpx.get(self.url + '/ready').text}")
-            time.sleep(0.02)
-        return self
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30) -> T:
-        """Run a coroutine on the server's event loop and wait for it."""
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
-@pytest.fixture
-def live() -> Iterator[Any]:
-    """`live(app)` starts a LiveServer; all are stopped after the test."""
-    servers: list[LiveServer] = []
-
-    def start(app: FastAPI) -> LiveServer:
-        servers.append(LiveServer(app).start())
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ from schemathesis.checks import not_a_server_error
 
 from infopt.models import LoadedModel, load_model
 from infopt.serve import ModelSpec, ServeConfig, create_app
-
-from .conftest import LiveServer  # type: ignore[import-not-found]
+from tests.conftest import LiveServer  # type: ignore[import-not-found]
 
 CONFIG = ServeConfig(models=(ModelSpec("x", "x"),), max_inputs=8, max_body_bytes=20_000)
 schema = schemathesis.openapi.from_dict(create_app(CONFIG).openapi())  # the schema the server publishes
