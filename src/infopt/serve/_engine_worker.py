@@ -30,9 +30,9 @@ from infopt.serve._batcher import stop_worker
 from infopt.serve._config import BatchingConfig
 from infopt.serve._engine_config import ServeEngineConfig
 from infopt.serve._engine_job import EngineJob
-from infopt.serve._errors import QueueFull, QueueTimeout, RequestError, Unavailable
+from infopt.serve._errors import QueueFull, RequestError, Unavailable
 from infopt.serve._generate import Sampling
-from infopt.serve._lm_protocol import generation_timeout, job_text
+from infopt.serve._lm_protocol import job_started, job_text
 from infopt.serve.engine import EngineStats, LLMEngine, RequestOutput, SamplingParams
 from infopt.serve.engine.model import model_shape
 
@@ -174,17 +174,11 @@ class EngineWorker:
             jobs.append(job)
         return jobs
 
-    def _timeout(self, what: str) -> QueueTimeout:
-        return generation_timeout(self.name, what)
-
     async def wait_started(self, job: EngineJob) -> None:
         """Wait until the engine schedules the job (at most `timeout_s` from its submission); on any failure the
         job is dropped."""
-        left = self.config.timeout_s - (time.perf_counter() - job.enqueued)
         try:
-            await asyncio.wait_for(asyncio.shield(job.started), max(left, 0.0))
-        except TimeoutError:
-            raise self._timeout(f"waited more than {self.config.timeout_s:g} s in the queue") from None
+            await job_started(job, self.name, self.config.timeout_s)
         finally:
             if not job.started.done() or job.started.exception() is not None:
                 job.cancel()

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from infopt.serve._errors import QueueTimeout
 from infopt.serve._generate import Sampling
 
-__all__ = ["LMJob", "LMWorker", "generation_timeout", "job_text"]
+__all__ = ["LMJob", "LMWorker", "generation_timeout", "job_started", "job_text"]
 
 
 class LMJob(Protocol):
@@ -46,6 +46,15 @@ def generation_timeout(model: str, what: str) -> QueueTimeout:
     """The 504 of a generation of `model` that `what` (waited too long, took too long)."""
     return QueueTimeout(f"The request to model {model!r} {what}.", "retry later, ask for fewer tokens "
                         "(max_tokens), stream the response, or raise batching.timeout_s.")
+
+
+async def job_started(job: Any, model: str, timeout_s: float) -> None:
+    """Wait for `job.started` within `timeout_s` of its submission (`job.enqueued`), else 504."""
+    left = timeout_s - (time.perf_counter() - job.enqueued)
+    try:
+        await asyncio.wait_for(asyncio.shield(job.started), max(left, 0.0))
+    except TimeoutError:
+        raise generation_timeout(model, f"waited more than {timeout_s:g} s in the queue") from None
 
 
 async def job_text(job: Any, model: str, timeout_s: float) -> str:

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from infopt.serve._batcher import BatchObserver, stop_worker
 from infopt.serve._config import BatchingConfig
-from infopt.serve._errors import ClientClosed, QueueFull, QueueTimeout, Unavailable
+from infopt.serve._errors import ClientClosed, QueueFull, Unavailable
 from infopt.serve._generate import Sampling
-from infopt.serve._lm_protocol import generation_timeout, job_text
+from infopt.serve._lm_protocol import job_started, job_text
 
 __all__ = ["GenerationWorker", "Job", "read_deltas"]
 
@@ -175,16 +175,10 @@ class GenerationWorker:
         self._wake.set()
         return jobs
 
-    def _timeout(self, what: str) -> QueueTimeout:
-        return generation_timeout(self.name, what)
-
     async def wait_started(self, job: Job) -> None:
         """Wait until the job runs (at most `timeout_s` from its submission); on any failure the job is dropped."""
-        left = self.config.timeout_s - (time.perf_counter() - job.enqueued)
         try:
-            await asyncio.wait_for(asyncio.shield(job.started), max(left, 0.0))
-        except TimeoutError:
-            raise self._timeout(f"waited more than {self.config.timeout_s:g} s in the queue") from None
+            await job_started(job, self.name, self.config.timeout_s)
         finally:
             if not job.started.done() or job.cancelled:  # timed out, or failed, or the client went away
                 job.cancel()

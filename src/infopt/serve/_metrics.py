@@ -127,14 +127,18 @@ class Metrics:
         self.queue_wait_seconds.labels(model).observe(seconds)
         self.stats.model(model).queue_wait_s.add(seconds)
 
-    def batch(self, model: str, size: int, seconds: float) -> None:
+    def _model_call(self, model: str, size: int, seconds: float) -> None:
+        """One call of the model (a batch, or an engine step of `size` sequences)."""
         self.batch_size.labels(model).observe(size)
         self.inference_seconds.labels(model).observe(seconds)
-        self.inputs.labels(model).inc(size)
         m = self.stats.model(model)
         m.batch_size.add(size)
         m.inference_s.add(seconds)
-        m.inputs += size
+
+    def batch(self, model: str, size: int, seconds: float) -> None:
+        self._model_call(model, size, seconds)
+        self.inputs.labels(model).inc(size)
+        self.stats.model(model).inputs += size
 
     # ------------------------------------------------------------ EngineObserver
 
@@ -151,11 +155,7 @@ class Metrics:
         self._engine_last[model] = now
         if num_seqs:
             self.iteration_tokens.labels(model).observe(num_tokens)
-            self.batch_size.labels(model).observe(num_seqs)
-            self.inference_seconds.labels(model).observe(seconds)
-            m = self.stats.model(model)
-            m.batch_size.add(num_seqs)
-            m.inference_s.add(seconds)
+            self._model_call(model, num_seqs, seconds)
 
     def engine_request(self, model: str, *, queue_s: float | None = None, inter_token_s: float | None = None,
                        e2e_s: float | None = None) -> None:
