@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 import typing
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
 from infopt.errors import UserError
@@ -48,6 +50,7 @@ __all__ = [
     "field_error",
     "int_tuple",
     "number_tuple",
+    "read_toml",
     "str_tuple",
 ]
 
@@ -378,3 +381,15 @@ def _name_field(registry: Mapping[str, Config]) -> str:
     if len(keys) != 1 or "" in keys:
         raise TypeError(f"the configs of a registry must share one name field, not {sorted(keys)}")
     return keys.pop()
+
+
+def read_toml(path: str | Path, what: str, fix: str) -> dict[str, Any]:
+    """The TOML file at `path` as a dict; UserError naming `what` (e.g. "the server config") and, for a file that
+    cannot be read, `fix`."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"Cannot read {what} {path} ({e.strerror}).", fix) from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path} is not valid TOML ({e}).", "fix the syntax at that line.") from None

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infopt._config import check_choice, check_int, check_number, field_error
+from infopt._config import check_choice, check_int, check_number, field_error, read_toml
 from infopt.errors import UserError
 from infopt.evaluate import VariantResult
 
@@ -114,13 +113,7 @@ class Requirements:
         data: dict[str, Any] = {}
         if path is not None:
             path = Path(path)
-            try:
-                data = tomllib.loads(path.read_text())
-            except OSError as e:
-                raise UserError(f"Cannot read the requirements file {path} ({e.strerror}).",
-                                "pass an existing TOML file to --requirements.") from None
-            except tomllib.TOMLDecodeError as e:
-                raise UserError(f"{path} is not valid TOML ({e}).", "fix the syntax at that line.") from None
+            data = read_toml(path, "the requirements file", "pass an existing TOML file to --requirements.")
         given = {k: v for k, v in overrides.items() if v is not None}
         if "time_budget_s" in given:
             data.pop("time_budget", None)

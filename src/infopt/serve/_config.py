@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from infopt._config import check_bool, check_int, check_number, check_type, field_error
+from infopt._config import check_bool, check_int, check_number, check_type, field_error, read_toml
 from infopt.errors import UserError
 from infopt.serve._engine_config import ServeEngineConfig
 from infopt.serve.cache import CacheConfig
@@ -188,13 +187,7 @@ def _model_specs(raw: object, path: Path) -> list[ModelSpec]:
 def load_serve_config(path: str | Path) -> ServeConfig:
     """Read a TOML server config; raises UserError naming the file and the bad key."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise UserError(f"Cannot read the server config {path} ({e.strerror}).",
-                        "pass an existing TOML file.") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path} is not valid TOML ({e}).", "fix the syntax at that line.") from None
+    data = read_toml(path, "the server config", "pass an existing TOML file.")
     _known(ServeConfig, data, "the top level", path)
     if "models" not in data:
         raise UserError(f"{path} names no models.", 'add [[models]] tables with name = "..." and path = "...".')
