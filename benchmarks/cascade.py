@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ import torch
 from _machine import cpu_name
 
 from infopt.data import TextDataset
+from infopt.evaluate import BenchConfig, measure_variant
 from infopt.models import BUNDLED_MODELS, bundled_path, load_model, save_model, weights_mb
 from infopt.optimize import build, parse_recipes, plan_evaluation
 from infopt.optimize._cascade import build_cascade, measure_cascade, validation_split
@@ -60,7 +62,14 @@ def main() -> None:
         load_before = os.getloadavg()
         res = measure_cascade(reloaded, test, {"teacher": teacher, "small": reloaded.model.small}, args.latency_texts)
         load_after = os.getloadavg()
-    teacher_mb = weights_mb(bundled_path(args.model) if args.model in BUNDLED_MODELS else Path(args.model))
+        # Each model alone, loaded in a fresh process and timed like every `infopt optimize` variant: no text-by-text
+        # alternation between torch and ONNX Runtime (which slows the torch teacher on 2 cores).
+        save_model(small, Path(tmp) / "small")
+        folders = {"teacher": bundled_path(args.model) if args.model in BUNDLED_MODELS else Path(args.model),
+                   "small": Path(tmp) / "small", "cascade": Path(tmp) / "cascade"}
+        alone = {name: measure_variant(folder, plan.spec, BenchConfig(threads=args.threads))
+                 for name, folder in folders.items()}
+    teacher_mb = weights_mb(folders["teacher"])
 
     print(f"CPU: {cpu_name()}; load average before/after timing {load_before[0]:.2f} / {load_after[0]:.2f} "
           "(other processes share these cores)")
@@ -88,6 +97,14 @@ def main() -> None:
           f"{c.accuracy - t.accuracy:+.2f} points (one test review = {100 / t.n:.2f} points)")
     print(f"escalation: {100 * (c.escalation_rate or 0):.1f}% of the {c.n} test rows, "
           f"{100 * (c.latency_escalation_rate or 0):.1f}% of the {c.latency_n} timed texts")
+    print()
+    print("each model alone, in a fresh process (as infopt optimize measures variants), batch 1 over "
+          f"{len(plan.spec.speed_texts)} test texts:")
+    for name, v in alone.items():
+        print(f"{name:<10}{v.quality['accuracy']:>8.2f}{v.n_eval:>6}{statistics.mean(v.speed.samples_ms):>9.2f}"
+              f"{v.speed.p50_ms:>8.2f}{v.speed.p95_ms:>8.2f}   {v.speed.throughput:.0f} items/s at batch 32")
+    t_mean, c_mean = (statistics.mean(alone[n].speed.samples_ms) for n in ("teacher", "cascade"))
+    print(f"cascade / teacher, alone: mean latency x{c_mean / t_mean:.2f} ({100 * (1 - c_mean / t_mean):.0f}% lower)")
     print(f"total {time.perf_counter() - t_start:.0f} s")
 
 
