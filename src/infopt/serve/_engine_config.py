@@ -4,6 +4,8 @@
     max_num_seqs = 8                # sequences decoded together in one step
     kv_cache_mb = 256               # the KV pool of each model (capped at what it can use)
     enable_prefix_caching = true
+    weights = "auto"                # linear weights: float32, bfloat16, int8, int4, auto (by the CPU's flags)
+    dtype = "bfloat16"              # activations and KV cache (int8 / int4 weights want bfloat16)
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ __all__ = ["ServeEngineConfig"]
 @dataclasses.dataclass(frozen=True)
 class ServeEngineConfig(EngineConfig):
     """The engine's own config with defaults for a small CPU, plus `enabled`; models the engine does not run
-    (other families, wrapped or quantized modules) use the plain one-at-a-time loop."""
+    (other families, wrapped modules, linear layers other than nn.Linear and infopt's weight-only int8 / int4)
+    use the plain one-at-a-time loop."""
 
     kv_cache_mb: float = 256.0
     """The KV pool of each engine-backed model in MiB, K and V of all layers (capped at what max_num_seqs

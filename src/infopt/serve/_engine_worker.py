@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from infopt.compress.quantize._weight_only import Int4WeightOnlyLinear, Int8WeightOnlyLinear
 from infopt.errors import NotApplicable
 from infopt.serve._batcher import stop_worker
 from infopt.serve._config import BatchingConfig
@@ -54,7 +55,8 @@ class EngineObserver(Protocol):
 
 
 def _check_runnable(model: Any) -> None:
-    """NotApplicable unless `model` is a plain Hugging Face Llama (not wrapped, no replaced linear layers)."""
+    """NotApplicable unless `model` is a plain Hugging Face Llama (not wrapped; linear layers nn.Linear or
+    infopt's weight-only int8 / int4 ones)."""
     model_shape(getattr(model, "config", None))
     if not isinstance(model, PreTrainedModel) or not hasattr(getattr(model, "model", None), "layers"):
         raise NotApplicable(f"The model is a {type(model).__name__}, not a Hugging Face LlamaForCausalLM.",
@@ -63,7 +65,7 @@ def _check_runnable(model: Any) -> None:
         raise NotApplicable("The model is not on the CPU; the engine runs on the CPU only.",
                             "serve it with the plain generation loop.")
     odd = {type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__
-           and not isinstance(m, torch.nn.Linear)}
+           and not isinstance(m, torch.nn.Linear | Int8WeightOnlyLinear | Int4WeightOnlyLinear)}
     if odd:
         raise NotApplicable(f"The model has replaced linear layers ({', '.join(sorted(odd))}).",
                             "serve it with the plain generation loop.")

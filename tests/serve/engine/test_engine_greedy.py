@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from infopt.serve.engine import EngineConfig, LLMEngine, SamplingParams, ScheduledSeq
+from infopt.serve.engine._weights import DenseWeight
 from infopt.serve.engine.scheduler import SchedulerOutput
 
 N = 20
@@ -56,8 +57,11 @@ def test_a_chunk_after_cached_tokens_matches_hugging_face(model: Any, helpers: A
 
 def test_float32_weights_are_the_modules_own(model: Any) -> None:
     runner = LLMEngine(model, EngineConfig(**SMALL)).runner
-    assert runner.layers[1].wq.data_ptr() == model.model.layers[1].self_attn.q_proj.weight.data_ptr()
-    assert runner.lm_head.data_ptr() == model.lm_head.weight.data_ptr()
+    q = runner.layers[1].qkv[0]
+    assert isinstance(q, DenseWeight) and len(runner.layers[1].qkv) == 3  # float32: not fused, not copied
+    assert q.w.data_ptr() == model.model.layers[1].self_attn.q_proj.weight.data_ptr()
+    assert isinstance(runner.lm_head, DenseWeight)
+    assert runner.lm_head.w.data_ptr() == model.lm_head.weight.data_ptr()
 
 
 def test_alone_equals_hf(model: Any, helpers: Any, reference: Any) -> None:
@@ -145,7 +149,7 @@ def test_tied_embeddings_equal_hf(helpers: Any) -> None:
     tied = helpers.tiny_llama(tie_word_embeddings=True)
     prompts = helpers.make_prompts(3, seed=10)
     engine = LLMEngine(tied, EngineConfig(**SMALL))
-    assert engine.runner.lm_head is engine.runner.embed
+    assert engine.runner.lm_head.w.data_ptr() == engine.runner.embed.data_ptr()  # type: ignore[attr-defined]
     assert engine.generate(prompts, GREEDY) == [helpers.hf_greedy(tied, p, N) for p in prompts]
 
 
@@ -161,7 +165,7 @@ def test_bfloat16_runs_close_to_float32(model: Any, helpers: Any) -> None:
     logits = []
     for dtype in ("float32", "bfloat16"):
         engine = LLMEngine(model, EngineConfig(**SMALL, dtype=dtype))
-        assert engine.runner.k_cache.dtype == getattr(torch, dtype)
+        assert engine.runner.kv_cache.dtype == getattr(torch, dtype)
         engine.kv.allocate("a", len(prompt))
         seq = ScheduledSeq("a", prompt, 0, engine.kv.block_table("a"), 1)
         logits.append(engine.runner.execute(SchedulerOutput([seq]))[0])

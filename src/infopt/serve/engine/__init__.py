@@ -5,6 +5,9 @@ with chunked prefill and preemption, per-request sampling, and prompt-lookup spe
     kv_cache.py   KVCacheManager: block pool, block tables, ref counts, prefix cache (LRU)
     scheduler.py  Scheduler: schedule() -> SchedulerOutput, update_from_output(output, sampled tokens)
     model.py      LlamaRunner: the weights of a Hugging Face LlamaForCausalLM, our forward over the KV pool
+    _weights.py   the linear weights per format (float32, bfloat16, int8, int4), fused q|k|v and gate|up
+    _auto.py      EngineConfig.weights = "auto": the format by the model's own layers and the CPU's flags
+    _perplexity.py  perplexity through the runner, per weight format
     sampling.py   greedy / temperature / top-k / top-p / repetition penalty; stop strings via a decode callback
     spec.py       n-gram drafts and their greedy verification
     engine.py     LLMEngine: add_request, step, abort, generate, stats

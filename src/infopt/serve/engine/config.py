@@ -26,7 +26,9 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     """Reuse the cached KV blocks of a prompt prefix seen before."""
     dtype: str = "float32"
-    """Weights, activations and KV cache: "float32" or "bfloat16"."""
+    """Activations, KV cache and norms: "float32" or "bfloat16" (int8 / int4 weights run fastest with bfloat16)."""
+    weights: str = "float32"
+    """Linear weights: "float32", "bfloat16", "int8", "int4" (weight-only, lm_head int8) or "auto" (by CPU flags)."""
     max_model_len: int | None = None
     """Most tokens (prompt + output) of one sequence; None: the model's max_position_embeddings."""
     speculative_tokens: int = 0
@@ -44,6 +46,7 @@ class EngineConfig:
         check_int(self, "prefill_chunk", min=1)
         check_bool(self, "enable_prefix_caching")
         check_choice(self, "dtype", ("float32", "bfloat16"))
+        check_choice(self, "weights", ("float32", "bfloat16", "int8", "int4", "auto"))
         check_int(self, "max_model_len", min=2, optional=True)
         check_int(self, "speculative_tokens", min=0)
         int_tuple(self, "ngram_sizes", min=1, distinct=True)

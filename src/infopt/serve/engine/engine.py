@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from infopt.errors import UserError
+from infopt.serve.engine._auto import resolve_weights
 from infopt.serve.engine.config import EngineConfig, SamplingParams
 from infopt.serve.engine.kv_cache import KVCacheManager
 from infopt.serve.engine.model import LlamaRunner, model_shape, num_blocks_for
@@ -81,7 +82,9 @@ class LLMEngine:
             raise UserError(f"EngineConfig.max_model_len is {self.max_model_len}, beyond the model's "
                             f"{shape.max_position} positions.", f"pass max_model_len= at most {shape.max_position}.")
         num_blocks = num_blocks_for(shape, config.block_size, dtype, config.kv_cache_mb)
-        self.runner = LlamaRunner(model, num_blocks, config.block_size, dtype)
+        self.weights = resolve_weights(config.weights, model, config.max_num_seqs)
+        """The linear weights' format the runner uses ("auto" resolved)."""
+        self.runner = LlamaRunner(model, num_blocks, config.block_size, dtype, self.weights)
         self.kv = KVCacheManager(num_blocks, config.block_size, config.enable_prefix_caching)
         eos = model_eos_token_ids(model) if eos_token_ids is None else frozenset(eos_token_ids)
         self.scheduler = Scheduler(config, self.kv, self.max_model_len, eos, decode)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from infopt.errors import NotApplicable
+from infopt.serve.engine._weights import WEIGHT_FORMATS, LinearWeight, from_module, fuse, make_weight
 from infopt.serve.engine.scheduler import SchedulerOutput
 
 __all__ = ["LlamaRunner", "ModelShape", "model_shape", "num_blocks_for", "rope_tables"]
@@ -43,18 +44,15 @@ class ModelShape:
 
 @dataclass
 class _Layer:
-    """One decoder layer's weights: the module's own parameters in fp32 (not fused: measured no faster on CPU
-    at batch 16, and fusing would copy them), converted copies in bf16."""
+    """One decoder layer: norms in the activation dtype, linear weights in the runner's format (q|k|v and
+    gate|up fused into one weight each where the format allows, else kept as parts)."""
 
     ln_attn: torch.Tensor  # [E]
-    wq: torch.Tensor  # [H * D, E]
-    wk: torch.Tensor  # [K * D, E]
-    wv: torch.Tensor  # [K * D, E]
-    wo: torch.Tensor  # [E, H * D]
+    qkv: list[LinearWeight]  # [(H + 2K) * D, E] in one weight, or q, k, v
+    wo: LinearWeight  # [E, H * D]
     ln_mlp: torch.Tensor  # [E]
-    w_gate: torch.Tensor  # [I, E]
-    w_up: torch.Tensor  # [I, E]
-    w_down: torch.Tensor  # [E, I]
+    gate_up: list[LinearWeight]  # [2I, E] in one weight, or gate, up
+    w_down: LinearWeight  # [E, I]
 
 
 @dataclass
@@ -110,44 +108,69 @@ def rope_tables(config: Any, head_dim: int, max_position: int) -> tuple[torch.Te
 
 
 class LlamaRunner:
-    """Runs a Llama model's weights over a KV pool it owns: `[num_blocks, block_size, K, D]` for K and V per
-    layer. `execute(scheduler_output)` returns the logits `[R, V]` (fp32) the scheduler asked for."""
+    """Runs a Llama model's weights over a KV pool it owns: `[num_blocks, block_size, 2, K, D]` (K and V side by
+    side) per layer. `execute(scheduler_output)` returns the logits `[R, V]` (fp32) the scheduler asked for.
+
+    `dtype` is the activations' and the KV cache's; `weights` the linear layers' format (see `_weights`): float32
+    uses the model's own parameters (no copy, not fused); the others are converted copies with q|k|v and gate|up
+    fused. With int8 / int4 the lm_head (the tied embedding, in a small model most of a decode step's bytes) is
+    int8 too. Layers already quantized by infopt (Int8 / Int4WeightOnlyLinear) are used as they are."""
 
     def __init__(self, model: torch.nn.Module, num_blocks: int, block_size: int,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, weights: str = "float32") -> None:
+        if weights not in WEIGHT_FORMATS:
+            raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, not {weights!r}")
         hf: Any = model
         config = hf.config
         self.shape = s = model_shape(config)
         self.dtype = dtype
+        self.weights = weights
         self.block_size = block_size
         self.num_blocks = num_blocks
         self.eps = float(config.rms_norm_eps)
         self.scale = s.head_dim ** -0.5
         inner = hf.model
         self.embed = inner.embed_tokens.weight.detach().to(dtype)  # [V, E]
-        tied = bool(getattr(config, "tie_word_embeddings", False))
-        self.lm_head = self.embed if tied else hf.lm_head.weight.detach().to(dtype)  # [V, E]
+        head_format = "int8" if weights in ("int8", "int4") else weights
+        tied = bool(getattr(config, "tie_word_embeddings", False)) and isinstance(hf.lm_head, torch.nn.Linear)
+        if tied and head_format == "float32" and dtype == torch.float32:
+            self.lm_head: LinearWeight = make_weight(self.embed, "float32")  # [V, E], shared with embed
+        else:
+            self.lm_head = (make_weight(inner.embed_tokens.weight, head_format) if tied
+                            else from_module(hf.lm_head, head_format))
         self.norm = inner.norm.weight.detach().to(dtype)  # [E]
         self.layers = [self._layer(layer) for layer in inner.layers]
         cos, sin = rope_tables(config, s.head_dim, s.max_position)
         half = s.head_dim // 2
         self.cos = cos.to(dtype)  # [P, D]
         self.sin = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1).to(dtype)  # signs of rotate_half folded in
-        pool = (s.num_layers, num_blocks, block_size, s.num_kv_heads, s.head_dim)
-        self.k_cache = torch.zeros(pool, dtype=dtype)  # [L, blocks, block_size, K, D]
-        self.v_cache = torch.zeros(pool, dtype=dtype)
-        self.k_slots = [c.view(-1, s.num_kv_heads, s.head_dim) for c in self.k_cache]  # per layer [slots, K, D]
-        self.v_slots = [c.view(-1, s.num_kv_heads, s.head_dim) for c in self.v_cache]
+        pool = (s.num_layers, num_blocks, block_size, 2, s.num_kv_heads, s.head_dim)
+        self.kv_cache = torch.zeros(pool, dtype=dtype)  # [L, blocks, block_size, 2, K, D]
+        self.kv_slots = [c.view(-1, 2, s.num_kv_heads, s.head_dim) for c in self.kv_cache]  # per layer [slots, 2, K, D]
 
     def _layer(self, layer: Any) -> _Layer:
         a, m = layer.self_attn, layer.mlp
+        fmt = self.weights
 
-        def w(lin: Any) -> torch.Tensor:
-            return lin.weight.detach().to(self.dtype)  # type: ignore[no-any-return]
+        def parts(*modules: Any) -> list[LinearWeight]:
+            each = [from_module(mod, fmt) for mod in modules]
+            fused = fuse(each) if fmt != "float32" else None  # float32: the model's own tensors, not copied
+            return [fused] if fused is not None else each
 
-        return _Layer(ln_attn=w(layer.input_layernorm), wq=w(a.q_proj), wk=w(a.k_proj), wv=w(a.v_proj),
-                      wo=w(a.o_proj), ln_mlp=w(layer.post_attention_layernorm), w_gate=w(m.gate_proj),
-                      w_up=w(m.up_proj), w_down=w(m.down_proj))
+        def norm(mod: Any) -> torch.Tensor:
+            return mod.weight.detach().to(self.dtype)  # type: ignore[no-any-return]
+
+        return _Layer(ln_attn=norm(layer.input_layernorm), qkv=parts(a.q_proj, a.k_proj, a.v_proj),
+                      wo=from_module(a.o_proj, fmt), ln_mlp=norm(layer.post_attention_layernorm),
+                      gate_up=parts(m.gate_proj, m.up_proj), w_down=from_module(m.down_proj, fmt))
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights one decode step reads: every linear layer and the lm_head (norms are negligible)."""
+        total = self.lm_head.nbytes
+        for w in self.layers:
+            total += sum(p.nbytes for p in (*w.qkv, w.wo, *w.gate_up, w.w_down))
+        return total
 
     # ------------------------------------------------------------ the step's tensors
 
@@ -204,69 +227,78 @@ class LlamaRunner:
 
     # ------------------------------------------------------------ the forward
 
-    def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:
-            return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return weight * h.to(x.dtype)
-
-    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)  # rotate_half without its sign
-        return x * cos + swapped * sin
-
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int,
-                batch: _Batch) -> torch.Tensor:
-        """Attention of the new tokens `q [N, H, D]` (their `k`, `v [N, K, D]` already in the pool) -> [N, H, D]."""
+    def _attend(self, q: torch.Tensor, kv: torch.Tensor, layer: int, batch: _Batch) -> torch.Tensor:
+        """Attention of the new tokens `q [N, H, D]` (their `kv [N, 2, K, D]` already in the pool) -> [N, H * D]."""
         s = self.shape
-        groups = s.num_heads // s.num_kv_heads
-        k_flat, v_flat = self.k_slots[layer], self.v_slots[layer]  # [slots, K, D]
+        kh, d = s.num_kv_heads, s.head_dim
+        groups = s.num_heads // kh
+        pool = self.kv_slots[layer]  # [slots, 2, K, D]
         b = batch.num_decodes
-        out = torch.empty_like(q)
         if batch.decode_kv is not None:
-            qd = q[:b].view(b, s.num_kv_heads, groups, s.head_dim)  # [B, K, G, D]: a head group per KV head
-            kd = k_flat.index_select(0, batch.decode_kv).view(b, -1, s.num_kv_heads, s.head_dim).transpose(1, 2)
-            vd = v_flat.index_select(0, batch.decode_kv).view(b, -1, s.num_kv_heads, s.head_dim).transpose(1, 2)
-            o = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=batch.decode_mask, scale=self.scale)
+            qd = q[:b].view(b, kh, groups, d)  # [B, K, G, D]: a head group per KV head
+            ctx = pool.index_select(0, batch.decode_kv).view(b, -1, 2, kh, d)  # [B, S, 2, K, D]
+            o = F.scaled_dot_product_attention(qd, ctx[:, :, 0].transpose(1, 2), ctx[:, :, 1].transpose(1, 2),
+                                               attn_mask=batch.decode_mask, scale=self.scale)  # [B, K, G, D]
             if not batch.chunks:
-                return o.view(b, s.num_heads, s.head_dim)
-            out[:b] = o.view(b, s.num_heads, s.head_dim)
-        for row, n, kv, mask in batch.chunks:
+                return o.reshape(b, s.num_heads * d)
+            out = torch.empty(q.shape, dtype=q.dtype)  # [N, H, D]
+            out[:b] = o.reshape(b, s.num_heads, d)
+        else:
+            out = torch.empty(q.shape, dtype=q.dtype)
+        for row, n, slots, mask in batch.chunks:
             qc = q[row:row + n].transpose(0, 1)  # [H, n, D]
-            if kv is None:  # nothing cached before the chunk: plain causal attention over itself
-                kc, vc = k[row:row + n].transpose(0, 1), v[row:row + n].transpose(0, 1)  # [K, n, D]
+            if slots is None:  # nothing cached before the chunk: plain causal attention over itself
+                new = kv[row:row + n]  # [n, 2, K, D]
+                kc, vc = new[:, 0].transpose(0, 1), new[:, 1].transpose(0, 1)  # [K, n, D]
                 o = F.scaled_dot_product_attention(qc, kc, vc, is_causal=True, scale=self.scale, enable_gqa=True)
             else:
-                kc = k_flat.index_select(0, kv).transpose(0, 1)  # [K, S, D]
-                vc = v_flat.index_select(0, kv).transpose(0, 1)
+                ctx = pool.index_select(0, slots)  # [S, 2, K, D]
+                kc, vc = ctx[:, 0].transpose(0, 1), ctx[:, 1].transpose(0, 1)  # [K, S, D]
                 o = F.scaled_dot_product_attention(qc, kc, vc, attn_mask=mask, scale=self.scale, enable_gqa=True)
             out[row:row + n] = o.transpose(0, 1)
-        return out
+        return out.view(q.shape[0], -1)
 
     @torch.inference_mode()
     def execute(self, out: SchedulerOutput) -> torch.Tensor:
         """Run one step: write the new tokens' K/V into the pool and return the logits `[R, V]` (fp32) of the rows
         the scheduler asked for (the last `num_logits` tokens of each sequence, in order)."""
+        return self._forward(self._prepare(out))
+
+    def _forward(self, batch: _Batch) -> torch.Tensor:
         s = self.shape
-        batch = self._prepare(out)
         n = batch.input_ids.shape[0]
+        e, d, h_, kh = s.hidden, s.head_dim, s.num_heads, s.num_kv_heads
+        qk_width, half, eps = (h_ + kh) * d, d // 2, self.eps
         cos = self.cos[batch.positions][:, None, :]  # [N, 1, D]
         sin = self.sin[batch.positions][:, None, :]
         x = F.embedding(batch.input_ids, self.embed)  # [N, E]
         for i, w in enumerate(self.layers):
-            h = self._rms_norm(x, w.ln_attn)
-            q = self._rope(F.linear(h, w.wq).view(n, s.num_heads, s.head_dim), cos, sin)  # [N, H, D]
-            k = self._rope(F.linear(h, w.wk).view(n, s.num_kv_heads, s.head_dim), cos, sin)  # [N, K, D]
-            v = F.linear(h, w.wv).view(n, s.num_kv_heads, s.head_dim)  # [N, K, D]
-            self.k_slots[i].index_copy_(0, batch.slots, k)
-            self.v_slots[i].index_copy_(0, batch.slots, v)
-            attn = self._attend(q, k, v, i, batch)  # [N, H, D]
-            x = x + F.linear(attn.view(n, -1), w.wo)
-            h = self._rms_norm(x, w.ln_mlp)
-            x = x + F.linear(F.silu(F.linear(h, w.w_gate)) * F.linear(h, w.w_up), w.w_down)  # [N, E]
-        h = self._rms_norm(x[batch.logit_rows], self.norm)  # [R, E]
-        return F.linear(h, self.lm_head).float()  # [R, V]
+            h = F.rms_norm(x, (e,), w.ln_attn, eps)
+            qkv = _project(w.qkv, h)  # [N, (H + 2K) * D]: q | k | v
+            qk = qkv[:, :qk_width].view(n, h_ + kh, d)  # q and k heads, roped together in place
+            swapped = torch.cat((qk[..., half:], qk[..., :half]), dim=-1)  # rotate_half without its sign
+            qk.mul_(cos).addcmul_(swapped, sin)
+            kv = qkv[:, h_ * d:].view(n, 2, kh, d)  # [N, 2, K, D]
+            self.kv_slots[i].index_copy_(0, batch.slots, kv)
+            attn = self._attend(qkv[:, :h_ * d].view(n, h_, d), kv, i, batch)  # [N, H * D]
+            x = x + w.wo.linear(attn)
+            h = F.rms_norm(x, (e,), w.ln_mlp, eps)
+            if len(w.gate_up) == 1:
+                gu = w.gate_up[0].linear(h)  # [N, 2I]
+                inner = gu.shape[1] // 2
+                act = F.silu(gu[:, :inner]).mul_(gu[:, inner:])
+            else:
+                act = F.silu(w.gate_up[0].linear(h)).mul_(w.gate_up[1].linear(h))  # [N, I]
+            x = x + w.w_down.linear(act)  # [N, E]
+        h = F.rms_norm(x[batch.logit_rows], (e,), self.norm, eps)  # [R, E]
+        return self.lm_head.linear(h).float()  # [R, V]
+
+
+def _project(parts: list[LinearWeight], h: torch.Tensor) -> torch.Tensor:
+    """The fused projection of `h`, or its parts' outputs side by side."""
+    if len(parts) == 1:
+        return parts[0].linear(h)
+    return torch.cat([p.linear(h) for p in parts], dim=-1)
 
 
 def num_blocks_for(shape: ModelShape, block_size: int, dtype: torch.dtype, mb: float) -> int:
