@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import shutil
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from infopt.models._manifest import Manifest
 from infopt.models._onnx import OnnxModel
 from infopt.models._tasks import auto_class
 
-__all__ = ["ENTRY_POINT_GROUP", "ModelFormat", "get_format", "register_format"]
+__all__ = ["ENTRY_POINT_GROUP", "LOAD_OPTIONS", "LoadOptions", "ModelFormat", "get_format", "register_format"]
 
 ENTRY_POINT_GROUP = "infopt.formats"
 
@@ -44,6 +45,19 @@ class ModelFormat:
     write: Writer
     """Writes the model into a folder."""
 
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a reader may do beyond loading safetensors / ONNX with transformers' own classes (see `load_model`)."""
+
+    allow_pickle: bool = False
+    """Pickle weight files (pytorch_model.bin, *.pt) may be read."""
+    trust_remote_code: bool = False
+    """Python files of the folder named by its config's auto_map may run."""
+
+
+LOAD_OPTIONS: ContextVar[LoadOptions | None] = ContextVar("infopt_load_options", default=None)
+"""The options of the `load_model` call in progress (readers and nested `load_model` calls read them)."""
 
 _FORMATS: dict[str, ModelFormat] = {}
 
@@ -72,9 +86,14 @@ def get_format(name: str) -> ModelFormat:
 
 
 def _read_hf(path: Path, config: PretrainedConfig, manifest: Manifest) -> Any:
-    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+    options = LOAD_OPTIONS.get() or LoadOptions()
+    safe = any(path.glob("*.safetensors"))
+    if not safe and not (options.allow_pickle and any(path.glob("*.bin"))):
         raise UserError(f"{path} has a config.json but no weights.", "copy the model's weight files into it.")
-    return auto_class(manifest.task).from_pretrained(path, dtype=torch.float32).eval()
+    return auto_class(manifest.task).from_pretrained(
+        path, dtype=torch.float32, use_safetensors=True if safe or not options.allow_pickle else None,
+        trust_remote_code=options.trust_remote_code,
+    ).eval()
 
 
 def _write_hf(loaded: LoadedModel, folder: Path) -> None:

@@ -1,5 +1,6 @@
 """The rollout's HTTP endpoints and Prometheus series: POST /v1/feedback (true labels of answered requests),
-GET /v1/rollout (the live state), POST /v1/rollout/switch (an atomic switch to a loaded version, loopback only);
+GET /v1/rollout (the live state), POST /v1/rollout/switch (an atomic switch to a loaded version: loopback only, or
+to the admin key when [auth] is on);
 `infopt_rollout_*` and `infopt_drift_*` in /metrics."""
 
 from __future__ import annotations
@@ -157,8 +158,9 @@ def install_rollout(app: FastAPI, state: ServerState, router: RolloutRouter) -> 
 
     @app.post("/v1/rollout/switch")
     async def switch(body: SwitchRequest) -> JSONResponse:
-        if not is_loopback(state.config.host):
-            return JSONResponse({"error": {"message": "Switching versions is served on loopback hosts only.",
+        if not is_loopback(state.config.host) and not state.config.auth.enabled:  # with [auth]: the admin key only
+            return JSONResponse({"error": {"message": "Switching versions is served on loopback hosts only (or to "
+                                           "the admin key of [auth]).",
                                            "type": "invalid_request_error", "param": None, "code": "forbidden"}},
                                 status_code=403)
         try:

@@ -22,11 +22,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from infopt.models import LoadedModel, load_model
+from infopt.serve._auth import Authenticator
 from infopt.serve._cache_routes import install_cache_routes
 from infopt.serve._caching import CacheCollector, ResponseCache, SemanticTier
 from infopt.serve._config import ModelSpec, ServeConfig
 from infopt.serve._errors import QueueFull, RequestError, WrongTask
-from infopt.serve._http import ServeMiddleware, info_of, install_handlers
+from infopt.serve._http import ServeMiddleware, guard_logs, info_of, install_handlers
 from infopt.serve._lm_routes import install_lm_routes
 from infopt.serve._metrics import PROMETHEUS_CONTENT_TYPE
 from infopt.serve._routing import IdentityRouter, Router, classify_outcome, observe_safely, run_mirror, sticky_key
@@ -114,12 +115,16 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
     if preloaded is not None and not preloaded:
         raise RequestError("create_app got no models.", "pass a ServeConfig or a non-empty {name: LoadedModel}.")
     state = ServerState(_config_for(source, config), preloaded=preloaded, loader=loader)
-    cache = ResponseCache(state.config.cache, semantic, admin=state.config.cache.admin_on(state.config.host))
+    auth = Authenticator(state.config.auth) if state.config.auth.enabled else None  # env keys are read here
+    cache = ResponseCache(state.config.cache, semantic,
+                          admin=state.config.cache.admin_on(state.config.host, auth is not None))
+    guard_logs(state.config.log_bodies)
     state.metrics.registry.register(CacheCollector(cache))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await cache.open()
+        guard_logs(state.config.log_bodies)  # again: the semantic tier's modules load with the cache
         await state.start()
         try:
             yield
@@ -130,9 +135,12 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
     app = FastAPI(title="infopt serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.infopt = state
     app.state.infopt_cache = cache
-    install_handlers(app)
+    install_handlers(app, log_bodies=state.config.log_bodies)
     app.add_middleware(ServeMiddleware, metrics=state.metrics, max_body_bytes=state.config.max_body_bytes,
-                       shed=lambda path, raw: _shed(state, path, raw))
+                       shed=lambda path, raw: _shed(state, path, raw), auth=auth,
+                       log_bodies=state.config.log_bodies)
+    if auth is not None:
+        state.metrics.auth_reasons()
 
     routing: Router = router if router is not None else IdentityRouter()
 

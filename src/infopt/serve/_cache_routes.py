@@ -1,8 +1,9 @@
 """The cache admin endpoints: `POST /v1/cache/purge`, `POST /v1/cache/invalidate` (`{"tag": ...}` or
 `{"model": NAME}`) and `GET /v1/cache/stats`.
 
-They have no authentication yet (admin keys come later), so they are installed only when `cache.admin` is true,
-or, when it is not set, when the server listens on a loopback address (see `ServeCacheConfig.admin_on`).
+They are installed when `cache.admin` is true, or, when it is not set, when the server listens on a loopback
+address or has [auth] on (see `ServeCacheConfig.admin_on`). With [auth] on, the middleware lets only the admin key
+reach them (403 for other keys; see `infopt.serve._auth.ADMIN_PATHS`).
 """
 
 from __future__ import annotations

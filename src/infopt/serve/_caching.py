@@ -70,8 +70,14 @@ class ServedRequest(CacheRequest):
 
 
 def tenant_of(request: Request, user: str | None = None) -> str | None:
-    """The tenant of a request: `X-Tenant`, else the bearer API key (sha256, never stored as is), else the
-    OpenAI `user` field, else None (the anonymous tenant). Each kind has its own prefix, so they never collide."""
+    """The tenant of a request. With [auth] on: its API key's tenant, and nothing the client sends (X-Tenant and
+    `user` are ignored, so no key reads another tenant's entries). Without: `X-Tenant`, else the bearer API key
+    (sha256, never stored as is), else the OpenAI `user` field, else None (the anonymous tenant). Each kind has its
+    own prefix, so they never collide."""
+    info = request.scope.get("infopt")
+    tenant = getattr(info, "tenant", None)
+    if tenant is not None:
+        return f"auth:{tenant}"
     header = request.headers.get(TENANT_HEADER, "").strip()
     if header:
         return f"tenant:{header}"

@@ -7,6 +7,9 @@
     Unavailable    503  the server is loading its models or draining for shutdown
     QueueTimeout   504  the request waited longer than `timeout_s` for its result
     ClientClosed   499  the client went away before its answer (only metrics see it)
+    Unauthorized   401  no API key, or one the server does not know ([auth] on)
+    Forbidden      403  an admin endpoint called with a key that is not an admin key
+    RateLimited    429  a key over its rate limit or quota; `retry_after_s` says when to try again
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import ClassVar
 
 from infopt.errors import InfoptError, MissingDependency, NotApplicable, UserError
 
-__all__ = ["BodyTooLarge", "ClientClosed", "QueueFull", "QueueTimeout", "RequestError", "Unavailable", "WrongTask",
-           "error_code"]
+__all__ = ["AuthRefused", "BodyTooLarge", "ClientClosed", "Forbidden", "QueueFull", "QueueTimeout", "RateLimited",
+           "RequestError", "Unauthorized", "Unavailable", "WrongTask", "error_code"]
 
 
 class RequestError(UserError):
@@ -78,6 +81,36 @@ class ClientClosed(InfoptError):
 
     def __init__(self) -> None:
         super().__init__("The client closed the connection before the answer.", "nothing to do.")
+
+
+class AuthRefused(InfoptError):
+    """Base of the refusals of `[auth]` (answered before routing)."""
+
+    code = "invalid_api_key"
+
+
+class Unauthorized(AuthRefused):
+    """No API key, or an unknown one (HTTP 401)."""
+
+    http_status: ClassVar[int] = 401
+
+
+class Forbidden(AuthRefused):
+    """A valid key without the right to an admin endpoint (HTTP 403)."""
+
+    http_status: ClassVar[int] = 403
+    code = "admin_key_required"
+
+
+class RateLimited(AuthRefused):
+    """A key over its rate limit (`rate_limited`) or quota (`quota_exceeded`) (HTTP 429 with Retry-After)."""
+
+    http_status: ClassVar[int] = 429
+
+    def __init__(self, problem: str, retry_after_s: int, code: str) -> None:
+        super().__init__(problem, f"retry after {retry_after_s} s, or ask for a higher limit.")
+        self.retry_after_s = retry_after_s
+        self.code = code
 
 
 def error_code(error: InfoptError) -> str:

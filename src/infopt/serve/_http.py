@@ -1,11 +1,17 @@
-"""The thin HTTP plumbing: OpenAI-style error bodies, exception handlers, and one ASGI middleware that caps the
-body size, times every request for the metrics and turns any crash into a bare 500."""
+"""The thin HTTP plumbing: OpenAI-style error bodies, exception handlers, and one ASGI middleware that checks the
+API key (`[auth]`, before anything else), caps the body size, times every request for the metrics and turns any
+crash into a bare 500.
+
+Request and response texts stay out of the logs unless `log_bodies` is on: a crash is logged with its method,
+path, exception types and traceback frames, never an exception's message (which may quote the input); the
+`BodyRedactor` filter does the same for every other `infopt.serve` / `infopt.monitor` logger (see `guard_logs`)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +23,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infopt.errors import InfoptError
-from infopt.serve._errors import QueueFull, error_code
+from infopt.serve._auth import Authenticator, refusal_headers
+from infopt.serve._errors import AuthRefused, QueueFull, error_code
 from infopt.serve._metrics import Metrics
 
-__all__ = ["ENDPOINTS", "RequestInfo", "ServeMiddleware", "Shed", "error_body", "install_handlers"]
+__all__ = ["ENDPOINTS", "BodyRedactor", "RequestInfo", "ServeMiddleware", "Shed", "error_body", "guard_logs",
+           "install_handlers", "withheld"]
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +37,10 @@ ENDPOINTS = ("/v1/classify", "/v1/embeddings", "/v1/completions", "/v1/chat/comp
              "/v1/feedback", "/v1/rollout")
 """Paths that get their own `endpoint` label; any other path is counted as `other`."""
 
-_TYPES = {413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
-          503: "service_unavailable_error", 504: "timeout_error"}
+_TYPES = {401: "invalid_request_error", 403: "permission_error", 413: "invalid_request_error",
+          429: "rate_limit_error", 500: "server_error", 503: "service_unavailable_error", 504: "timeout_error"}
+_BODY_LOG_CHARS = 2000
+"""Most characters of a failed request's body logged when `log_bodies` is on."""
 
 
 @dataclass
@@ -39,6 +49,10 @@ class RequestInfo:
 
     model: str = ""
     reason: str = ""
+    tenant: str | None = None
+    """The cache tenant of the request's API key (None: [auth] is off, or an open path)."""
+    key: str = ""
+    """The name of the request's API key ("" without one)."""
 
 
 def info_of(request: Request) -> RequestInfo:
@@ -71,12 +85,67 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     return "Invalid request: " + "; ".join(parts) + ".", code
 
 
-def install_handlers(app: FastAPI) -> None:
+def withheld(exc: BaseException) -> str:
+    """The traceback of `exc` and of the exceptions it came from, every message left out (it may quote the
+    request): exception types and code locations only."""
+    parts: list[str] = []
+    e: BaseException | None = exc
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen and len(parts) < 8:
+        seen.add(id(e))
+        kind = type(e).__qualname__ if type(e).__module__ == "builtins" else f"{type(e).__module__}." \
+            f"{type(e).__qualname__}"
+        frames = "".join(traceback.format_list(traceback.extract_tb(e.__traceback__)))
+        parts.append(f"Traceback (most recent call last):\n{frames}{kind}: <message withheld; log_bodies = true "
+                     "shows it>")
+        e = e.__cause__ if e.__cause__ is not None else None if e.__suppress_context__ else e.__context__
+    return "\n\nThe above exception led to the following one:\n\n".join(reversed(parts))
+
+
+class BodyRedactor(logging.Filter):
+    """Replaces the exception of a log record by `withheld(exception)` unless `show` is on or the record was
+    logged with `extra={"infopt_bodies": True}` (a deliberate body log of `log_bodies`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.show = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and not self.show \
+                and not getattr(record, "infopt_bodies", False):
+            record.exc_text = withheld(record.exc_info[1])
+            record.exc_info = None
+        return True
+
+
+_REDACTOR = BodyRedactor()
+_GUARDED = ("infopt.serve", "infopt.monitor", "uvicorn.error")
+
+
+def guard_logs(log_bodies: bool) -> None:
+    """Put the (process-wide) `BodyRedactor` on every logger of infopt.serve, infopt.monitor and uvicorn.error
+    that exists now; `log_bodies` turns it off (the last server created in a process decides)."""
+    _REDACTOR.show = log_bodies
+    names = [n for n in list(logging.root.manager.loggerDict) if n.startswith(_GUARDED)]
+    for name in {*names, *_GUARDED}:
+        logging.getLogger(name).addFilter(_REDACTOR)  # addFilter ignores a filter already there
+
+
+def _log_crash(method: object, path: object, exc: BaseException, log_bodies: bool, body: bytes | None) -> None:
+    if log_bodies:
+        text = "" if body is None else f" (body: {body[:_BODY_LOG_CHARS].decode(errors='replace')})"
+        log.error("internal error on %s %s%s", method, path, text, exc_info=exc, extra={"infopt_bodies": True})
+    else:
+        log.error("internal error on %s %s\n%s", method, path, withheld(exc))
+
+
+def install_handlers(app: FastAPI, log_bodies: bool = False) -> None:
     """Answer every error with an OpenAI-style JSON body and the right status, never a traceback."""
 
     async def on_infopt(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, InfoptError)
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFull) else None
+        retry = getattr(exc, "retry_after_s", None)
+        headers = {"Retry-After": str(retry)} if isinstance(retry, int) else None
         return _error(request, exc.http_status, str(exc), error_code(exc), getattr(exc, "param", None), headers)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -90,7 +159,7 @@ def install_handlers(app: FastAPI) -> None:
         return _error(request, exc.status_code, str(exc.detail), code, headers=exc.headers)
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
-        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        _log_crash(request.method, request.url.path, exc, log_bodies, None)
         return _error(request, 500, "Internal server error.", "internal_error")
 
     app.add_exception_handler(InfoptError, on_infopt)
@@ -107,16 +176,27 @@ Shed = Callable[[str, bytes], tuple[str, QueueFull] | None]
 """Asked with (path, body) before routing: `(model, QueueFull)` refuses the request at the door (429)."""
 
 
-class ServeMiddleware:
-    """Caps request bodies at `max_body_bytes` (413), refuses what `shed` refuses (429, before any parsing or
-    routing, so an overloaded server says no in microseconds), records requests in `metrics`, and answers 500
-    (logged, no details) for anything that escapes the handlers."""
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return ""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, shed: Shed | None = None) -> None:
+
+class ServeMiddleware:
+    """Checks the API key when `auth` is given (401 / 403 / 429, before reading the body), caps request bodies at
+    `max_body_bytes` (413), refuses what `shed` refuses (429, before any parsing or routing, so an overloaded
+    server says no in microseconds), records requests in `metrics`, and answers 500 (logged without texts unless
+    `log_bodies`) for anything that escapes the handlers."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, shed: Shed | None = None,
+                 auth: Authenticator | None = None, log_bodies: bool = False) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.shed = shed
+        self.auth = auth
+        self.log_bodies = log_bodies
 
     async def _send_error(self, send: Send, status: int, message: str, code: str,
                           headers: Mapping[str, str] | None = None) -> None:
@@ -159,7 +239,17 @@ class ServeMiddleware:
                 status, started = message["status"], True
             await send(message)
 
+        body: bytes | None = None
         try:
+            if self.auth is not None:
+                try:
+                    principal = self.auth.authorize(scope.get("path", ""), _header(scope, b"authorization"))
+                except AuthRefused as e:
+                    info.reason = error_code(e)
+                    await self._send_error(send_tracked, e.http_status, str(e), info.reason, refusal_headers(e))
+                    return
+                if principal is not None:
+                    info.tenant, info.key = principal.tenant, principal.name
             body = await self._read_body(scope, receive)
             refused = self.shed(scope.get("path", ""), body) if self.shed is not None else None
             if refused is not None:
@@ -181,8 +271,8 @@ class ServeMiddleware:
             info.reason = "body_too_large"
             await self._send_error(send_tracked, 413, f"The request body is over {self.max_body_bytes} bytes.",
                                    "body_too_large")
-        except Exception:
-            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+        except Exception as e:
+            _log_crash(scope.get("method"), scope.get("path"), e, self.log_bodies, body)
             info.reason = "internal_error"
             if not started:
                 await self._send_error(send_tracked, 500, "Internal server error.", "internal_error")

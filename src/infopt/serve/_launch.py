@@ -56,8 +56,9 @@ def _cache_line(config: ServeConfig) -> str:
                        if on)
     where = {"memory": f"in memory ({c.max_bytes:,} bytes)", "sqlite": f"SQLite {c.sqlite_path}",
              "redis": f"Redis {c.redis_url} namespace {c.namespace}" + (" (local front)" if c.local_front else "")}
-    admin = ("/v1/cache/purge, /invalidate, /stats served (no authentication)" if c.admin_on(config.host)
-             else "admin endpoints off (cache.admin = true serves them)")
+    auth = config.auth.enabled
+    admin = (f"/v1/cache/purge, /invalidate, /stats served ({'admin key only' if auth else 'no authentication'})"
+             if c.admin_on(config.host, auth) else "admin endpoints off (cache.admin = true serves them)")
     line = f"  cache: {tiers} on {where[c.backend]}; {admin}"
     if c.semantic.enabled:
         s = c.semantic
@@ -72,7 +73,9 @@ def banner(config: ServeConfig, loaded: list[LoadedModel]) -> list[str]:
     url = base_url(config)
     b = config.batching
     lines = [f"infopt serve: {url}" + (" (port 0: uvicorn picks a free port and logs it)" if not config.port else "")]
-    if not _is_loopback(config.host):
+    if config.auth.enabled:
+        lines.append("  auth: API keys required (Authorization: Bearer KEY) except on /health, /ready, /metrics")
+    elif not _is_loopback(config.host):
         lines.append(f"  warning: {config.host} is not loopback; anyone who can reach this machine can call the "
                      "server (it has no authentication)")
     for spec, m in zip(config.models, loaded, strict=True):

@@ -10,7 +10,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from infopt.serve._stats import Stats
 from infopt.serve.engine import EngineStats
 
-__all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics"]
+__all__ = ["AUTH_REASONS", "PROMETHEUS_CONTENT_TYPE", "Metrics"]
+
+AUTH_REASONS = ("invalid_api_key", "admin_key_required", "rate_limited", "quota_exceeded")
+"""The `reason` labels of requests [auth] refuses."""
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -102,6 +105,12 @@ class Metrics:
 
     def rejected(self, model: str, reason: str) -> None:
         self.rejections.labels(model, reason).inc()
+
+    def auth_reasons(self) -> None:
+        """Show the refusals of [auth] in `infopt_rejections` from the start (at 0): no or an unknown key, not an
+        admin key, over the rate limit, over the quota (their model label is empty: refused before routing)."""
+        for reason in AUTH_REASONS:
+            self.rejections.labels("", reason)
 
     def counted(self, model: str, tokens: int) -> None:
         self.tokens.labels(model).inc(tokens)
