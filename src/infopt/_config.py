@@ -393,3 +393,8 @@ def read_toml(path: str | Path, what: str, fix: str) -> dict[str, Any]:
         raise UserError(f"Cannot read {what} {path} ({e.strerror}).", fix) from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path} is not valid TOML ({e}).", "fix the syntax at that line.") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what.capitalize()} {path} is not UTF-8 text ({e.reason} at byte {e.start}).",
+                        "save it as UTF-8 TOML.") from None
+    except RecursionError:
+        raise UserError(f"{path} nests arrays or tables too deeply to read.", "flatten it.") from None

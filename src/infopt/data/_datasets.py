@@ -131,6 +131,11 @@ BUNDLED_DATASETS: dict[str, _Bundled] = {
 }
 
 
+def _unreadable(path: Path, e: OSError) -> UserError:
+    return UserError(f"Data file {path} cannot be read ({e.strerror or type(e).__name__}).",
+                     "pass the path of a readable .csv / .jsonl file (not a folder).")
+
+
 def _read_user_file(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         raise UserError(f"Data file {path} does not exist.", "pass the path of a .csv or .jsonl file.")
@@ -151,6 +156,11 @@ def _read_user_file(path: Path) -> list[dict[str, str]]:
             return rows
     except (UnicodeDecodeError, ValueError, csv.Error) as e:
         raise UserError(f"Data file {path} cannot be parsed ({e}).", "save it as UTF-8 CSV or JSON Lines.") from None
+    except RecursionError:
+        raise UserError(f"Data file {path} cannot be parsed (a JSON value nested too deeply).",
+                        "save it as UTF-8 CSV or flat JSON Lines.") from None
+    except OSError as e:
+        raise _unreadable(path, e) from None
     raise UserError(f"Data file {path} has an unknown type {suffix!r}.", "use a .csv or .jsonl file.")
 
 
@@ -158,6 +168,12 @@ def _cell(row: dict, column: str) -> str:
     """The stripped text of a cell; a missing or null cell is "" (but a JSON 0 or false is kept)."""
     value = row.get(column)
     return "" if value is None else str(value).strip()
+
+
+def _label_order(label: str) -> tuple[bool, int, str]:
+    """Integer labels first, in numeric order (`-1, 0, 2, 10`), then the others by name (`²` is not an integer)."""
+    numeric = re.fullmatch(r"-?[0-9]+", label) is not None
+    return (not numeric, int(label) if numeric else 0, label)
 
 
 def _sample(rows: list, limit: int | None, seed: int) -> list:
@@ -204,9 +220,7 @@ def load_dataset(config: DataConfig) -> TextDataset:
     rows = _sample(rows, config.limit, config.seed)
     raw = [str(r[label_col]).strip() for r in rows]
     if not label_names:
-        label_names = sorted(
-            set(raw), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s)
-        )
+        label_names = sorted(set(raw), key=_label_order)
     index = {n: i for i, n in enumerate(label_names)}
     unknown = sorted(set(raw) - set(index))
     if unknown:
@@ -239,7 +253,12 @@ def load_text_corpus(
     else:
         path = Path(source)
         if path.suffix.lower() == ".txt" and path.exists():
-            texts = [t for t in path.read_text(encoding="utf-8").split("\n\n")]
+            try:
+                texts = [t for t in path.read_text(encoding="utf-8").split("\n\n")]
+            except UnicodeDecodeError as e:
+                raise UserError(f"Text file {path} is not UTF-8 ({e}).", "save it as UTF-8.") from None
+            except OSError as e:
+                raise _unreadable(path, e) from None
         else:
             rows = _read_user_file(path)
             if rows and text_column not in rows[0]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from infopt._atomic import disk_full
 from infopt.errors import UserError
 from infopt.evaluate._report_facts import verdicts
 from infopt.evaluate._report_html import render_html
@@ -70,10 +71,13 @@ def read_results(folder: Path) -> RunResult:
     """The RunResult in `folder`/results.json; a missing or unreadable file is one UserError line."""
     path = Path(folder) / "results.json"
     fix = "pass the folder an `infopt optimize` run wrote (it holds results.json), or run `infopt optimize` again."
-    if not Path(folder).is_dir():
-        raise UserError(f"{folder} is not a folder.", fix)
-    if not path.is_file():
-        raise UserError(f"{folder} holds no results.json.", fix)
+    try:
+        if not Path(folder).is_dir():
+            raise UserError(f"{folder} is not a folder.", fix)
+        if not path.is_file():
+            raise UserError(f"{folder} holds no results.json.", fix)
+    except OSError as e:  # a name too long, a loop of links
+        raise UserError(f"{folder} cannot be read ({e.strerror or type(e).__name__}).", fix) from None
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text)
@@ -98,6 +102,8 @@ def rerender_report(folder: Path) -> RunResult:
     try:
         write_report(run, Path(folder), results=False)
     except OSError as e:
+        if (full := disk_full(e, Path(folder) / "report.md")) is not None:
+            raise full from None
         raise UserError(f"The report in {folder} cannot be written ({e.strerror or type(e).__name__}).",
                         "make the folder writable, or copy it somewhere you can write to.") from None
     return run

@@ -44,6 +44,8 @@ class OptimizeConfig:
     """A separate evaluation file, scored whole (None: the test split of `data`)."""
     reuse_builds: bool = True
     """Keep variants built by recipe under $INFOPT_CACHE/builds and reuse them in later runs."""
+    resume: bool = False
+    """Continue the interrupted run in `output`: reuse its finished variants, redo the unfinished one."""
 
     def __post_init__(self) -> None:
         if self.eval_limit is not None and self.eval_limit < 10:
