@@ -3,12 +3,15 @@
 Folder: `cache_dir()/teacher-logits/<key>/`, key = sha256 of (teacher weights, tokenizer, texts, max_length).
 Each item (logits, pooled hidden states of one layer, attention maps of one layer) is its own safetensors
 file, written atomically, so a later run that needs more items computes only the missing ones.
+Under torchrun rank 0 alone runs the teacher and writes the items; the other ranks then read them back
+(without the cache rank 0 sends its outputs to them): the teacher never runs once per rank.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +20,11 @@ from safetensors.torch import load_file, save_file
 
 from infopt._atomic import atomic_file
 from infopt.compress.distill._kinds import head_average
+from infopt.errors import UserError
 from infopt.models import LoadedModel, cache_dir, eval_mode, fingerprint_model, masked_mean
+from infopt.train import distributed
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["TeacherOutputs", "run_teacher", "teacher_cache_folder", "teacher_outputs"]
 
@@ -116,6 +123,7 @@ def _compute(
     impl = getattr(model.config, "_attn_implementation", None)
     if attention and impl != "eager":
         model.set_attn_implementation("eager")
+    _log.info("running teacher %s over %d texts", teacher.manifest.name, len(texts))
     lengths = [len(ids) for ids in teacher.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
     logits: list[torch.Tensor] = [torch.empty(0)] * len(texts)
@@ -156,7 +164,23 @@ def teacher_outputs(
 
     With `use_cache`, items already on disk for this teacher and data are read back and the teacher runs
     only for what is missing (not at all when everything is cached); new items are written atomically.
+    Under torchrun only rank 0 runs the teacher (see the module docstring); an error there ends every rank.
     """
+    args = (teacher, texts, max_length, pooled_layers, attention_layers)
+    if distributed.world() is None:
+        return _local_outputs(*args, use_cache, batch_size)
+    if not use_cache:
+        return distributed.broadcast_from_main(lambda: _compute(*args, batch_size))
+    mine = distributed.on_main(lambda: _local_outputs(*args, True, batch_size))  # the others wait here
+    if mine is not None:
+        return distributed.run_agreed(lambda: mine)
+    return distributed.run_agreed(lambda: _local_outputs(*args, True, batch_size, compute=False))
+
+
+def _local_outputs(
+    teacher: LoadedModel, texts: list[str], max_length: int, pooled_layers: tuple[int, ...],
+    attention_layers: tuple[int, ...], use_cache: bool, batch_size: int, compute: bool = True,
+) -> TeacherOutputs:
     if not use_cache:
         return _compute(teacher, texts, max_length, pooled_layers, attention_layers, batch_size)
     folder = teacher_cache_folder(teacher, texts, max_length)
@@ -175,6 +199,11 @@ def teacher_outputs(
             missing_att.append(j)
         else:
             out.attention[j] = (item["values"], item["lengths"])
+    if (got is None or missing_pooled or missing_att) and not compute:
+        raise UserError(
+            f"This rank cannot read the teacher outputs rank 0 wrote to {folder}.",
+            "give every rank the same $INFOPT_CACHE folder (one machine), or pass --no-cache.",
+        )
     if got is None or missing_pooled or missing_att:
         new = _compute(teacher, texts, max_length, tuple(missing_pooled), tuple(missing_att), batch_size)
         out.ran_teacher = True
