@@ -24,7 +24,7 @@ LAYERS: dict[str, float] = {
     "optimize": 6,
     "serve": 7,
     "monitor": 8,
-    "_cli_parser": 8.8, "_cli_serving": 8.9, "cli": 9, "__init__": 9, "__main__": 9,
+    "_cli_parser": 8.8, "_cli_process": 8.8, "_cli_serving": 8.9, "cli": 9, "__init__": 9, "__main__": 9.5,
 }
 
 

@@ -1,4 +1,5 @@
-"""The serving commands of `infopt`: serve, rollout, loadtest and cache (thin: args -> config -> run -> print)."""
+"""The serving commands of `infopt`: serve, rollout, loadtest, cache and bench-generate (thin: args -> config ->
+run -> print)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
                           max_queue=args.max_queue, timeout_s=args.timeout_s, price_per_hour=args.price_per_hour,
                           no_cache=args.no_cache, cache_backend=args.cache_backend, redis_url=args.redis_url,
                           semantic_cache=args.semantic_cache, candidate=args.candidate, share=args.share,
-                          shadow=args.shadow or None, rollout_db=args.rollout_db)
+                          shadow=args.shadow or None, rollout_db=args.rollout_db, api_key_env=args.api_key_env,
+                          replicas=args.replicas, ray_address=args.ray_address)
+    if config.ray.enabled:
+        from infopt.serve import run_on_ray
+
+        if config.rollout:
+            raise UserError("A rollout (--candidate, [rollout]) runs in the single-process server only.",
+                            "drop --replicas / [ray], or the rollout.")
+        run_on_ray(config, echo=lambda line: print(line, flush=True))
+        return
     router = None
     if config.rollout:
         from infopt.monitor import prepare_rollout
@@ -38,7 +48,7 @@ def cmd_rollout_status(args: argparse.Namespace) -> None:
 
     try:
         r = httpx.get(args.url.rstrip("/") + "/v1/rollout", timeout=10)
-    except httpx.HTTPError as e:
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
         raise UserError(f"Cannot reach {args.url} ({e}).", "pass the URL of a running infopt serve.") from None
     if r.status_code == 404:
         raise UserError(f"{args.url} runs no rollout.", "start it with infopt serve --candidate DIR (or [rollout]).")
@@ -82,6 +92,44 @@ def cmd_cache_calibrate(args: argparse.Namespace) -> None:
     print("\n".join(result.lines()))
 
 
+def cmd_bench_generate(args: argparse.Namespace) -> None:
+    from infopt.serve._bench_generate import BenchGenerateConfig, run_bench_generate, write_json
+
+    config = BenchGenerateConfig(args.model, new_tokens=args.new_tokens, streams=args.streams,
+                                 concurrent=args.concurrent, weights=tuple(args.weights), threads=args.threads,
+                                 repeats=args.repeats, prefix_tokens=args.prefix_tokens, ppl_blocks=args.ppl_blocks,
+                                 hf=not args.no_hf)
+    result = run_bench_generate(config, echo=lambda line: print(line, flush=True))
+    if args.json:
+        write_json(result, args.json)
+        print(f"results: {args.json}")
+
+
+def _add_bench_generate(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("bench-generate", help="generation speed: HF generate, llama.cpp and the engine's formats",
+                       description="Time greedy generation on the same chat prompts: Hugging Face generate (1 "
+                       "stream, static batch), generate_batch, llama.cpp (if llama-cpp-python is installed) and "
+                       "infopt's engine per weight format (1 stream, concurrent, shared-prefix TTFT), with each "
+                       "format's perplexity. Rough on a shared machine.")
+    p.add_argument("--model", default="smollm2-135m", help="bundled name or Llama model folder (default smollm2-135m)")
+    p.add_argument("--new-tokens", type=int, default=64, metavar="N", help="new tokens per request (default 64)")
+    p.add_argument("--streams", type=int, default=2, metavar="N", help="prompts of the 1-stream rows (default 2)")
+    p.add_argument("--concurrent", type=int, default=16, metavar="N", help="requests in flight together "
+                   "(default 16)")
+    p.add_argument("--weights", nargs="+", default=["float32", "bfloat16", "int8", "int4"],
+                   choices=("float32", "bfloat16", "int8", "int4"), help="engine weight formats (default all)")
+    p.add_argument("--threads", type=int, default=2, metavar="N", help="torch / llama.cpp threads (default 2)")
+    p.add_argument("--repeats", type=int, default=2, metavar="N", help="interleaved runs; the best counts "
+                   "(default 2)")
+    p.add_argument("--prefix-tokens", type=int, default=512, metavar="N",
+                   help="shared prefix of the prefix-cache rows (default 512; 0 skips them)")
+    p.add_argument("--ppl-blocks", type=int, default=4, metavar="N",
+                   help="256-token news blocks scored per format (default 4; 0 skips perplexity)")
+    p.add_argument("--no-hf", action="store_true", help="skip the Hugging Face rows (slow)")
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON to this file")
+    p.set_defaults(func=cmd_bench_generate)
+
+
 def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("serve", help="serve models over HTTP with dynamic batching (classify, embeddings, metrics)",
                        description="Serve models until Ctrl-C / SIGTERM. MODEL: a bundled name or a model folder\n"
@@ -117,6 +165,16 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
                    "background; clients get the current model's answers only")
     p.add_argument("--rollout-db", metavar="FILE", help="SQLite file of the rollout state and model registry "
                    "(default: in the infopt cache folder)")
+    p.add_argument("--replicas", type=int, metavar="N", help="run N replicas on Ray Serve behind one address "
+                   "(needs ray[serve]; share the caches with --redis-url); autoscaling and more: [ray]")
+    p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (e.g. auto, ray://host:10001) "
+                   "instead of starting a local one")
+    p.add_argument("--api-key-env", metavar="NAME", help="require the API key held by environment variable NAME "
+                   "(Authorization: Bearer KEY; [auth] key_env); more keys, limits, an admin key: [auth]")
+    p.add_argument("--allow-pickle", action="store_true", help="also read pickle weights (pytorch_model.bin, "
+                   "*.pt) of model folders; they can run code (default: safetensors only)")
+    p.add_argument("--trust-remote-code", action="store_true", help="let a model folder run its own Python code "
+                   "(config auto_map; default: never)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -188,8 +246,9 @@ def _add_cache(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def add_serving_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
-    """Add `serve`, `rollout`, `loadtest` and `cache` to the `infopt` parser."""
+    """Add `serve`, `rollout`, `loadtest`, `cache` and `bench-generate` to the `infopt` parser."""
     _add_serve(sub)
     _add_rollout(sub)
     _add_loadtest(sub)
     _add_cache(sub)
+    _add_bench_generate(sub)

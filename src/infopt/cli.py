@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from infopt._cli_parser import Parser as _Parser
+from infopt._cli_process import WRITERS, drop_stdout, on_sigterm, run_ranked
 from infopt._cli_serving import add_serving_commands
 from infopt.errors import InfoptError, UserError
 
@@ -94,7 +97,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         model=args.model, data=_data_config(args), output=Path(args.output) if args.output else None, recipes=recipes,
         bench=BenchConfig(threads=args.threads, batch_size=args.batch_size), eval_limit=args.eval_limit,
         seed=args.seed, overwrite=args.overwrite, requirements=requirements,
-        export=Path(args.export) if args.export else None, eval_data=_eval_data_config(args),
+        export=Path(args.export) if args.export else None, eval_data=_eval_data_config(args), resume=args.resume,
     )
     run, folder = optimize(config, Console(stderr=True))
     out = Console(record=True)
@@ -148,9 +151,14 @@ def cmd_prune(args: argparse.Namespace) -> None:
     options: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     if args.recover_epochs is not None:
         options["recovery"] = RecoveryConfig(args.recover_epochs, args.recover_lr, distill=not args.no_distill)
-    job = PruneJob(args.model, config_from_name(args.method, **options), Path(args.output), _data_config(args),
-                   args.seed, args.overwrite)
-    _print_saved(run_stage_job(job))
+    from infopt.train import distributed
+
+    with distributed.rank_output(Path(args.output), "model", args.overwrite) as (output, overwrite):
+        job = PruneJob(args.model, config_from_name(args.method, **options), output, _data_config(args),
+                       args.seed, overwrite)
+        summary = run_stage_job(job)
+    if distributed.is_main():  # under torchrun only rank 0 writes --output and prints
+        _print_saved(summary)
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
@@ -158,7 +166,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
     from infopt.compress.distill import DistillConfig
     from infopt.optimize import DistillJob, run_distill_job
-    from infopt.train import FinetuneConfig
+    from infopt.train import FinetuneConfig, distributed
 
     weights = tuple(float(w) for w in _names(args.teacher_weights)) if args.teacher_weights else None
     train = FinetuneConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr,
@@ -168,10 +176,13 @@ def cmd_distill(args: argparse.Namespace) -> None:
         attention=args.attention, scheme=args.scheme, teacher_weights=weights, train=train, max_steps=args.steps,
         cache=not args.no_cache,
     )
-    job = DistillJob(teacher=args.teacher, student=args.student, output=Path(args.output), data=_data_config(args),
-                     config=config, extra_teachers=_names(args.teachers), assistant=args.assistant,
-                     overwrite=args.overwrite)
-    print(json.dumps(run_distill_job(job), indent=2))
+    with distributed.rank_output(Path(args.output), "model", args.overwrite) as (output, overwrite):
+        job = DistillJob(teacher=args.teacher, student=args.student, output=output, data=_data_config(args),
+                         config=config, extra_teachers=_names(args.teachers), assistant=args.assistant,
+                         overwrite=overwrite)
+        summary = run_distill_job(job)
+    if distributed.is_main():  # under torchrun only rank 0 writes --output and prints
+        print(json.dumps(summary, indent=2))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -183,6 +194,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     run = rerender_report(folder)
     print_table(run, Console())
     Console().print(f"report: {folder / 'report.md'} and {folder / 'report.html'}")
+
+
+def _add_load_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-pickle", action="store_true", help="also read pickle weights (pytorch_model.bin, "
+                   "*.pt) of model folders; they can run code: only for folders you trust (default: safetensors "
+                   "only)")
+    p.add_argument("--trust-remote-code", action="store_true", help="let a model folder run its own Python code "
+                   "(config auto_map); only for folders you trust (default: never)")
 
 
 def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> None:
@@ -198,6 +217,7 @@ def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> No
     p.add_argument("--threads", type=int, help="intra-op threads for timing (default: torch's default)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size of the throughput measurement")
     p.add_argument("--seed", type=int, default=0, help="seed of splits and sampling")
+    _add_load_flags(p)
 
 
 def _add_requirements(p: argparse.ArgumentParser) -> None:
@@ -234,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-text-column", metavar="NAME", help="text column of --eval-data (default: --text-column)")
     p.add_argument("--eval-label-column", metavar="NAME", help="label column of --eval-data (default: "
                    "--label-column)")
+    p.add_argument("--resume", action="store_true", help="continue the run interrupted in --output (Ctrl-C, "
+                   "SIGTERM): reuse its finished variants, redo the unfinished one")
     _add_requirements(p)
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser("bench", help="measure one model: quality, latency, throughput, size, memory")
@@ -287,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=64, help="tokens per text / per causal-LM block (default 64)")
     p.add_argument("--no-cache", action="store_true", help="do not keep teacher outputs on disk")
     p.add_argument("--seed", type=int, default=0, help="seed of splits, batches and initialisation")
+    _add_load_flags(p)
     p.set_defaults(func=cmd_distill)
     add_serving_commands(sub)
     p = sub.add_parser("report", help="re-render report.md and report.html from a run's results.json",
@@ -305,18 +328,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    opted = [env for flag, env in (("allow_pickle", "INFOPT_ALLOW_PICKLE"),
+                                   ("trust_remote_code", "INFOPT_TRUST_REMOTE_CODE"))
+             if getattr(args, flag, False) and env not in os.environ]
+    for env in opted:  # an environment variable: the processes a command starts inherit it (until it returns)
+        os.environ[env] = "1"
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     func: Callable[[argparse.Namespace], None] = args.func
+    previous = on_sigterm() if args.command in WRITERS else None
     try:
-        func(args)
+        run_ranked(func, args)
+        sys.stdout.flush()
     except InfoptError as e:
-        print(f"infopt: error: {e}", file=sys.stderr)
+        if not getattr(e, "printed", False):  # under torchrun rank 0 printed the error every rank raised
+            print(f"infopt: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("infopt: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM (_Terminated): whatever was half-written is gone
+        print(f"infopt: {getattr(e, 'message', '') or 'interrupted'}", file=sys.stderr)
+        return 128 + (getattr(e, "signum", None) or signal.SIGINT)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EPIPE):
+            raise
+        drop_stdout()
+        where = "the output (stdout)" if e.errno == errno.EPIPE else "the disk written to"
+        print(f"infopt: error: {where} failed: {e.strerror}. Fix: free some space or write elsewhere.",
+              file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        for env in opted:
+            os.environ.pop(env, None)
     return 0
 
 

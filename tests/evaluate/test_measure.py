@@ -113,6 +113,7 @@ def test_measure_classifier_keeps_predictions_and_intervals(tiny_bert_classifier
     assert result.quality_ci == classification_ci(pred, LABELS)
     assert result.flips is None and result.delta_ci is None  # no baseline to compare with
     assert len(result.speed.samples_ms) >= 30 and result.notes == []
+    assert result.batch_flips == [0, len(TEXTS)]  # float: the same answer alone as in a batch
 
 
 def test_measure_against_the_baseline(tiny_bert_classifier: LoadedModel) -> None:

@@ -12,6 +12,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from infopt.data import TextDataset
 from infopt.evaluate import (
+    batch_flips,
     classification_ci,
     classification_quality,
     classify,
@@ -99,6 +100,22 @@ def test_classification_quality_over_many_batches(keyword_model: LoadedModel) ->
     q = classification_quality(keyword_model, TextDataset("t", texts, labels))
     assert q["accuracy"] == pytest.approx(100 * 60 / 70)
     assert keyword_model.model.calls == [32, 32, 6]
+
+
+class BatchDependent(KeywordClassifier):
+    """Answers like KeywordClassifier, except that a text alone in its batch gets the next class."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> SimpleNamespace:
+        out = super().forward(input_ids, attention_mask, **kw)
+        return SimpleNamespace(logits=out.logits.roll(1, -1) if input_ids.shape[0] == 1 else out.logits)
+
+
+def test_batch_flips_counts_answers_that_change_alone(keyword_model: LoadedModel,
+                                                      tokenizer: PreTrainedTokenizerBase) -> None:
+    texts = [f"a {KEYWORDS[i % 3]} pie" for i in range(12)]
+    assert batch_flips(keyword_model, texts, classify(keyword_model, texts)) == [0, 12]
+    odd = LoadedModel(BatchDependent(keyword_model.model.token_ids), tokenizer, keyword_model.manifest)
+    assert batch_flips(odd, texts, classify(odd, texts), n=5) == [5, 5]
 
 
 def test_classification_quality_tiny_bert(tiny_bert_classifier: LoadedModel) -> None:

@@ -12,10 +12,12 @@ from infopt.compress.cascade import CascadeModel
 from infopt.compress.distill import DistillConfig, EarlyExitConfig, distill
 from infopt.data import DataConfig, Splits, TextDataset
 from infopt.errors import UserError
+from infopt.evaluate import VariantResult
 from infopt.models import LoadedModel, load_model, save_model
 from infopt.optimize._cascade import (
     build_cascade,
     calibrate_early_exit,
+    cascade_variant,
     interleaved_latencies,
     measure_cascade,
     validation_split,
@@ -47,6 +49,32 @@ def test_build_and_measure(tiny_teacher: LoadedModel, make_classifier: Callable[
     assert c.escalation_rate == pytest.approx(float(unsure.float().mean()), abs=0.03)
     folder = save_model(cascade, tmp_path / "c")
     assert load_model(tmp_path / "c").manifest.fingerprint == folder.manifest.fingerprint
+
+
+def test_the_search_cascade_is_saved_and_measured_like_a_variant(
+        tiny_teacher: LoadedModel, make_classifier: Callable[..., LoadedModel], tokenizer: object, tmp_path: Path,
+        make_data: Callable[..., TextDataset]) -> None:
+    from infopt.evaluate import BenchConfig, EvalSpec, measure_variant
+
+    test = make_data(60, seed=6)
+    spec = EvalSpec("classification", test.texts, test.labels, speed_texts=test.texts[:8])
+    bench = BenchConfig(threads=1, isolate=False)
+
+    def measure(path: Path) -> VariantResult:
+        return measure_variant(path, spec, bench)
+
+    results = {}
+    for name, model in (("baseline", tiny_teacher),
+                        ("small", make_classifier(tokenizer, layers=1, seed=3, name="small"))):
+        save_model(model, tmp_path / "variants" / name)
+        results[name] = measure(tmp_path / "variants" / name)
+        results[name].path, results[name].recipe = f"variants/{name}", "" if name == "baseline" else name
+    out = cascade_variant(tmp_path, results["small"], results["baseline"], make_data(120, seed=5), 20.0, measure)
+    assert out.method == "cascade" and out.path == "variants/cascade-small-then-baseline"
+    assert isinstance(load_model(tmp_path / out.path).model, CascadeModel)
+    assert out.size_mb == pytest.approx(results["small"].size_mb + results["baseline"].size_mb, rel=0.05)
+    assert "validation rows" in out.notes[-1] and "%" in out.notes[-1]
+    assert out.quality["accuracy"] >= 0 and out.speed.p50_ms > 0
 
 
 def test_impossible_bound_is_a_clear_error(tiny_teacher: LoadedModel, make_classifier: Callable[..., LoadedModel],

@@ -48,11 +48,13 @@ def test_export_writes_a_served_folder(tiny_bert_classifier: LoadedModel, tmp_pa
     facts = json.loads((out / "export.json").read_text())
     assert facts["variant"] == "dynamic-int8" and facts["recommendation"].startswith("Use dynamic-int8")
     toml = tomllib.loads((out / "serve.toml").read_text())
-    assert toml["models"] == [{"name": "tiny-clf", "path": str((out / "model").resolve())}]
+    assert toml["models"] == [{"name": "tiny-clf", "path": "model"}]  # beside the file: the folder can move
     assert toml["batching"]["max_batch_size"] == 16
     assert load_serve_config(out / "serve.toml").models[0].name == "tiny-clf"
+    moved = out.rename(tmp_path / "moved")  # served from its new place, whatever the working directory
+    assert load_serve_config(moved / "serve.toml").models[0].path == str((moved / "model").resolve())
 
-    with serve_process(["--config", str(out / "serve.toml")], tmp_path / "serve.log", cwd=tmp_path) as url:
+    with serve_process(["--config", str(moved / "serve.toml")], tmp_path / "serve.log", cwd=tmp_path) as url:
         r = httpx.post(url + "/v1/classify", json={"model": "tiny-clf", "input": ["a fine film", "a dull one"]})
         assert r.status_code == 200, r.text
         ids = tiny_bert_classifier.predict(["a fine film", "a dull one"]).argmax(-1).tolist()

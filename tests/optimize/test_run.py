@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from infopt.data import DataConfig
 from infopt.evaluate import BenchConfig
 from infopt.models import LoadedModel, load_model, save_model
 from infopt.optimize import OptimizeConfig, Requirements, optimize
+from infopt.serve import load_serve_config
 
 INFOPT = str(Path(sys.executable).parent / "infopt")
 
@@ -145,8 +145,8 @@ def test_the_search_on_a_tiny_model_within_a_tiny_budget(
     if saved["chosen"] is not None:
         assert proc.returncode == 0, proc.stderr
         assert saved["recommendation"] in proc.stdout.replace("\n", " ") or "Use " in proc.stdout
-        toml = tomllib.loads((export / "serve.toml").read_text())
-        assert load_model(toml["models"][0]["path"]).manifest.name == saved["chosen"]
+        spec = load_serve_config(export / "serve.toml").models[0]
+        assert load_model(spec.path).manifest.name == saved["chosen"]
     else:
         assert proc.returncode == 3 and "closest" in proc.stderr, proc.stderr
     # a second run reuses the stored builds

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pytest
+
+from infopt._atomic import DiskFull
 from infopt.errors import NotApplicable
 from infopt.evaluate import SpeedResult, VariantResult
 from infopt.optimize import Candidate, Recipe, Requirements, fallback, pareto_front, parse_recipes, search
@@ -37,6 +40,9 @@ class FakeBench:
     built: set[str] = field(default_factory=set)
     measured: list[str] = field(default_factory=list)
     slow_interleaved: set[str] = field(default_factory=set)
+    cascade_row: tuple[float, float, float, float, float] | None = None
+    """(accuracy, p50, p95, items/s, MB) of the cascade; None: cascades do not apply."""
+    cascades: list[tuple[str, str, float]] = field(default_factory=list)
 
     def clock(self) -> float:
         return self.now
@@ -56,6 +62,16 @@ class FakeBench:
     def p95_at_batch(self, result: VariantResult, batch_size: int) -> float:
         return result.speed.p95_ms * batch_size / 2
 
+    def cascade(self, small: VariantResult, large: VariantResult, max_drop: float) -> VariantResult:
+        self.now += 60
+        self.cascades.append((small.name, large.name, max_drop))
+        if self.cascade_row is None:
+            raise NotApplicable("cascades do not apply.", "drop it.")
+        acc, p50, p95, thr, size = self.cascade_row
+        out = v("c", acc, p50, thr, size)
+        out.method, out.speed.p95_ms = "cascade", p95
+        return out
+
     def interleaved(self, results: Sequence[VariantResult]) -> dict[str, float]:
         self.now += 5 * len(results)
         return {r.name: r.speed.p50_ms * (3 if r.name in self.slow_interleaved else 1.05) for r in results}
@@ -71,6 +87,7 @@ ALL = ("onnx-int8", "torch-bf16", "prune-structured+onnx-int8", "distill-l3+onnx
 
 def run(req: Requirements, names: Sequence[str] = ALL, bench: FakeBench | None = None, **kw: object):  # type: ignore[no-untyped-def]
     bench = bench or FakeBench(dict(TABLE))
+    kw.setdefault("cascades", False)
     return search(bench, cands(*names), req, "accuracy", clock=bench.clock, **kw), bench  # type: ignore[arg-type]
 
 
@@ -192,3 +209,50 @@ def test_p95_at_a_larger_batch_is_measured_for_the_bound() -> None:
 def test_pareto_front() -> None:
     a, b, c = v("a", 85, 2, 300, 20), v("b", 84, 3, 200, 30), v("c", 84, 1, 100, 40)
     assert pareto_front([a, b, c], "accuracy") == [a, c]
+
+
+STUDENT = {"onnx-int8": (84.6, 2.4, 350.0, 23.0), "distill-l3+onnx-int8": (82.0, 1.2, 700.0, 20.0)}
+
+
+def test_a_cascade_makes_a_fast_student_that_misses_accuracy_usable() -> None:
+    bench = FakeBench(dict(STUDENT), cascade_row=(84.9, 1.3, 6.5, 650.0, 110.0))
+    out, _ = run(Requirements(priority="latency"), tuple(STUDENT), bench, cascades=True)
+    # small: the fastest, which misses only the accuracy bound; large: the most accurate (the baseline); room: 1 point
+    assert bench.cascades == [("distill-l3+onnx-int8", "teacher (baseline)", 1.0)]
+    name = "cascade(distill-l3+onnx-int8>baseline)"
+    assert out.chosen == name
+    by = {r.name: r for r in out.variants}
+    assert by[name].status == "chosen" and by["distill-l3+onnx-int8"].status == "rejected"
+    assert any(d["variant"] == name and "validation split" in d["action"] for d in out.decisions)
+
+
+def test_a_cascade_with_twice_the_tail_is_no_latency_tie() -> None:
+    table = {"onnx-int8": (84.6, 2.4, 350.0, 23.0), "distill-l3+onnx-int8": (84.2, 1.2, 700.0, 20.0)}
+    bench = FakeBench(table, cascade_row=(84.9, 1.25, 6.5, 650.0, 110.0))
+    out, _ = run(Requirements(priority="latency"), tuple(table), bench, cascades=True)
+    assert bench.cascades and out.chosen == "distill-l3+onnx-int8"  # the cascade's p95 is 4.5x the student's
+    out, _ = run(Requirements(priority="accuracy"), tuple(table),
+                 FakeBench(table, cascade_row=(84.9, 1.25, 6.5, 650.0, 110.0)), cascades=True)
+    assert out.chosen == "cascade(distill-l3+onnx-int8>baseline)"
+
+
+def test_when_no_cascade_is_tried() -> None:
+    for req, table in ((Requirements(priority="cost"), STUDENT), (Requirements(priority="size"), STUDENT),
+                       (Requirements(priority="latency"), {"onnx-int8": (84.6, 3.5, 350.0, 23.0)})):  # not 2x faster
+        bench = FakeBench(dict(table), cascade_row=(85.0, 1.0, 2.0, 900.0, 110.0))
+        run(req, tuple(table), bench, cascades=True)
+        assert bench.cascades == [], (req, bench.cascades)
+    # the accuracy anchor may be an accepted variant; what is left of the allowed drop goes to the cascade
+    bench = FakeBench({**STUDENT, "torch-bf16": (85.5, 4.8, 590.0, 45.0)}, cascade_row=None)
+    out, _ = run(Requirements(priority="latency"), (*STUDENT, "torch-bf16"), bench, cascades=True)
+    assert bench.cascades == [("distill-l3+onnx-int8", "torch-bf16", 1.5)]
+    assert any(d["variant"].startswith("cascade(") and d["status"] == "skipped" for d in out.decisions)
+
+
+def test_a_full_disk_stops_the_search_instead_of_skipping_every_candidate() -> None:
+    class FullBench(FakeBench):
+        def variant(self, recipe: Recipe) -> VariantResult:
+            raise DiskFull("The disk holding /x is full.", "free some space.")
+
+    with pytest.raises(DiskFull):
+        run(Requirements(), ALL, FullBench(dict(TABLE)))

@@ -9,6 +9,7 @@ from infopt.evaluate._calibration import (
 from infopt.evaluate._measure import BenchConfig, EvalSpec, measure, measure_variant
 from infopt.evaluate._quality import (
     Scored,
+    batch_flips,
     classification_quality,
     classify,
     embed,
@@ -53,6 +54,7 @@ __all__ = [
     "SpeedResult",
     "VariantResult",
     "apply_temperature",
+    "batch_flips",
     "calibration_report",
     "classification_ci",
     "classification_quality",

@@ -12,7 +12,7 @@ import torch
 
 from infopt._config import check_number
 from infopt.errors import UserError
-from infopt.evaluate._quality import Scored, score_classification, score_embedding, score_perplexity
+from infopt.evaluate._quality import Scored, batch_flips, score_classification, score_embedding, score_perplexity
 from infopt.evaluate._results import VariantResult
 from infopt.evaluate._speed import measure_speed, unmeasured_speed
 from infopt.evaluate._stats import compare, rejection
@@ -110,6 +110,7 @@ def measure(model: LoadedModel, spec: EvalSpec, bench: BenchConfig, path: Path |
         notes.append(f"rejected early: {reason}; speed not measured")
     else:
         speed = measure_speed(model, spec.speed_texts or spec.texts[:64], bench.batch_size, spec.prompt)
+    alone = batch_flips(model, spec.texts, scored.predictions) if scored.predictions and not reason else None
     size = weights_mb(path) if path else 0.0
     m = model.manifest
     return VariantResult(
@@ -129,6 +130,7 @@ def measure(model: LoadedModel, spec: EvalSpec, bench: BenchConfig, path: Path |
         predictions=scored.predictions,
         flips=flips,
         delta_ci=delta_ci,
+        batch_flips=alone,
     )
 
 
@@ -156,4 +158,9 @@ def measure_variant(path: str | Path, spec: EvalSpec, bench: BenchConfig = Bench
     if not bench.isolate:
         return _load_and_measure(str(path), spec, bench)
     with cf.ProcessPoolExecutor(max_workers=1, mp_context=_context()) as pool:
-        return pool.submit(_load_and_measure, str(path), spec, bench).result()
+        try:
+            return pool.submit(_load_and_measure, str(path), spec, bench).result()
+        except BaseException:  # interrupted (SIGINT / SIGTERM): do not wait for the measuring process, kill it
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
+            raise

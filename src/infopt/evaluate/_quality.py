@@ -16,6 +16,7 @@ from infopt.models import LoadedModel
 
 __all__ = [
     "Scored",
+    "batch_flips",
     "classification_quality",
     "classify",
     "embed",
@@ -55,6 +56,16 @@ def predict_logits(model: LoadedModel, texts: list[str], batch_size: int = 32, m
 def classify(model: LoadedModel, texts: list[str], max_length: int = 128) -> list[int]:
     """The predicted label of each text, in the texts' order."""
     return [int(p) for p in predict_logits(model, texts, max_length=max_length).argmax(-1).tolist()]
+
+
+def batch_flips(model: LoadedModel, texts: list[str], predictions: list[int], n: int = 256,
+                max_length: int = 128) -> list[int]:
+    """[k, n]: of the first `n` texts classified alone (batch 1, as a lone request is), k get another label than
+    `predictions` (from `classify`'s batches). Dynamic int8 scales activations per batch, so its answers can depend
+    on the other texts of the batch; float models give 0 (or a near-tie)."""
+    texts = texts[:n]
+    alone = [int(model.predict([t], max_length).argmax(-1)[0]) for t in texts]
+    return [sum(a != b for a, b in zip(alone, predictions, strict=False)), len(texts)]
 
 
 def _classification_metrics(pred: list[int], labels: list[int]) -> dict[str, float]:

@@ -233,5 +233,10 @@ def verdicts(run: RunResult) -> list[str]:
             out.append(f"{v.name} uses more peak memory (RSS) than the baseline "
                        f"({v.peak_rss_mb:.0f} vs {base.peak_rss_mb:.0f} MB).")
         out += _quality_verdicts(run, v)
+        if v.batch_flips and v.batch_flips[0]:
+            k, n = v.batch_flips
+            out.append(f"{v.name} answers {k} of {n} test texts differently when each is sent alone (batch 1) than "
+                       "in the scored batches: its answers depend on the other texts of a batch (dynamic int8 "
+                       "scales activations per batch).")
         out += [f"{v.name}: {n}" for n in v.notes]
     return out

@@ -58,6 +58,9 @@ class VariantResult:
     """Test examples whose prediction differs from the baseline's."""
     delta_ci: list[float] | None = None
     """[low, high] of (quality - baseline quality), a paired 95% bootstrap interval."""
+    batch_flips: list[int] | None = None
+    """Classifiers: [k, n]: of n test texts classified alone (batch 1), k got another label than in the scored
+    batches (dynamic int8 scales activations per batch); None: not checked."""
     status: str = ""
     """`baseline`, `chosen`, `kept` (on the Pareto front), `dominated`, `rejected` or `skipped`."""
     reasons: list[str] = field(default_factory=list)

@@ -10,8 +10,11 @@ threshold by the same rule.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,13 +33,15 @@ from infopt.compress.cascade import (
 from infopt.compress.distill._early_exit import NEVER, EarlyExitClassifier, exit_logits_on, simulate_exits
 from infopt.data import DataConfig, TextDataset, load_dataset, split_dataset
 from infopt.errors import UserError
-from infopt.models import LoadedModel
+from infopt.evaluate import VariantResult
+from infopt.models import LoadedModel, load_model, save_model
 from infopt.optimize._plan import default_data
 
 __all__ = [
     "CascadeMeasurement",
     "build_cascade",
     "calibrate_early_exit",
+    "cascade_variant",
     "interleaved_latencies",
     "measure_cascade",
     "validation_split",
@@ -61,6 +66,23 @@ def build_cascade(small: LoadedModel, large: LoadedModel, validation: TextDatase
             "allow a larger --max-accuracy-drop, a larger delta, or give more validation data.")
     return make_cascade(small, large, choice.threshold, choice,
                         name=name or f"cascade({small.manifest.name}>{large.manifest.name})")
+
+
+def cascade_variant(folder: Path, small: VariantResult, large: VariantResult, validation: TextDataset,
+                    max_drop: float, measure: Callable[[Path], VariantResult]) -> VariantResult:
+    """The search's cascade of two variants saved under `folder` (their `path`s): calibrated on `validation`,
+    saved to `folder/variants/cascade-...` and measured with `measure` (a fresh process, like every variant)."""
+    cascade = build_cascade(load_model(folder / small.path), load_model(folder / large.path), validation, max_drop)
+    stem = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"cascade-{small.recipe}-then-{large.recipe or 'baseline'}")
+    target = folder / "variants" / stem
+    save_model(cascade, target)
+    result = measure(target)
+    result.path = str(target.relative_to(folder))
+    m = cascade.manifest.metrics
+    result.notes.append(f"threshold chosen on {m['n']} validation rows: {large.name} answers "
+                        f"{100 * m['escalation_rate']:.1f}% of them (their latency is both models'); loss vs "
+                        f"{large.name} bounded by {m['drop_bound']:.2f} points")
+    return result
 
 
 def interleaved_latencies(models: dict[str, LoadedModel], texts: list[str], warmup: int = 5) -> dict[str, list[float]]:

@@ -48,12 +48,11 @@ def export_variant(run: RunResult, report: Path, target: Path, overwrite: bool =
     target = check_output(target, "export", overwrite)
     chosen = next(v for v in run.variants if v.name == run.chosen)
     source = report / chosen.path
-    final = target.expanduser().resolve()
     with atomic_dir(target, "export", overwrite) as tmp:
         shutil.copytree(source, tmp / "model")
         note = (f"written by infopt optimize: {chosen.name} (recipe {chosen.recipe or chosen.name}) of {run.model}\n"
                 f"{run.recommendation}")
-        (tmp / "serve.toml").write_text(serve_toml(_served_name(run.model), final / "model",
+        (tmp / "serve.toml").write_text(serve_toml(_served_name(run.model), Path("model"),
                                                    chosen.speed.batch_size, chosen.speed.threads, note))
         facts = {"model": run.model, "variant": chosen.name, "recipe": chosen.recipe, "method": chosen.method,
                  "quality": chosen.quality, "p50_ms": chosen.speed.p50_ms,

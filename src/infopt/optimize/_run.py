@@ -4,6 +4,7 @@ the priority among the variants that meet every requirement, and write the repor
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from infopt._atomic import atomic_dir, check_output
+from infopt._atomic import atomic_dir, check_output, output_kind
+from infopt.errors import UserError
 from infopt.evaluate import (
     RunResult,
     VariantResult,
@@ -23,11 +25,13 @@ from infopt.evaluate import (
 from infopt.models import LoadedModel, load_model, save_model
 from infopt.optimize._build_store import BuildStore, ResultStore
 from infopt.optimize._candidates import Candidate, plan_candidates, prefix_key, step_costs
+from infopt.optimize._cascade import cascade_variant, validation_split
 from infopt.optimize._config import OptimizeConfig
 from infopt.optimize._export import export_variant
 from infopt.optimize._machine import Machine
 from infopt.optimize._plan import EvalPlan, plan_evaluation
 from infopt.optimize._recipes import BuildCache, Recipe, build, parse_recipes
+from infopt.optimize._resume import INTERRUPTED, JOURNAL, Interrupted, Journal, run_context
 from infopt.optimize._search import SearchOutcome, search
 
 __all__ = ["RunBench", "default_output", "optimize"]
@@ -42,21 +46,45 @@ class RunBench:
     process (`measure_variant`), the final rounds interleaved in this process."""
 
     def __init__(self, base: LoadedModel, plan: EvalPlan, config: OptimizeConfig, folder: Path, cache: BuildCache,
-                 results: ResultStore | None, console: Console) -> None:
+                 results: ResultStore | None, console: Console, journal: Journal | None = None) -> None:
         self.base, self.plan, self.config, self.folder = base, plan, config, folder
         self.cache, self.results, self.console = cache, results, console
         self.spec = plan.spec
         self.built: set[str] = set()
+        self.journal = journal
+        self.credit = 0.0
+        """Seconds the interrupted run spent on the variants reused from it (counted against the budget)."""
+
+    def clock(self) -> float:
+        """The search's clock: this run's time plus the reused variants' original seconds."""
+        return time.monotonic() + self.credit
 
     def _measure(self, path: Path) -> VariantResult:
         return measure_variant(path, self.spec, self.config.bench)
 
+    def _reuse(self, name: str) -> VariantResult | None:
+        taken = self.journal.take(name) if self.journal is not None else None
+        if taken is None:
+            return None
+        result, seconds = taken
+        self.credit += seconds
+        result.notes = [*result.notes, "reused from the interrupted run (--resume)"]
+        self.console.print(f"reused {name} from the interrupted run")
+        return result
+
+    def _finished(self, name: str, result: VariantResult, started: float) -> None:
+        if self.journal is not None:
+            self.journal.add(name, result, time.monotonic() - started)
+
     def baseline(self) -> VariantResult:
-        with self.console.status(f"measuring the baseline {self.base.manifest.name}"):
-            path = self.folder / "variants" / "baseline"
-            save_model(self.base, path)
-            result = self._measure(path)
-        result.name, result.path = f"{self.base.manifest.name} (baseline)", "variants/baseline"
+        started = time.monotonic()
+        if (result := self._reuse("baseline")) is None:
+            with self.console.status(f"measuring the baseline {self.base.manifest.name}"):
+                path = self.folder / "variants" / "baseline"
+                save_model(self.base, path)
+                result = self._measure(path)
+            result.name, result.path = f"{self.base.manifest.name} (baseline)", "variants/baseline"
+            self._finished("baseline", result, started)
         fields = {f.name for f in dataclasses.fields(self.spec)}
         if result.predictions and {"baseline_predictions", "reject_below"} <= fields:
             metric = self.plan.metric
@@ -66,6 +94,10 @@ class RunBench:
         return result
 
     def variant(self, recipe: Recipe) -> VariantResult:
+        started = time.monotonic()
+        if (reused := self._reuse(recipe.name)) is not None:
+            self.built.update(prefix_key(recipe.steps[:n]) for n in range(1, len(recipe.steps) + 1))
+            return reused
         target = self.folder / "variants" / recipe.name
         with self.console.status(f"building {recipe.name} ({recipe.about})"):
             variant = build(recipe, self.base, self.plan.inputs, self.cache)
@@ -83,6 +115,7 @@ class RunBench:
         result.name, result.recipe = recipe.name, recipe.name
         result.path = str(target.relative_to(self.folder))
         result.notes += list(variant.manifest.metrics.get("prune", {}).get("notes", []))
+        self._finished(recipe.name, result, started)
         return result
 
     def p95_at_batch(self, result: VariantResult, batch_size: int) -> float:
@@ -96,6 +129,10 @@ class RunBench:
             model.predict(batch)
             times.append(1000 * (time.perf_counter() - t0))
         return float(np.percentile(times, 95))
+
+    def cascade(self, small: VariantResult, large: VariantResult, max_drop: float) -> VariantResult:
+        validation = validation_split(self.base, self.config.data, self.config.seed)
+        return cascade_variant(self.folder, small, large, validation, max_drop, self._measure)
 
     def interleaved(self, results: Sequence[VariantResult]) -> dict[str, float]:
         with self.console.status(f"re-measuring {len(results)} variants at batch 1 in interleaved rounds"):
@@ -137,33 +174,87 @@ def _run_result(config: OptimizeConfig, base: LoadedModel, plan: EvalPlan, found
     return run
 
 
+def _context(config: OptimizeConfig, base: LoadedModel) -> str:
+    """What the measurements of a run depend on: an interrupted run is resumed only with the same."""
+    return run_context(model=base.manifest.fingerprint or str(config.model), data=config.data,
+                       eval_data=config.eval_data, eval_limit=config.eval_limit, seed=config.seed, bench=config.bench)
+
+
+def _check_target(config: OptimizeConfig) -> Path:
+    """The report folder, checked before any work (an interrupted run in it needs --resume or --overwrite)."""
+    if config.resume and config.output is None:
+        raise UserError("--resume continues the interrupted run in --output, and no --output was given.",
+                        "pass --output DIR, the folder of the interrupted run.")
+    target = Path(config.output or default_output()).expanduser()
+    if target.is_dir() and output_kind(target) == INTERRUPTED and not (config.resume or config.overwrite):
+        raise UserError(f"The output {target} holds an interrupted infopt optimize run.",
+                        "pass --resume to continue it, or --overwrite to start again.")
+    if config.resume:
+        if target.is_dir() and output_kind(target) == "report":
+            Journal.check(target, "")  # a finished report: nothing to resume
+        return check_output(target, INTERRUPTED, overwrite=True)
+    return check_output(target, "report", config.overwrite, replaces=(INTERRUPTED,))
+
+
+def _resume_hint(config: OptimizeConfig, output: Path, journal: Journal) -> str:
+    done = [n for n in journal.finished if n != "baseline"]
+    kept = f"{len(done)} finished variant{'s' if len(done) != 1 else ''}" + (" and the baseline"
+                                                                           if "baseline" in journal.finished else "")
+    return (f"interrupted; {kept} kept in {output}. Resume with the same command and --resume "
+            f"(infopt optimize ... --resume --output {output}).")
+
+
 def optimize(config: OptimizeConfig, console: Console | None = None) -> tuple[RunResult, Path]:
     """Measure the baseline and search (or measure the named recipes); returns the results and the report folder.
 
     When a search (or a run with requirements) chooses nothing, `run.chosen` is None and the report says why;
-    `--export` then writes nothing."""
+    `--export` then writes nothing. Interrupted (KeyboardInterrupt, or SIGTERM turned into one), the finished
+    variants are kept in the output for `resume` and `Interrupted` is raised."""
     started = time.monotonic()
     console = console or Console(stderr=True)
-    output = check_output(config.output or default_output(), "report", config.overwrite)
+    output = _check_target(config)
     if config.export is not None:
         check_output(config.export, "export", config.overwrite)
     with console.status(f"loading {config.model}"):
         base = load_model(config.model)
     if config.recipes is not None:
         parse_recipes(config.recipes, base.task)  # bad names fail before any work
+    context = _context(config, base)
+    previous = Journal.check(output, context) if config.resume else {}
     plan = _plan(config, base)
     machine = Machine.probe()
     candidates, searching = _candidates(config, base, plan, machine, console)
     cache: BuildCache = BuildStore(plan.inputs) if config.reuse_builds else BuildCache()
-    with atomic_dir(output, "report", config.overwrite) as folder:
-        results = (ResultStore(base.manifest.fingerprint, plan.spec, config.bench, machine.to_dict())
-                   if config.reuse_builds and base.manifest.fingerprint else None)
-        bench = RunBench(base, plan, config, folder, cache, results, console)
-        found = search(bench, candidates, config.requirements, plan.metric, budget=searching, recover=searching,
-                       clock=time.monotonic, log=console.print, started=started)
+    if config.resume and not previous:
+        console.print(f"nothing to resume in {output}: starting a new run")
+    with atomic_dir(output, "report", config.overwrite, replaces=(INTERRUPTED,), interrupted=INTERRUPTED) as folder:
+        journal = Journal(folder, context)
+        try:
+            journal.adopt(output, previous)
+            if previous:
+                console.print(f"resuming the interrupted run in {output}: {len(previous)} finished variants "
+                              "(the baseline included) can be reused")
+            results = (ResultStore(base.manifest.fingerprint, plan.spec, config.bench, machine.to_dict())
+                       if config.reuse_builds and base.manifest.fingerprint else None)
+            bench = RunBench(base, plan, config, folder, cache, results, console, journal)
+            found = search(bench, candidates, config.requirements, plan.metric, budget=searching,
+                           recover=searching, cascades=searching, clock=bench.clock, log=console.print,
+                           started=started)
+        except KeyboardInterrupt as e:
+            journal.prune()
+            raise Interrupted(_resume_hint(config, output, journal), getattr(e, "signum", None)) from None
+        for d in found.decisions:
+            name = "baseline" if d.get("status") == "baseline" else d.get("variant")
+            if name in journal.reused:
+                d["action"] = "reused from the interrupted run (--resume): " + str(d.get("action", ""))
+        if journal.reused:
+            console.print("reused from the interrupted run: " + ", ".join(journal.reused))
         if isinstance(cache, BuildStore) and cache.hits:
             console.print(f"reused {len(cache.hits)} builds from {cache.root}")
-        run = _run_result(config, base, plan, found, machine, time.monotonic() - started)
+        run = _run_result(config, base, plan, found, machine, time.monotonic() - started + bench.credit)
+        for name in journal.previous:  # carried over but not tried in this run
+            shutil.rmtree(folder / journal.previous[name]["path"], ignore_errors=True)
+        (folder / JOURNAL).unlink(missing_ok=True)
         write_report(run, folder)
     if config.export is not None and run.chosen is not None:
         export_variant(run, output, config.export, config.overwrite)

@@ -16,13 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from infopt._atomic import DiskFull
 from infopt.errors import InfoptError, MissingDependency, NotApplicable
 from infopt.evaluate import VariantResult
 from infopt.optimize._candidates import Candidate
 from infopt.optimize._recipes import Recipe, stage_of
 from infopt.optimize._requirements import LOWER_IS_BETTER, Requirements
 
-__all__ = ["SENSITIVE_LAYERS", "Bench", "SearchOutcome", "fallback", "numbers", "pareto_front", "search"]
+__all__ = ["SENSITIVE_LAYERS", "Bench", "SearchOutcome", "cascade_pair", "fallback", "numbers", "pareto_front",
+           "search"]
 
 LATENCY_TIE = 0.10
 """For --priority latency, variants within this share of the fastest p50 count as tied; the tie goes to the more
@@ -50,6 +52,11 @@ class Bench(Protocol):
 
     def interleaved(self, results: Sequence[VariantResult]) -> dict[str, float]:
         """Name -> batch-1 p50 ms from interleaved rounds of all of them in one process."""
+        ...
+
+    def cascade(self, small: VariantResult, large: VariantResult, max_drop: float) -> VariantResult:
+        """Build the cascade `small` -> `large` (threshold calibrated so the loss vs `large` stays under `max_drop`)
+        and measure it like a variant; InfoptError when it cannot be built."""
         ...
 
 
@@ -108,6 +115,31 @@ def pareto_front(variants: Sequence[VariantResult], metric: str) -> list[Variant
     return [v for v in variants if not any(_dominates(o, v, metric) for o in variants if o is not v)]
 
 
+def cascade_pair(results: Sequence[VariantResult], req: Requirements,
+                 metric: str) -> tuple[VariantResult, VariantResult, float] | None:
+    """(small, large, allowed drop vs large) for a cascade worth trying, or None.
+
+    large: the most accurate of the baseline and the accepted variants; small: the fastest measured variant that
+    misses at most the accuracy bound and takes at most half of large's p50 (escalated rows pay for both models).
+    Classifiers only (the cascade's rule bounds an accuracy loss); not for --priority cost (a cascade's
+    cost per request follows its mean latency, not the p50 that priority compares) or size (it holds both models)."""
+    base = results[0]
+    if (base.task != "classification" or metric in LOWER_IS_BETTER or req.priority in ("cost", "size")
+            or metric not in base.quality):
+        return None
+    plain = [v for v in results if v.method != "cascade" and not math.isnan(v.speed.p50_ms)]
+    anchors = [v for v in plain if v is base or not v.reasons]
+    if not anchors:
+        return None
+    large = max(anchors, key=lambda v: (v.quality.get(metric, -math.inf), -v.speed.p50_ms))
+    room = req.allowed_drop(base.quality[metric]) - (base.quality[metric] - large.quality[metric])
+    fast = [v for v in plain if v is not base and v is not large and 2 * v.speed.p50_ms <= large.speed.p50_ms
+            and (not v.reasons or (len(v.reasons) == 1 and req.quality_miss(v, base, metric) is not None))]
+    if room <= 0 or not fast:
+        return None
+    return min(fast, key=lambda v: v.speed.p50_ms), large, room
+
+
 def _p50(v: VariantResult) -> float:
     return v.speed.interleaved_p50_ms if v.speed.interleaved_p50_ms is not None else v.speed.p50_ms
 
@@ -117,8 +149,9 @@ def _choose(front: list[VariantResult], req: Requirements, metric: str) -> Varia
         return None
     sign = 1 if metric in LOWER_IS_BETTER else -1
     if req.priority == "latency":  # near-ties (within LATENCY_TIE) go to quality, then size
-        fastest = min(_p50(v) for v in front)
-        near = [v for v in front if _p50(v) <= (1 + LATENCY_TIE) * fastest]
+        top = min(front, key=_p50)
+        near = [v for v in front if _p50(v) <= (1 + LATENCY_TIE) * _p50(top)
+                and not v.speed.p95_ms > 2 * top.speed.p95_ms]  # a tail twice the fastest's (a cascade) is no tie
         return min(near, key=lambda v: (sign * v.quality.get(metric, math.nan), v.size_mb, _p50(v)))
     if req.priority == "throughput":
         return max(front, key=lambda v: v.speed.throughput)
@@ -166,8 +199,24 @@ class _Tried:
     skipped: str = ""
 
 
+def _judge(bench: Bench, v: VariantResult, base: VariantResult, req: Requirements, metric: str) -> bool:
+    """Set `v`'s reasons and status against every requirement; True when it misses the accuracy bound only."""
+    p95b = None
+    if req.max_p95_ms is not None and req.p95_batch_size != 1 and not math.isnan(v.speed.p50_ms):
+        p95b = bench.p95_at_batch(v, req.p95_batch_size)
+    v.reasons = req.misses(v, base, metric, p95b)
+    quality_only = len(v.reasons) == 1 and req.quality_miss(v, base, metric) is not None
+    if req.priority == "latency" and not v.speed.p50_ms < base.speed.p50_ms and not math.isnan(v.speed.p50_ms):
+        v.reasons.append(f"slower at batch 1 than the baseline ({v.speed.p50_ms:.2f} vs "
+                         f"{base.speed.p50_ms:.2f} ms): never chosen for latency")
+        quality_only = False
+    v.status = "rejected" if v.reasons else "kept"
+    return quality_only
+
+
 def search(bench: Bench, candidates: Sequence[Candidate], req: Requirements, metric: str, *,
-           budget: bool = True, recover: bool = True, clock: Callable[[], float] = time.monotonic,
+           budget: bool = True, recover: bool = True, cascades: bool = True,
+           clock: Callable[[], float] = time.monotonic,
            log: Callable[[str], None] = lambda line: None, reserve_s: float = 10.0,
            started: float | None = None) -> SearchOutcome:
     """Run the search (see the module docstring). With `budget=False` every candidate is tried (`--recipes`: then
@@ -202,6 +251,8 @@ def search(bench: Bench, candidates: Sequence[Candidate], req: Requirements, met
             log(f"building and measuring {cand.name} ({cand.reason}; about {est:.0f} s)")
             v = bench.variant(cand.recipe)
         except skip as e:
+            if isinstance(e, DiskFull):  # not the candidate's fault: every later one would fail alike
+                raise
             tried.append(_Tried(cand.name, "skipped: it does not apply", clock() - start, skipped=str(e)))
             log(f"skipped {cand.name}: {e}")
             continue
@@ -209,16 +260,7 @@ def search(bench: Bench, candidates: Sequence[Candidate], req: Requirements, met
         if raw > 0:
             ratios.append(secs / raw)
         v.recipe = v.recipe or cand.name
-        p95b = None
-        if req.max_p95_ms is not None and req.p95_batch_size != 1 and not math.isnan(v.speed.p50_ms):
-            p95b = bench.p95_at_batch(v, req.p95_batch_size)
-        v.reasons = req.misses(v, base, metric, p95b)
-        quality_only = len(v.reasons) == 1 and req.quality_miss(v, base, metric) is not None
-        if req.priority == "latency" and not v.speed.p50_ms < base.speed.p50_ms and not math.isnan(v.speed.p50_ms):
-            v.reasons.append(f"slower at batch 1 than the baseline ({v.speed.p50_ms:.2f} vs "
-                             f"{base.speed.p50_ms:.2f} ms): never chosen for latency")
-            quality_only = False
-        v.status = "rejected" if v.reasons else "kept"
+        quality_only = _judge(bench, v, base, req, metric)
         results.append(v)
         tried.append(_Tried(cand.name, f"built ({cand.reason}) and measured in a fresh process", secs, v))
         log(f"{cand.name}: {numbers(v, metric)}; " + ("meets every requirement" if not v.reasons
@@ -226,6 +268,35 @@ def search(bench: Bench, candidates: Sequence[Candidate], req: Requirements, met
         if recover and quality_only and (fb := fallback(cand.recipe)) is not None:
             queue.insert(0, Candidate(fb, f"recovery of {cand.name}, which missed only the accuracy bound",
                                       cand.step_costs, cand.measure_cost))
+    pair = cascade_pair(results, req, metric) if cascades else None
+    if pair is not None:
+        small, large, room = pair
+        name = f"cascade({small.name}>{large.recipe or 'baseline'})"
+        measured = [t.seconds for t in tried if t.result is not None]
+        est = 1.5 * statistics.median(measured) if measured else base_s
+        left = req.time_budget_s - (clock() - t0) - reserve_s - per_round * len(results)
+        start = clock()
+        if budget and est > left:
+            tried.append(_Tried(name, "skipped: it does not fit the time budget",
+                                skipped=f"estimated {est:.0f} s, {max(left, 0):.0f} s of the budget left"))
+        else:
+            try:
+                log(f"building and measuring {name} (small model first, {large.name} on the rows it is unsure of)")
+                v = bench.cascade(small, large, room)
+            except skip as e:
+                if isinstance(e, DiskFull):
+                    raise
+                tried.append(_Tried(name, "skipped: it does not apply", clock() - start, skipped=str(e)))
+                log(f"skipped {name}: {e}")
+            else:
+                v.name = v.recipe = name
+                _judge(bench, v, base, req, metric)
+                results.append(v)
+                why = (f"built from {small.name} and {large.name}, threshold calibrated on the validation split so "
+                       f"the loss vs {large.name} stays under {room:.2f} points, measured in a fresh process")
+                tried.append(_Tried(v.name, why, clock() - start, v))
+                log(f"{v.name}: {numbers(v, metric)}; " + ("meets every requirement" if not v.reasons
+                                                         else "misses: " + "; ".join(v.reasons)))
     return _finish(bench, results, tried, req, metric, base_s)
 
 

@@ -18,12 +18,15 @@ from infopt.serve._lm_worker import GenerationWorker, Job
 from infopt.serve._loadreport import BatchHistogram, LoadtestResult, Sample, print_loadtest
 from infopt.serve._loadtest import ENDPOINTS as LOADTEST_ENDPOINTS
 from infopt.serve._loadtest import LoadtestConfig, loadtest_async, run_loadtest
+from infopt.serve._ray import REPLICA_HEADER, run_on_ray
+from infopt.serve._ray_config import RayConfig
 from infopt.serve._server import run_server
 from infopt.serve._state import ServerState
 
 __all__ = [
     "CACHE_HEADER",
     "LOADTEST_ENDPOINTS",
+    "REPLICA_HEADER",
     "TAGS_HEADER",
     "TENANT_HEADER",
     "BatchHistogram",
@@ -38,6 +41,7 @@ __all__ = [
     "ModelSpec",
     "QueueFull",
     "QueueTimeout",
+    "RayConfig",
     "RequestError",
     "ResponseCache",
     "Sample",
@@ -57,6 +61,7 @@ __all__ = [
     "print_loadtest",
     "run_generation",
     "run_loadtest",
+    "run_on_ray",
     "run_server",
     "serve_config",
     "tenant_of",

@@ -5,6 +5,7 @@ the reference of every TOML key (generated from the config dataclasses) for `inf
     config = serve_config(["clf=./clf"], None, cache_backend="redis", redis_url="redis://10.0.0.5:6379/0")
     config = serve_config(["clf=./clf"], None, no_cache=True)
     config = serve_config(["lm=./my-lm"], None, semantic_cache=True)
+    config = serve_config(["clf=./clf"], None, api_key_env="INFOPT_API_KEY")    # [auth] key_env
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from infopt.errors import UserError
+from infopt.serve._auth import Authenticator
 from infopt.serve._config import BatchingConfig, ModelSpec, ServeCacheConfig, ServeConfig, load_serve_config
 
 __all__ = ["FLAG_FIELDS", "ROLLOUT_FLAGS", "model_spec", "serve_config", "toml_reference"]
@@ -29,7 +31,8 @@ FLAG_FIELDS: dict[str, tuple[str | None, str]] = {
     "host": (None, "host"), "port": (None, "port"), "price_per_hour": (None, "price_per_hour"),
     "max_batch_size": ("batching", "max_batch_size"), "max_wait_ms": ("batching", "max_wait_ms"),
     "max_queue": ("batching", "max_queue"), "timeout_s": ("batching", "timeout_s"),
-    "cache_backend": ("cache", "backend"), "redis_url": ("cache", "redis_url"),
+    "cache_backend": ("cache", "backend"), "redis_url": ("cache", "redis_url"), "api_key_env": ("auth", "key_env"),
+    "replicas": ("ray", "replicas"), "ray_address": ("ray", "address"),
 }
 """Command-line overrides by keyword: (the nested config field or None for the top level, the field). Besides
 these, `no_cache=True` turns every cache tier off, `semantic_cache=True` turns the semantic tier on; `redis_url`
@@ -49,8 +52,8 @@ _DOCS: dict[type, dict[str, str]] = {
         "price_per_hour": "the machine's cost per hour (any currency); /v1/stats turns it into a cost per "
                           "1,000 inputs (0: not shown)",
         "cache": "response caches in front of every model (exact, then prompt, then the opt-in semantic tier): a "
-                 "hit answers with header X-Infopt-Cache and never reaches the model; tenants (X-Tenant, else the "
-                 "bearer key, else `user`) never see each other's entries",
+                 "hit answers with header X-Infopt-Cache and never reaches the model; tenants (with [auth] the key's "
+                 "tenant, else X-Tenant, else the bearer key, else `user`) never see each other's entries",
         "engine": "the paged generation engine of Llama-family causal LMs (continuous batching across requests, "
                   "paged KV cache, prefix caching; GET /v1/models says \"engine\": \"paged\"); other causal LMs "
                   "run one generation at a time (\"hf\")",
@@ -213,4 +216,6 @@ def serve_config(models: Sequence[str], path: str | Path | None = None, **flags:
     if rollout:
         config = dataclasses.replace(config, rollout={**config.rollout, **rollout})
     assert isinstance(config.cache, ServeCacheConfig)
+    if config.auth.enabled:  # a key variable that is not set, a bad keys file: fail before any model loads
+        Authenticator(config.auth)
     return config

@@ -12,6 +12,8 @@
     enabled = true
     [engine]                        # the paged engine of Llama-family causal LMs; see ServeEngineConfig
     max_num_seqs = 8
+    [auth]                          # API keys, limits, the admin key (off unless a key is given); see AuthConfig
+    key_env = "INFOPT_API_KEY"
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import Any
 
 from infopt._config import check_bool, check_int, check_number, check_type, field_error, read_toml
 from infopt.errors import UserError
+from infopt.serve._auth import AuthConfig
 from infopt.serve._engine_config import ServeEngineConfig
+from infopt.serve._ray_config import RayConfig
 from infopt.serve.cache import CacheConfig
 from infopt.serve.cache._semantic_config import SemanticConfig
 
@@ -52,7 +56,9 @@ class ModelSpec:
     """One served model: the `name` clients ask for and the `path` it loads from (bundled name or folder)."""
 
     name: str
+    """The name clients put in the request's `model` field."""
     path: str
+    """A bundled name or a model folder; in a config file, a relative folder next to the file is read from there."""
 
     def __post_init__(self) -> None:
         if isinstance(self.path, Path):
@@ -84,8 +90,8 @@ class ServeCacheConfig(CacheConfig):
     `exact = false` and `prompt = false` (or `--no-cache`) turn caching off."""
 
     admin: bool | None = None
-    """Serve POST /v1/cache/purge, POST /v1/cache/invalidate and GET /v1/cache/stats. They have no authentication
-    yet, so when not set they are served only when `host` is a loopback address."""
+    """Serve POST /v1/cache/purge, POST /v1/cache/invalidate and GET /v1/cache/stats. When not set they are served
+    when `host` is a loopback address or [auth] is on (then only to the admin key)."""
     semantic: SemanticConfig = dataclasses.field(default_factory=SemanticConfig)
     """The semantic tier (`[cache.semantic]`, off unless `enabled`): paraphrases of a cached prompt get its answer
     (header X-Infopt-Cache: semantic), within a calibrated false-hit budget that shadow checks enforce."""
@@ -103,9 +109,9 @@ class ServeCacheConfig(CacheConfig):
         """Whether any tier runs."""
         return self.exact or self.prompt or self.semantic.enabled
 
-    def admin_on(self, host: str) -> bool:
-        """Whether the admin endpoints are served on `host`."""
-        return is_loopback(host) if self.admin is None else self.admin
+    def admin_on(self, host: str, auth: bool = False) -> bool:
+        """Whether the admin endpoints are served on `host` (`auth`: [auth] is on, so they need the admin key)."""
+        return (is_loopback(host) or auth) if self.admin is None else self.admin
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +131,16 @@ class ServeConfig:
     rollout: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """The [rollout] table, read by `infopt.monitor` (`infopt serve` only): a candidate served beside a model under
     its name, the share or shadow copy of traffic it gets, the bounds of the sequential test, drift alerts."""
+    auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
+    """API keys (the auth table, off unless a key is given): every path but /health, /ready, /metrics and the OpenAPI
+    schema then needs `Authorization: Bearer KEY` (401), within the key's rate and quota (429 with Retry-After);
+    the admin endpoints need the admin key (403); each key's tenant scopes the caches."""
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
+    """Replicas on Ray Serve (`[ray]`, `--replicas N`; off by default): the same app in N processes behind Ray's
+    proxy, sharing the caches through the cache backend (use Redis)."""
+    log_bodies: bool = False
+    """Let request texts into the logs (the body of a request that failed with 500, and error messages); off:
+    logs name the method, path, status and exception type only."""
 
     def __post_init__(self) -> None:
         if isinstance(self.cache, CacheConfig) and not isinstance(self.cache, ServeCacheConfig):
@@ -153,6 +169,8 @@ class ServeConfig:
         check_type(self, "engine", ServeEngineConfig)
         if not isinstance(self.rollout, Mapping):
             raise field_error(self, "rollout", self.rollout, "a [rollout] table")
+        check_type(self, "auth", AuthConfig)
+        check_bool(self, "log_bodies")
 
     def model(self, name: str) -> ModelSpec | None:
         """The spec named `name`, or None."""
@@ -169,17 +187,32 @@ def _known(cls: type, table: Mapping[str, Any], where: str, path: Path) -> None:
 
 def _build(cls: type, table: Mapping[str, Any], where: str, path: Path) -> Any:
     _known(cls, table, where, path)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in table
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise UserError(f"{path}: {where} has no {' and no '.join(map(repr, missing))}.",
+                        f"add {' and '.join(f'{m} = ...' for m in missing)} to it.")
     try:
         return cls(**table)
     except UserError as e:
         raise UserError(f"{path}, {where}: {e.problem}", e.fix) from None
 
 
+def _beside(spec: ModelSpec, config: Path) -> ModelSpec:
+    """A relative model path that names a folder next to the config file is read from there (an exported
+    serve.toml says `path = "model"`); other paths (bundled names, paths from the working directory) stay."""
+    here = config.parent / spec.path
+    if Path(spec.path).is_absolute() or not here.is_dir():
+        return spec
+    return dataclasses.replace(spec, path=str(here.resolve()))
+
+
 def _model_specs(raw: object, path: Path) -> list[ModelSpec]:
     if isinstance(raw, Mapping):
-        return [_build(ModelSpec, {"name": k, "path": v}, f"[models] {k}", path) for k, v in raw.items()]
+        return [_beside(_build(ModelSpec, {"name": k, "path": v}, f"[models] {k}", path), path)
+                for k, v in raw.items()]
     if isinstance(raw, list) and all(isinstance(t, Mapping) for t in raw):
-        return [_build(ModelSpec, t, f"[[models]] #{i + 1}", path) for i, t in enumerate(raw)]
+        return [_beside(_build(ModelSpec, t, f"[[models]] #{i + 1}", path), path) for i, t in enumerate(raw)]
     raise UserError(f"{path}: key 'models' is {raw!r}, which is not allowed.",
                     'write [[models]] tables with name and path, or a [models] table of name = "path".')
 
@@ -193,7 +226,8 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         raise UserError(f"{path} names no models.", 'add [[models]] tables with name = "..." and path = "...".')
     top = dict(data)
     top["models"] = tuple(_model_specs(data["models"], path))
-    for name, cls in (("batching", BatchingConfig), ("cache", ServeCacheConfig), ("engine", ServeEngineConfig)):
+    for name, cls in (("batching", BatchingConfig), ("cache", ServeCacheConfig), ("engine", ServeEngineConfig),
+                      ("auth", AuthConfig), ("ray", RayConfig)):
         if name in top:
             if not isinstance(top[name], Mapping):
                 raise UserError(f"{path}: key {name!r} is {top[name]!r}, which is not allowed.",

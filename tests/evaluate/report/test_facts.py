@@ -61,6 +61,10 @@ def test_perplexity_lower_is_better(make_variant: Variant, make_run: Run) -> Non
     )
     assert verdicts(run) == ["int4 decodes slower than the baseline (40.0 vs 50.0 tokens/s).",
                              "int4 loses quality: perplexity 22.5 vs 20."]
+    run.variants[2].batch_flips = [3, 256]
+    assert verdicts(run)[-1] == ("distilled answers 3 of 256 test texts differently when each is sent alone (batch 1) "
+                                 "than in the scored batches: its answers depend on the other texts of a batch "
+                                 "(dynamic int8 scales activations per batch).")
     assert retention(run, run.variants[1]) == 100 * 20.0 / 22.5
 
 
