@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -108,3 +110,16 @@ def test_sigterm_under_load_answers_everything_it_accepted(model_dirs: dict[str,
             proc.wait()
     assert codes == [200] * 20, codes
     assert late in (503, "ConnectError", "RemoteProtocolError", "ReadError"), late
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_the_readme_curl_command_works_without_a_content_type(server: Any) -> None:
+    """`curl -d '{...}'` sends application/x-www-form-urlencoded: a JSON object body is still read as JSON."""
+    body = '{"model": "clf", "input": ["a tender, funny film"]}'
+    out = subprocess.run(["curl", "-s", "-w", "\\n%{http_code}", server.url + "/v1/classify", "-d", body],
+                         capture_output=True, text=True, timeout=30)
+    text, status = out.stdout.rsplit("\n", 1)
+    assert status == "200", text
+    assert json.loads(text)["data"][0]["label"]
+    form = httpx.post(server.url + "/v1/classify", data={"model": "clf", "input": "x"})  # a real form stays a 4xx
+    assert form.status_code in (400, 422), form.text

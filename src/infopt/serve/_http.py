@@ -183,6 +183,20 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
+_FORM = b"application/x-www-form-urlencoded"
+
+
+def _json_scope(scope: Scope, body: bytes) -> Scope:
+    """The scope with `content-type: application/json` when a JSON object came without it or as a form (what
+    `curl -d '{...}'` sends), so the documented curl commands work; other bodies and types are left alone."""
+    headers = scope.get("headers", [])
+    kind = dict(headers).get(b"content-type", b"").split(b";")[0].strip().lower()
+    if kind not in (b"", _FORM) or not body.lstrip().startswith(b"{"):
+        return scope
+    kept = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+    return {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
+
+
 class ServeMiddleware:
     """Checks the API key when `auth` is given (401 / 403 / 429, before reading the body), caps request bodies at
     `max_body_bytes` (413), refuses what `shed` refuses (429, before any parsing or routing, so an overloaded
@@ -266,7 +280,7 @@ class ServeMiddleware:
                     return {"type": "http.request", "body": body, "more_body": False}
                 return await receive()
 
-            await self.app(scope, replay, send_tracked)
+            await self.app(_json_scope(scope, body), replay, send_tracked)
         except _TooLarge:
             info.reason = "body_too_large"
             await self._send_error(send_tracked, 413, f"The request body is over {self.max_body_bytes} bytes.",
