@@ -14,13 +14,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 
 from infopt.errors import UserError
 from infopt.models import load_model
-from infopt.serve import REPLICA_HEADER, RayConfig, load_serve_config, serve_config
+from infopt.serve import REPLICA_HEADER, ModelSpec, RayConfig, ServeConfig, create_app, load_serve_config, serve_config
+
+schema = schemathesis.openapi.from_dict(create_app(ServeConfig(models=(ModelSpec("clf", "x"),))).openapi())
 
 
 def test_the_ray_table_and_flags(tmp_path: Path) -> None:
@@ -119,6 +125,15 @@ def test_two_replicas_share_cache_hits_through_redis(ray_server: tuple[str, Path
         assert other is not None, "the second replica never answered"
         by.add(other.headers[REPLICA_HEADER])
         assert len({tag.split(":")[1] for tag in by}) == 2  # two processes
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_request_to_the_ray_deployment_gets_a_server_error(case: Any, ray_server: tuple[str, Path]) -> None:
+    """The same bounded schema fuzzing as the single server's, through Ray's proxy and a replica (with a key)."""
+    case.call_and_validate(base_url=ray_server[0], headers={"Authorization": f"Bearer {KEY}"},
+                           checks=[not_a_server_error], timeout=30)
 
 
 @pytest.mark.slow
