@@ -1,13 +1,17 @@
-"""What every benchmark prints and needs about this machine: the CPU (model, int8/bf16 flags, cores), a free port."""
+"""What every benchmark prints and needs about this machine: the CPU (model, int8/bf16 flags, cores), a free port,
+and a wait for a server it started."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
+import subprocess
+import time
 from pathlib import Path
 
-__all__ = ["cpu_name", "free_port"]
+__all__ = ["cpu_name", "free_port", "wait_ready"]
 
 
 def cpu_name() -> str:
@@ -24,3 +28,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until GET url/ready answers 200; RuntimeError when `timeout_s` passes or `proc` exits first."""
+    import httpx
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} before it was ready")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not become ready within {timeout_s:g} s")

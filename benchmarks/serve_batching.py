@@ -24,10 +24,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import psutil
-from _machine import cpu_name, free_port  # benchmarks/ is on sys.path when run as a script
+from _machine import cpu_name, free_port, wait_ready  # benchmarks/ is on sys.path when run as a script
 
 from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
@@ -69,14 +68,7 @@ def infopt_server(path: Path, batch: int, queue: int = 256) -> Iterator[tuple[st
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.3)
-        else:
-            raise RuntimeError("infopt serve did not become ready")
+        wait_ready(url, 120, proc)
         yield url, psutil.Process(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)

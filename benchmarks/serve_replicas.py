@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from _machine import cpu_name, free_port  # benchmarks/ is on sys.path when run as a script
+from _machine import cpu_name, free_port, wait_ready  # benchmarks/ is on sys.path when run as a script
 from serve_batching import load
 
 from infopt.data import DataConfig, load_dataset, split_dataset
@@ -40,18 +40,14 @@ def server(model: str, replicas: int, log: Path, extra: tuple[str, ...] = ()) ->
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            assert proc.poll() is None, log.read_text()
-            text = log.read_text()
-            if replicas and f"{replicas} of {replicas} ready" in text:
-                break
-            with contextlib.suppress(httpx.HTTPError):
-                if not replicas and httpx.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.5)
+        if replicas:  # every replica, not only the first: run_on_ray prints "N of N ready"
+            deadline = time.time() + 300
+            while f"{replicas} of {replicas} ready" not in log.read_text():
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"the replicas did not become ready: {log.read_text()[-2000:]}")
+                time.sleep(0.5)
         else:
-            raise RuntimeError(f"the server did not become ready: {log.read_text()[-2000:]}")
+            wait_ready(url, 300, proc)
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)

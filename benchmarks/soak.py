@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import re
 import signal
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-from _machine import cpu_name, free_port  # benchmarks/ is on sys.path when run as a script
+from _machine import cpu_name, free_port, wait_ready  # benchmarks/ is on sys.path when run as a script
 
 from infopt.serve import LoadtestConfig, loadtest_async
 
@@ -77,12 +76,7 @@ def main() -> None:
                             stdout=log, stderr=subprocess.STDOUT)
     rows: list[dict[str, Any]] = []
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.5)
+        wait_ready(url, 300, proc)
         server = psutil.Process(proc.pid)
         print(f"machine: {cpu_name()}; soak of {args.minutes:g} min in {args.window_s:g} s windows; classify "
               f"{args.clf_rate:g}/s, chat {args.chat_rate:g}/s (16 tokens); cache in memory, bound "

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["Parser"]
+__all__ = ["Parser", "add_load_flags"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -22,3 +22,12 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"infopt: error: {self.prog}: {message.rstrip('.')}. Fix: see `{self.prog} --help`.\n")
+
+
+def add_load_flags(p: argparse.ArgumentParser) -> None:
+    """--allow-pickle and --trust-remote-code, on every command that loads model folders."""
+    p.add_argument("--allow-pickle", action="store_true", help="also read pickle weights (pytorch_model.bin, "
+                   "*.pt) of model folders; they can run code: only for folders you trust (default: safetensors "
+                   "only)")
+    p.add_argument("--trust-remote-code", action="store_true", help="let a model folder run its own Python code "
+                   "(config auto_map); only for folders you trust (default: never)")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from infopt._cli_parser import Parser as _Parser
+from infopt._cli_parser import add_load_flags
 from infopt.errors import UserError
 
 __all__ = ["add_serving_commands"]
@@ -171,10 +172,7 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
                    "instead of starting a local one")
     p.add_argument("--api-key-env", metavar="NAME", help="require the API key held by environment variable NAME "
                    "(Authorization: Bearer KEY; [auth] key_env); more keys, limits, an admin key: [auth]")
-    p.add_argument("--allow-pickle", action="store_true", help="also read pickle weights (pytorch_model.bin, "
-                   "*.pt) of model folders; they can run code (default: safetensors only)")
-    p.add_argument("--trust-remote-code", action="store_true", help="let a model folder run its own Python code "
-                   "(config auto_map; default: never)")
+    add_load_flags(p)
     p.set_defaults(func=cmd_serve)
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "check_fraction",
     "check_int",
     "check_number",
+    "check_str",
     "check_type",
     "config_from_dict",
     "config_from_name",
@@ -170,6 +171,16 @@ def check_choice(owner: object, field: str, choices: Sequence[object], value: An
     is_bool = isinstance(value, bool)
     if not any(value == c and is_bool == isinstance(c, bool) for c in choices):
         raise field_error(owner, field, value, " or ".join(map(repr, choices)))
+
+
+def check_str(owner: object, field: str, value: Any = _OWNER, *, optional: bool = False,
+              allowed: str = "a non-empty string") -> None:
+    """A string that is not empty or blank; None too when `optional`."""
+    value = _value(owner, field, value)
+    if optional and value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise field_error(owner, field, value, allowed)
 
 
 def check_type(owner: object, field: str, cls: type, value: Any = _OWNER, *, optional: bool = False) -> None:

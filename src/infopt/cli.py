@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from infopt._cli_parser import Parser as _Parser
+from infopt._cli_parser import add_load_flags
 from infopt._cli_process import WRITERS, drop_stdout, on_sigterm, run_ranked
 from infopt._cli_serving import add_serving_commands
 from infopt.errors import InfoptError, UserError
@@ -196,14 +197,6 @@ def cmd_report(args: argparse.Namespace) -> None:
     Console().print(f"report: {folder / 'report.md'} and {folder / 'report.html'}")
 
 
-def _add_load_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--allow-pickle", action="store_true", help="also read pickle weights (pytorch_model.bin, "
-                   "*.pt) of model folders; they can run code: only for folders you trust (default: safetensors "
-                   "only)")
-    p.add_argument("--trust-remote-code", action="store_true", help="let a model folder run its own Python code "
-                   "(config auto_map); only for folders you trust (default: never)")
-
-
 def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> None:
     p.add_argument("--model", default="minilm-l6-rt", help="bundled model name or model folder (default: minilm-l6-rt)")
     p.add_argument("--data", help="bundled dataset (rotten-tomatoes, tweets, news) or a .csv / .jsonl file")
@@ -217,7 +210,7 @@ def _add_common(p: argparse.ArgumentParser, output_required: bool = False) -> No
     p.add_argument("--threads", type=int, help="intra-op threads for timing (default: torch's default)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size of the throughput measurement")
     p.add_argument("--seed", type=int, default=0, help="seed of splits and sampling")
-    _add_load_flags(p)
+    add_load_flags(p)
 
 
 def _add_requirements(p: argparse.ArgumentParser) -> None:
@@ -309,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=64, help="tokens per text / per causal-LM block (default 64)")
     p.add_argument("--no-cache", action="store_true", help="do not keep teacher outputs on disk")
     p.add_argument("--seed", type=int, default=0, help="seed of splits, batches and initialisation")
-    _add_load_flags(p)
+    add_load_flags(p)
     p.set_defaults(func=cmd_distill)
     add_serving_commands(sub)
     p = sub.add_parser("report", help="re-render report.md and report.html from a run's results.json",

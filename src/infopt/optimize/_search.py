@@ -9,6 +9,7 @@ tests give a fake), and time through `clock`, so the rule is tested in seconds.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import statistics
 import time
@@ -236,35 +237,47 @@ def search(bench: Bench, candidates: Sequence[Candidate], req: Requirements, met
     results, tried = [base], []
     queue = list(candidates)
     ratios: list[float] = []
+
+    def attempt(name: str, est: float, about: str, run: Callable[[], VariantResult]) -> tuple[VariantResult | None,
+                                                                                            float]:
+        """(the variant, seconds) when its estimate fits the budget and it builds; else logs why not: (None, 0)."""
+        left = req.time_budget_s - (clock() - t0) - reserve_s - per_round * len(results)
+        if budget and est > left:
+            why = f"estimated {est:.0f} s, {max(left, 0):.0f} s of the budget left"
+            tried.append(_Tried(name, "skipped: it does not fit the time budget", skipped=why))
+            log(f"skipped {name}: {why}")
+            return None, 0.0
+        start = clock()
+        try:
+            log(f"building and measuring {name} ({about}; about {est:.0f} s)")
+            return run(), clock() - start
+        except skip as e:
+            if isinstance(e, DiskFull):  # not the candidate's fault: every later one would fail alike
+                raise
+            tried.append(_Tried(name, "skipped: it does not apply", clock() - start, skipped=str(e)))
+            log(f"skipped {name}: {e}")
+            return None, 0.0
+
+    def record(v: VariantResult, action: str, seconds: float) -> bool:
+        """Judge `v`, keep it and log it; True when it misses the accuracy bound only."""
+        quality_only = _judge(bench, v, base, req, metric)
+        results.append(v)
+        tried.append(_Tried(v.recipe, action, seconds, v))
+        log(f"{v.recipe}: {numbers(v, metric)}; " + ("meets every requirement" if not v.reasons
+                                                     else "misses: " + "; ".join(v.reasons)))
+        return quality_only
+
     while queue:
         cand = queue.pop(0)
         raw = cand.cost_after(bench.built)
         est = raw * (min(max(statistics.median(ratios), 0.3), 3.0) if ratios else 1.0)
-        left = req.time_budget_s - (clock() - t0) - reserve_s - per_round * len(results)
-        if budget and est > left:
-            why = f"estimated {est:.0f} s, {max(left, 0):.0f} s of the budget left"
-            tried.append(_Tried(cand.name, "skipped: it does not fit the time budget", skipped=why))
-            log(f"skipped {cand.name}: {why}")
+        v, secs = attempt(cand.name, est, cand.reason, functools.partial(bench.variant, cand.recipe))
+        if v is None:
             continue
-        start = clock()
-        try:
-            log(f"building and measuring {cand.name} ({cand.reason}; about {est:.0f} s)")
-            v = bench.variant(cand.recipe)
-        except skip as e:
-            if isinstance(e, DiskFull):  # not the candidate's fault: every later one would fail alike
-                raise
-            tried.append(_Tried(cand.name, "skipped: it does not apply", clock() - start, skipped=str(e)))
-            log(f"skipped {cand.name}: {e}")
-            continue
-        secs = clock() - start
         if raw > 0:
             ratios.append(secs / raw)
         v.recipe = v.recipe or cand.name
-        quality_only = _judge(bench, v, base, req, metric)
-        results.append(v)
-        tried.append(_Tried(cand.name, f"built ({cand.reason}) and measured in a fresh process", secs, v))
-        log(f"{cand.name}: {numbers(v, metric)}; " + ("meets every requirement" if not v.reasons
-                                                      else "misses: " + "; ".join(v.reasons)))
+        quality_only = record(v, f"built ({cand.reason}) and measured in a fresh process", secs)
         if recover and quality_only and (fb := fallback(cand.recipe)) is not None:
             queue.insert(0, Candidate(fb, f"recovery of {cand.name}, which missed only the accuracy bound",
                                       cand.step_costs, cand.measure_cost))
@@ -274,29 +287,12 @@ def search(bench: Bench, candidates: Sequence[Candidate], req: Requirements, met
         name = f"cascade({small.name}>{large.recipe or 'baseline'})"
         measured = [t.seconds for t in tried if t.result is not None]
         est = 1.5 * statistics.median(measured) if measured else base_s
-        left = req.time_budget_s - (clock() - t0) - reserve_s - per_round * len(results)
-        start = clock()
-        if budget and est > left:
-            tried.append(_Tried(name, "skipped: it does not fit the time budget",
-                                skipped=f"estimated {est:.0f} s, {max(left, 0):.0f} s of the budget left"))
-        else:
-            try:
-                log(f"building and measuring {name} (small model first, {large.name} on the rows it is unsure of)")
-                v = bench.cascade(small, large, room)
-            except skip as e:
-                if isinstance(e, DiskFull):
-                    raise
-                tried.append(_Tried(name, "skipped: it does not apply", clock() - start, skipped=str(e)))
-                log(f"skipped {name}: {e}")
-            else:
-                v.name = v.recipe = name
-                _judge(bench, v, base, req, metric)
-                results.append(v)
-                why = (f"built from {small.name} and {large.name}, threshold calibrated on the validation split so "
-                       f"the loss vs {large.name} stays under {room:.2f} points, measured in a fresh process")
-                tried.append(_Tried(v.name, why, clock() - start, v))
-                log(f"{v.name}: {numbers(v, metric)}; " + ("meets every requirement" if not v.reasons
-                                                         else "misses: " + "; ".join(v.reasons)))
+        v, secs = attempt(name, est, f"small model first, {large.name} on the rows it is unsure of",
+                          functools.partial(bench.cascade, small, large, room))
+        if v is not None:
+            v.name = v.recipe = name
+            record(v, f"built from {small.name} and {large.name}, threshold calibrated on the validation split so "
+                      f"the loss vs {large.name} stays under {room:.2f} points, measured in a fresh process", secs)
     return _finish(bench, results, tried, req, metric, base_s)
 
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from infopt._config import check_bool, check_int, check_number, field_error
+from infopt._config import check_bool, check_int, check_number, check_str, field_error
 from infopt.errors import UserError
 from infopt.serve._errors import AuthRefused, Forbidden, RateLimited, Unauthorized
 
@@ -67,14 +67,6 @@ def _check_digest(owner: object, field: str, optional: bool = False) -> None:
     object.__setattr__(owner, field, value.strip().lower())
 
 
-def _check_name(owner: object, field: str, optional: bool = False) -> None:
-    value = getattr(owner, field)
-    if optional and value is None:
-        return
-    if not isinstance(value, str) or not value.strip():
-        raise field_error(owner, field, value, "a non-empty string")
-
-
 @dataclasses.dataclass(frozen=True)
 class ApiKey:
     """One key of `[[auth.keys]]`: its holder's name, its digest, its tenant, limits and admin right."""
@@ -98,7 +90,7 @@ class ApiKey:
     """The key may also call the admin endpoints (POST /v1/cache/*, GET /v1/cache/stats, POST /v1/rollout/switch)."""
 
     def __post_init__(self) -> None:
-        _check_name(self, "name")
+        check_str(self, "name")
         _check_digest(self, "sha256")
         if not isinstance(self.tenant, str):
             raise field_error(self, "tenant", self.tenant, 'a string ("": the name)')
@@ -152,7 +144,7 @@ class AuthConfig:
         if not isinstance(keys, tuple) or not all(isinstance(k, ApiKey) for k in keys):
             raise field_error(self, "keys", keys, "a list of [[auth.keys]] tables (name, sha256)")
         for field in ("key_env", "keys_file", "admin_key_env"):
-            _check_name(self, field, optional=True)
+            check_str(self, field, optional=True)
         _check_digest(self, "admin_key_sha256", optional=True)
         check_number(self, "rate_per_s", low=0, example=5)
         check_int(self, "burst", min=1)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from infopt._config import check_bool, check_int, check_number, check_type, field_error, read_toml
+from infopt._config import check_bool, check_int, check_number, check_str, check_type, field_error, read_toml
 from infopt.errors import UserError
 from infopt.serve._auth import AuthConfig
 from infopt.serve._engine_config import ServeEngineConfig
@@ -45,12 +45,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _check_str(owner: object, field: str) -> None:
-    value = getattr(owner, field)
-    if not isinstance(value, str) or not value.strip():
-        raise field_error(owner, field, value, "a non-empty string")
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """One served model: the `name` clients ask for and the `path` it loads from (bundled name or folder)."""
@@ -63,8 +57,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if isinstance(self.path, Path):
             object.__setattr__(self, "path", str(self.path))
-        _check_str(self, "name")
-        _check_str(self, "path")
+        check_str(self, "name")
+        check_str(self, "path")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +151,7 @@ class ServeConfig:
             dup = sorted({n for n in names if names.count(n) > 1})
             raise UserError(f"ServeConfig.models names {', '.join(map(repr, dup))} more than once.",
                             "give every model a distinct name.")
-        _check_str(self, "host")
+        check_str(self, "host")
         check_int(self, "port", min=0)
         if self.port > 65535:
             raise field_error(self, "port", self.port, "an integer in [0, 65535]")

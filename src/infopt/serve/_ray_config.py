@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from infopt._config import check_int, check_number, field_error
+from infopt._config import check_int, check_number, check_str, field_error
 
 __all__ = ["RayConfig"]
 
@@ -33,8 +33,7 @@ class RayConfig:
 
     def __post_init__(self) -> None:
         check_int(self, "replicas", min=0)
-        if self.address is not None and (not isinstance(self.address, str) or not self.address):
-            raise field_error(self, "address", self.address, 'a Ray address such as "auto" or "ray://host:10001"')
+        check_str(self, "address", optional=True, allowed='a Ray address such as "auto" or "ray://host:10001"')
         check_int(self, "min_replicas", min=0, optional=True)
         check_int(self, "max_replicas", min=1, optional=True)
         if (self.min_replicas is None) != (self.max_replicas is None):
