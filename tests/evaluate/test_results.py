@@ -74,6 +74,7 @@ def test_json_shape() -> None:
         "decode_tokens_per_s": 123.5,
         "samples_ms": [],
         "interleaved_p50_ms": None,
+        "latency_threads": None,
     }
     assert v["quality"] == {"perplexity": 21.75, "tokens": 8191.0}
     assert v["path"] == "" and v["fingerprint"] == ""

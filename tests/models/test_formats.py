@@ -20,7 +20,7 @@ def test_an_unknown_format_names_the_fix(tiny_bert_classifier: LoadedModel, tmp_
     save_model(tiny_bert_classifier, tmp_path / "m")
     manifest = json.loads((tmp_path / "m" / "infopt.json").read_text())
     (tmp_path / "m" / "infopt.json").write_text(json.dumps({**manifest, "format": "zip9"}))
-    known = "cascade, early-exit, hf, onnx, sparse, torch-state"
+    known = "cascade, early-exit, hf, onnx, openvino, sparse, torch-state"
     with pytest.raises(UserError, match=rf"'zip9' is unknown.*known: {known}"):
         load_model(tmp_path / "m")
 

@@ -70,3 +70,28 @@ def test_the_real_teacher_as_onnx_int8_counts_22_7m() -> None:
     q = quantize(teacher, "onnx-int8")
     assert 22.5e6 < teacher.num_parameters() < 23e6
     assert abs(q.num_parameters() - teacher.num_parameters()) < 0.01 * teacher.num_parameters()
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_encode_gives_the_tokenizers_own_padded_batch(tokenizer: object, side: str) -> None:
+    import copy
+
+    import torch
+
+    from infopt.models import Manifest as M
+
+    tok = copy.deepcopy(tokenizer)
+    tok.padding_side = side  # type: ignore[attr-defined]
+    model = LoadedModel(None, tok, M(name="t", task="classification"))  # type: ignore[arg-type]
+    batches = [["a tender, funny film"], ["", "ünïcödé ✓ and emoji 🎬", "word " * 300],
+               ["short", "a somewhat longer sentence, with punctuation!", "x"]]
+    for texts in batches:
+        for max_length in (8, 128):
+            want = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")  # type: ignore[operator]
+            got = model.encode(texts, max_length)
+            assert set(got) == set(want), texts
+            for key in want:
+                assert torch.equal(got[key], want[key]), (texts, max_length, key)
+    slow = LoadedModel(None, type("Slow", (), {"is_fast": False, "__call__": lambda self, t, **k: {"slow": t}})(),
+                       M(name="t", task="classification"))  # type: ignore[arg-type]
+    assert slow.encode(["a"]) == {"slow": ["a"]}  # no fast backend: the tokenizer's own call

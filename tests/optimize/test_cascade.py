@@ -18,6 +18,7 @@ from infopt.optimize._cascade import (
     build_cascade,
     calibrate_early_exit,
     cascade_variant,
+    early_exit_variant,
     interleaved_latencies,
     measure_cascade,
     validation_split,
@@ -75,6 +76,32 @@ def test_the_search_cascade_is_saved_and_measured_like_a_variant(
     assert out.size_mb == pytest.approx(results["small"].size_mb + results["baseline"].size_mb, rel=0.05)
     assert "validation rows" in out.notes[-1] and "%" in out.notes[-1]
     assert out.quality["accuracy"] >= 0 and out.speed.p50_ms > 0
+
+
+def test_the_search_early_exit_model_is_saved_and_measured_like_a_variant(
+        tiny_teacher: LoadedModel, tmp_path: Path, make_data: Callable[..., TextDataset]) -> None:
+    from infopt.compress.distill._early_exit import EarlyExitClassifier
+    from infopt.evaluate import BenchConfig, EvalSpec, measure_variant
+
+    test = make_data(60, seed=6)
+    spec = EvalSpec("classification", test.texts, test.labels, speed_texts=test.texts[:8])
+
+    def measure(path: Path) -> VariantResult:
+        return measure_variant(path, spec, BenchConfig(threads=1, isolate=False))
+
+    out = early_exit_variant(tmp_path, tiny_teacher, make_data(96, seed=0), make_data(200, seed=9), 20.0, measure)
+    back = load_model(tmp_path / out.path)
+    assert out.path == "variants/early-exit" and isinstance(back.model, EarlyExitClassifier)
+    step = back.manifest.recipe[-1]
+    assert step["stage"] == "early-exit" and step["config"]["validation"]["n"] == 200
+    assert back.model.threshold == step["config"]["threshold"] <= 1.0  # a threshold passed: some rows exit early
+    assert "exit early" in out.notes[-1] and out.speed.p50_ms > 0
+    # the backbone is the baseline's, unchanged: with no exit taken it answers as the baseline does
+    back.model.threshold = 1.0 + 1e-6
+    torch.testing.assert_close(back.predict(test.texts[:8]), tiny_teacher.predict(test.texts[:8]))
+    with pytest.raises(UserError, match="No early-exit threshold"):
+        early_exit_variant(tmp_path / "strict", tiny_teacher, make_data(96, seed=0), make_data(30, seed=9), 1.0,
+                           measure)
 
 
 def test_impossible_bound_is_a_clear_error(tiny_teacher: LoadedModel, make_classifier: Callable[..., LoadedModel],

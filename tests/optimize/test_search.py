@@ -43,6 +43,9 @@ class FakeBench:
     cascade_row: tuple[float, float, float, float, float] | None = None
     """(accuracy, p50, p95, items/s, MB) of the cascade; None: cascades do not apply."""
     cascades: list[tuple[str, str, float]] = field(default_factory=list)
+    exit_row: tuple[float, float, float, float, float] | None = None
+    """(accuracy, p50, p95, items/s, MB) of the early-exit model; None: early exit does not apply."""
+    exits: list[float] = field(default_factory=list)
 
     def clock(self) -> float:
         return self.now
@@ -70,6 +73,16 @@ class FakeBench:
         acc, p50, p95, thr, size = self.cascade_row
         out = v("c", acc, p50, thr, size)
         out.method, out.speed.p95_ms = "cascade", p95
+        return out
+
+    def early_exit(self, max_drop: float) -> VariantResult:
+        self.now += 90
+        self.exits.append(max_drop)
+        if self.exit_row is None:
+            raise NotApplicable("early exit does not apply.", "drop it.")
+        acc, p50, p95, thr, size = self.exit_row
+        out = v("e", acc, p50, thr, size)
+        out.method, out.speed.p95_ms = "distill:self", p95
         return out
 
     def interleaved(self, results: Sequence[VariantResult]) -> dict[str, float]:
@@ -256,3 +269,29 @@ def test_a_full_disk_stops_the_search_instead_of_skipping_every_candidate() -> N
 
     with pytest.raises(DiskFull):
         run(Requirements(), ALL, FullBench(dict(TABLE)))
+
+
+def test_an_early_exit_model_is_tried_after_the_candidates() -> None:
+    table = {"onnx-int8": (84.6, 4.5, 350.0, 23.0)}
+    bench = FakeBench(dict(table), exit_row=(84.8, 3.0, 5.5, 300.0, 91.0))
+    out, _ = run(Requirements(priority="latency"), tuple(table), bench, cascades=True)
+    assert bench.exits == [1.0] and out.chosen == "early-exit"  # the whole allowed drop vs the baseline
+    row = next(d for d in out.decisions if d["variant"] == "early-exit")
+    assert row["status"] == "chosen" and "validation split" in row["action"]
+    # a faster variant dominates it; it is logged as kept out
+    bench = FakeBench(dict(TABLE), exit_row=(84.0, 3.0, 5.5, 300.0, 91.0))
+    out, _ = run(Requirements(priority="latency"), ALL, bench, cascades=True)
+    assert bench.exits and out.chosen == "distill-l3+onnx-int8"
+    assert next(r for r in out.variants if r.name == "early-exit").status == "dominated"
+    # not for size, cost or accuracy; not in a --recipes run (cascades=False); not when the budget is spent
+    for priority in ("size", "cost", "accuracy"):
+        bench = FakeBench(dict(table), exit_row=(84.8, 3.0, 5.5, 300.0, 91.0))
+        run(Requirements(priority=priority), tuple(table), bench, cascades=True)  # type: ignore[arg-type]
+        assert bench.exits == [], priority
+    bench = FakeBench(dict(table), exit_row=(84.8, 3.0, 5.5, 300.0, 91.0))
+    run(Requirements(priority="latency"), tuple(table), bench)
+    assert bench.exits == []
+    bench = FakeBench(dict(table), cost={"onnx-int8": 400.0}, exit_row=(84.8, 3.0, 5.5, 300.0, 91.0))
+    out, _ = run(Requirements(priority="latency", time_budget_s=600), tuple(table), bench, cascades=True)
+    assert bench.exits == [] and any(d["variant"] == "early-exit" and d["status"] == "skipped"
+                                     and "budget" in d["why"] for d in out.decisions)

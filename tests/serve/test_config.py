@@ -94,3 +94,17 @@ def test_cache_section_and_flags(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--cache-backend"):
         serve_config(["clf=x"], None, cache_backend="disk")
     assert "[cache]" in toml_reference() and "admin (not set)" in toml_reference()
+
+
+def test_a_model_may_set_its_session_threads(tmp_path: Path) -> None:
+    from infopt.optimize._export import serve_toml
+
+    (tmp_path / "model").mkdir()
+    text = serve_toml("clf", Path("model"), 32, 2, "a note", latency_threads=1)
+    assert "threads = 1" in text
+    (tmp_path / "serve.toml").write_text(text)
+    spec = load_serve_config(tmp_path / "serve.toml").models[0]
+    assert spec.threads == 1 and spec.path == str((tmp_path / "model").resolve())
+    assert "threads = 1" not in serve_toml("clf", Path("model"), 32, 2, "a note")
+    with pytest.raises(UserError, match="threads"):
+        ModelSpec("clf", "m", threads=0)

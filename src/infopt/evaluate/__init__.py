@@ -25,6 +25,7 @@ from infopt.evaluate._report_html import render_html
 from infopt.evaluate._report_md import render_markdown
 from infopt.evaluate._results import RunResult, SpeedResult, VariantResult
 from infopt.evaluate._speed import (
+    at_threads,
     decode_tokens_per_s,
     interleaved_p50_ms,
     latencies_ms,
@@ -54,6 +55,7 @@ __all__ = [
     "SpeedResult",
     "VariantResult",
     "apply_temperature",
+    "at_threads",
     "batch_flips",
     "calibration_report",
     "classification_ci",

@@ -27,6 +27,9 @@ class SpeedResult:
     """The batch-1 latencies the percentiles come from (for distribution plots)."""
     interleaved_p50_ms: float | None = None
     """Batch-1 p50 from interleaved rounds of every kept variant in one process (None: not measured so)."""
+    latency_threads: int | None = None
+    """Intra-op threads of the batch-1 latencies when fewer than `threads` were faster (ONNX Runtime and OpenVINO
+    sessions of small models; None: `threads`)."""
 
 
 @dataclass

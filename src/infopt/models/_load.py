@@ -33,8 +33,9 @@ TRUST_REMOTE_CODE_ENV = "INFOPT_TRUST_REMOTE_CODE"
 """Set to 1: `load_model` calls that do not say otherwise may run a folder's own code (`--trust-remote-code`)."""
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 """Weight files that are Python pickles (loading one can run code)."""
-_OWN_PICKLES = {"torch-state": {"state.pt"}}
-"""Pickle files of infopt's own formats, read with torch.load(weights_only=True)."""
+_OWN_PICKLES = {"torch-state": {"state.pt"}, "openvino": {"model.bin"}}
+"""Files of infopt's own formats that match PICKLE_PATTERNS but are safe: torch-state's state.pt (read with
+torch.load(weights_only=True)), openvino's model.bin (raw IR weights, not a pickle)."""
 
 
 def _check_folder(path: Path) -> None:

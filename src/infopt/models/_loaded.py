@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 from transformers import BatchEncoding, PreTrainedTokenizerBase
@@ -27,14 +29,38 @@ class LoadedModel:
     model: Any
     tokenizer: PreTrainedTokenizerBase
     manifest: Manifest
+    _encoders: dict[int, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Fast tokenizers' Rust backends set up for one max_length each (see `encode`)."""
 
     @property
     def task(self) -> str:
         return self.manifest.task
 
+    def _backend(self, max_length: int) -> Any:
+        """A copy of the fast tokenizer's backend with this padding and truncation set once (what the tokenizer's
+        own call sets on every call), or None for a slow tokenizer or one without a pad token."""
+        if max_length not in self._encoders:
+            tok = self.tokenizer
+            backend = None
+            if getattr(tok, "is_fast", False) and tok.pad_token_id is not None:
+                backend = copy.deepcopy(tok.backend_tokenizer)
+                backend.enable_truncation(max_length, stride=0, strategy="longest_first",
+                                          direction=tok.truncation_side)
+                backend.enable_padding(direction=tok.padding_side, pad_id=tok.pad_token_id,
+                                       pad_type_id=tok.pad_token_type_id, pad_token=tok.pad_token)
+            self._encoders[max_length] = backend
+        return self._encoders[max_length]
+
     def encode(self, texts: list[str], max_length: int = 128) -> BatchEncoding:
-        """Tokenize a batch with padding to its longest text."""
-        return self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        """Tokenize a batch with padding to its longest text (the same ids as the tokenizer's own padded call;
+        a fast tokenizer's backend is called directly, which halves the cost of a one-text call)."""
+        backend = self._backend(max_length) if texts else None
+        if backend is None:
+            return self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        encs = backend.encode_batch(texts)
+        fields = {"input_ids": "ids", "token_type_ids": "type_ids", "attention_mask": "attention_mask"}
+        return BatchEncoding({name: torch.from_numpy(np.array([getattr(e, attr) for e in encs], dtype=np.int64))
+                              for name, attr in fields.items() if name in self.tokenizer.model_input_names})
 
     @torch.inference_mode()
     def forward(self, batch: BatchEncoding | dict[str, torch.Tensor]) -> torch.Tensor:

@@ -15,7 +15,7 @@ __all__ = ["MANIFEST_FILE", "WEIGHT_FILES", "Manifest", "Task", "fingerprint_fol
 Task = Literal["classification", "embedding", "causal-lm"]
 _TASKS: tuple[str, ...] = get_args(Task)
 MANIFEST_FILE = "infopt.json"
-WEIGHT_FILES = ("model.safetensors", "state.pt", "model.onnx", "sparse.safetensors")
+WEIGHT_FILES = ("model.safetensors", "state.pt", "model.onnx", "sparse.safetensors", "model.xml", "model.bin")
 _OTHER_WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "*.onnx.data")
 
 

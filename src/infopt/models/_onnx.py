@@ -44,14 +44,19 @@ class OnnxModel:
         import onnxruntime as ort
 
         self.path = Path(path)
+        self.threads = threads or torch.get_num_threads()
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
         self._parameters: int | None = None
+
+    def with_threads(self, threads: int) -> OnnxModel:
+        """The same graph in a new session with `threads` intra-op threads."""
+        return OnnxModel(self.path, threads)
 
     def num_parameters(self) -> int:
         """Elements of the graph's initializers (see `count_initializers`), counted once and remembered."""

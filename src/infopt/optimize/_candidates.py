@@ -6,7 +6,9 @@ distill, then their chains (distill-l3 -> prune-structured -> int8). Which int8 
 
 - `onnx-int8-vnni` (full-range int8 weights) only with VNNI: there the u8 x s8 products add in 32 bits; without it
   ONNX Runtime adds pairs in 16 bits and full-range weights saturate, so AVX2-only CPUs get 7-bit `onnx-int8`;
-- `torch-bf16` only with AMX or AVX-512 BF16 (elsewhere bf16 matmuls are emulated and slower than fp32).
+- `torch-bf16` only with AMX or AVX-512 BF16 (elsewhere bf16 matmuls are emulated and slower than fp32);
+- OpenVINO (classifiers, where the `openvino` package is installed), after the others of each priority: its bf16
+  IR on bf16 CPUs for throughput and accuracy, NNCF int8 at the end of the distill + prune chain for latency / cost.
 
 A name that is not registered (an older infopt, a recipe not added yet) is skipped with a note, or replaced by the
 next name of its slot (`onnx-int8-vnni` falls back to `onnx-int8`).
@@ -14,6 +16,7 @@ next name of its slot (`onnx-int8-vnni` falls back to `onnx-int8`).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 
@@ -21,7 +24,8 @@ from infopt.errors import InfoptError
 from infopt.optimize._machine import Machine
 from infopt.optimize._recipes import Recipe, parse_recipes, stage_of
 
-__all__ = ["Candidate", "CandidatePlan", "candidate_names", "plan_candidates", "prefix_key", "step_costs"]
+__all__ = ["OPENVINO_MISSING", "Candidate", "CandidatePlan", "candidate_names", "openvino_installed", "plan_candidates",
+           "prefix_key", "step_costs"]
 
 TEACHER_PARAMS = 22.7e6
 """Parameters of the default teacher, which the base costs below are for."""
@@ -30,7 +34,11 @@ TEACHER_TRAIN = 10_246
 
 # Rough seconds on 2 cores for the default teacher (fixed part, part that scales with the model / train split).
 _MEASURE = (12.0, 28.0)
-_QUANT = {"onnx": (8.0, 40.0), "onnx-smooth-int8": (15.0, 90.0), "torch-bf16": (2.0, 6.0), "torch": (3.0, 15.0)}
+_QUANT = {"onnx": (8.0, 40.0), "onnx-smooth-int8": (15.0, 90.0), "torch-bf16": (2.0, 6.0), "torch": (3.0, 15.0),
+          "openvino": (5.0, 10.0), "openvino-bf16": (5.0, 10.0), "openvino-int8": (10.0, 45.0),
+          "openvino-int8-bf16": (10.0, 45.0)}
+"""Quantization: ov.convert_model ~10 s for the teacher; NNCF's calibration and int8 another 30-60 s."""
+OPENVINO_MISSING = "OpenVINO is not installed: pip install 'infopt[openvino]' adds its candidates"
 _PRUNE = (10.0, 190.0)
 _DISTILL = (40.0, 33.0)
 """Distillation: fixed seconds (the teacher's outputs, once), and seconds per student layer per epoch (minilm-l6-rt's
@@ -132,8 +140,38 @@ def _bf16(machine: Machine) -> str | None:
     return None
 
 
-def candidate_names(machine: Machine, task: str, priority: str) -> list[tuple[list[str], str]]:
-    """The rule itself: (names to try for one slot, first registered wins; why) in the order to try them."""
+def openvino_installed() -> bool:
+    """The `openvino` package can be imported here (it is not imported)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _openvino(machine: Machine, task: str, priority: str) -> list[tuple[str, str]]:
+    """The OpenVINO candidates of this machine, task and priority, were OpenVINO installed: (recipe, why)."""
+    if task != "classification":
+        return []
+    bf16 = _bf16(machine) is not None
+    out = []
+    if bf16 and priority == "throughput":
+        why = ("OpenVINO's AMX / bf16 kernels (on an AMX Xeon the best batch-32 throughput of the engines compared on "
+               "the default teacher)")
+        out += [("openvino-bf16", why), ("distill-l3+openvino-bf16", f"a 3-layer student on {why}")]
+    if priority in ("latency", "cost"):
+        why = ("the chain with NNCF int8 on OpenVINO: a second int8 engine, whose kernels and fusions differ from "
+               "ONNX Runtime's")
+        out.append(("distill-l3+prune-structured+openvino-int8", why))
+        if bf16:
+            out.append(("distill-l3+prune-structured+openvino-int8-bf16", f"{why}; what is not int8 in bf16"))
+    if bf16 and priority == "accuracy":
+        out.append(("openvino-bf16", "OpenVINO's bf16 kernels (AMX / AVX-512 BF16): near-lossless, no calibration"))
+    return out
+
+
+def candidate_names(machine: Machine, task: str, priority: str,
+                    openvino: bool | None = None) -> list[tuple[list[str], str]]:
+    """The rule itself: (names to try for one slot, first registered wins; why) in the order to try them.
+
+    `openvino`: whether the OpenVINO candidates are added (None: if the package is installed here)."""
+    with_openvino = openvino_installed() if openvino is None else openvino
     q8, why8 = _int8(machine)
     bf16 = _bf16(machine)
     out: list[tuple[list[str], str]] = []
@@ -172,6 +210,9 @@ def candidate_names(machine: Machine, task: str, priority: str) -> list[tuple[li
             add("torch-bf16", bf16)
         if bf16 and priority == "throughput" and machine.amx:
             add("distill-l3+torch-bf16", "a 3-layer student in bf16 on AMX: large-batch throughput")
+        if with_openvino:
+            for chain, why in _openvino(machine, task, priority):
+                add(chain, why)
     elif task == "embedding":
         if bf16:
             add("torch-bf16", bf16)
@@ -189,13 +230,19 @@ def candidate_names(machine: Machine, task: str, priority: str) -> list[tuple[li
 
 
 def plan_candidates(machine: Machine, task: str, priority: str, params: float = TEACHER_PARAMS,
-                    n_train: int = TEACHER_TRAIN) -> CandidatePlan:
+                    n_train: int = TEACHER_TRAIN, openvino: bool | None = None) -> CandidatePlan:
     """The candidates the rule gives for this machine, task and priority, parsed through `parse_recipes`; a name
-    that is not registered (or does not apply) is replaced by the next of its slot, or skipped with a note."""
+    that is not registered (or does not apply) is replaced by the next of its slot, or skipped with a note.
+
+    `openvino`: whether OpenVINO is available (None: if the package is installed here); where it is not and the
+    rule would add OpenVINO candidates, a note says how to get them."""
     out: list[Candidate] = []
     notes: list[str] = []
     seen: set[str] = set()
-    for slot, why in candidate_names(machine, task, priority):
+    openvino = openvino_installed() if openvino is None else openvino
+    if not openvino and _openvino(machine, task, priority):
+        notes.append(OPENVINO_MISSING)
+    for slot, why in candidate_names(machine, task, priority, openvino):
         for i, name in enumerate(slot):
             try:
                 (recipe,) = parse_recipes([name], task)

@@ -30,7 +30,14 @@ from infopt.compress.cascade import (
     fixed_sequence,
     make_cascade,
 )
-from infopt.compress.distill._early_exit import NEVER, EarlyExitClassifier, exit_logits_on, simulate_exits
+from infopt.compress.distill import DistillConfig, EarlyExitConfig
+from infopt.compress.distill._early_exit import (
+    NEVER,
+    EarlyExitClassifier,
+    exit_logits_on,
+    self_distill,
+    simulate_exits,
+)
 from infopt.data import DataConfig, TextDataset, load_dataset, split_dataset
 from infopt.errors import UserError
 from infopt.evaluate import VariantResult
@@ -42,6 +49,7 @@ __all__ = [
     "build_cascade",
     "calibrate_early_exit",
     "cascade_variant",
+    "early_exit_variant",
     "interleaved_latencies",
     "measure_cascade",
     "validation_split",
@@ -202,3 +210,26 @@ def calibrate_early_exit(model: LoadedModel, validation: TextDataset, max_drop: 
                               "validation": {**choice.to_dict(), "mean_layers": float(depth.float().mean())}}
             break
     return dataclasses.replace(model, manifest=dataclasses.replace(model.manifest, recipe=recipe)), choice
+
+
+def early_exit_variant(folder: Path, base: LoadedModel, train: TextDataset, validation: TextDataset,
+                       max_drop: float, measure: Callable[[Path], VariantResult]) -> VariantResult:
+    """The search's early-exit model of `base`: exit heads trained on `train` with the backbone frozen (the full
+    path stays `base`), the threshold chosen on `validation` by the cascade's rule so the loss vs `base` stays under
+    `max_drop` points, saved to `folder/variants/early-exit` and measured with `measure`; UserError when no
+    threshold keeps the bound."""
+    config = DistillConfig(scheme="self", early_exit=EarlyExitConfig(threshold=1.0))  # chosen below instead
+    model, choice = calibrate_early_exit(self_distill(base, train, validation, config), validation, max_drop)
+    if not choice.passed:
+        raise UserError(
+            f"No early-exit threshold keeps the bound of the loss vs {base.manifest.name} under {max_drop} points "
+            f"on {choice.n} validation rows.", "allow a larger --max-accuracy-drop, or give more validation data.")
+    target = folder / "variants" / "early-exit"
+    save_model(model, target)
+    result = measure(target)
+    result.path = str(target.relative_to(folder))
+    layers = model.manifest.recipe[-1]["config"]["validation"]["mean_layers"]
+    result.notes.append(f"threshold {choice.threshold:.3f} chosen on {choice.n} validation rows: "
+                        f"{100 * (1 - choice.escalation_rate):.1f}% of them exit early, {layers:.2f} layers on "
+                        f"average; loss vs {base.manifest.name} bounded by {choice.drop_bound:.2f} points")
+    return result

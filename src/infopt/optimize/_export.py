@@ -31,13 +31,19 @@ def _quote(text: str) -> str:
     return json.dumps(text)  # a TOML basic string is a JSON string
 
 
-def serve_toml(name: str, path: Path, max_batch_size: int, threads: int | None, note: str) -> str:
-    """The `infopt serve --config` file serving the model folder `path` under `name`."""
+def serve_toml(name: str, path: Path, max_batch_size: int, threads: int | None, note: str,
+               latency_threads: int | None = None) -> str:
+    """The `infopt serve --config` file serving the model folder `path` under `name` (with `latency_threads` as its
+    session's threads when fewer threads were faster at batch 1)."""
     lines = [f"# {line}" for line in note.splitlines()]
     if threads:
         lines.append(f"# measured with {threads} intra-op threads; `infopt serve` uses torch's default")
-    lines += ["", "[[models]]", f"name = {_quote(name)}", f"path = {_quote(str(path))}", "", "[batching]",
-              f"max_batch_size = {max_batch_size}", "max_wait_ms = 0.0", ""]
+    model = ["[[models]]", f"name = {_quote(name)}", f"path = {_quote(str(path))}"]
+    if latency_threads:
+        lines.append(f"# batch 1 was fastest on {latency_threads} thread(s): for throughput at high load, drop "
+                     "`threads` (all cores)")
+        model.append(f"threads = {latency_threads}")
+    lines += ["", *model, "", "[batching]", f"max_batch_size = {max_batch_size}", "max_wait_ms = 0.0", ""]
     return "\n".join(lines)
 
 
@@ -53,7 +59,9 @@ def export_variant(run: RunResult, report: Path, target: Path, overwrite: bool =
         note = (f"written by infopt optimize: {chosen.name} (recipe {chosen.recipe or chosen.name}) of {run.model}\n"
                 f"{run.recommendation}")
         (tmp / "serve.toml").write_text(serve_toml(_served_name(run.model), Path("model"),
-                                                   chosen.speed.batch_size, chosen.speed.threads, note))
+                                                   chosen.speed.batch_size, chosen.speed.threads, note,
+                                                   chosen.speed.latency_threads if run.requirements.get("priority")
+                                                   in ("latency", "cost") else None))
         facts = {"model": run.model, "variant": chosen.name, "recipe": chosen.recipe, "method": chosen.method,
                  "quality": chosen.quality, "p50_ms": chosen.speed.p50_ms,
                  "interleaved_p50_ms": chosen.speed.interleaved_p50_ms, "throughput": chosen.speed.throughput,

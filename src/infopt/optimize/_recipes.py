@@ -225,7 +225,7 @@ def _registry(task: str) -> dict[str, tuple[str, Step]]:
     quant = {
         name: (f"quantize: {name}", config)
         for name, config in QUANT_SCHEMES.items()
-        if config.kind != "onnx" or task in ("classification", "embedding")
+        if config.kind == "torch" or task in ("classification", "embedding")
     }
     prune_ = {n: (f"prune: {a}", s) for n, (a, s) in _prune_recipes(task).items()}
     distill_ = {f"distill-l{n}": _distill_recipe(task, n) for n in (3, 15)}

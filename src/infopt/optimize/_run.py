@@ -13,10 +13,11 @@ import numpy as np
 from rich.console import Console
 
 from infopt._atomic import atomic_dir, check_output, output_kind
-from infopt.errors import UserError
+from infopt.errors import NotApplicable, UserError
 from infopt.evaluate import (
     RunResult,
     VariantResult,
+    at_threads,
     environment,
     interleaved_p50_ms,
     measure_variant,
@@ -25,7 +26,7 @@ from infopt.evaluate import (
 from infopt.models import LoadedModel, load_model, save_model
 from infopt.optimize._build_store import BuildStore, ResultStore
 from infopt.optimize._candidates import Candidate, plan_candidates, prefix_key, step_costs
-from infopt.optimize._cascade import cascade_variant, validation_split
+from infopt.optimize._cascade import cascade_variant, early_exit_variant, validation_split
 from infopt.optimize._config import OptimizeConfig
 from infopt.optimize._export import export_variant
 from infopt.optimize._machine import Machine
@@ -115,6 +116,10 @@ class RunBench:
         result.name, result.recipe = recipe.name, recipe.name
         result.path = str(target.relative_to(self.folder))
         result.notes += list(variant.manifest.metrics.get("prune", {}).get("notes", []))
+        if (fewer := result.speed.latency_threads) is not None:
+            result.notes.append(f"batch-1 latency measured with {fewer} intra-op thread{'s' if fewer > 1 else ''}, "
+                                f"faster at batch 1 than {result.speed.threads} on this machine (throughput with "
+                                f"{result.speed.threads}); serve it so for the lowest latency at low load")
         self._finished(recipe.name, result, started)
         return result
 
@@ -134,9 +139,15 @@ class RunBench:
         validation = validation_split(self.base, self.config.data, self.config.seed)
         return cascade_variant(self.folder, small, large, validation, max_drop, self._measure)
 
+    def early_exit(self, max_drop: float) -> VariantResult:
+        if self.plan.train is None or len(self.plan.train) == 0:
+            raise NotApplicable("An early-exit model needs a labelled train split.", "give labelled data.")
+        validation = validation_split(self.base, self.config.data, self.config.seed)
+        return early_exit_variant(self.folder, self.base, self.plan.train, validation, max_drop, self._measure)
+
     def interleaved(self, results: Sequence[VariantResult]) -> dict[str, float]:
         with self.console.status(f"re-measuring {len(results)} variants at batch 1 in interleaved rounds"):
-            models = {r.name: load_model(self.folder / r.path) for r in results}
+            models = {r.name: at_threads(load_model(self.folder / r.path), r.speed.latency_threads) for r in results}
             return interleaved_p50_ms(models, self.spec.speed_texts or self.spec.texts[:64])
 
 

@@ -24,8 +24,8 @@ from infopt.optimize._candidates import Candidate
 from infopt.optimize._recipes import Recipe, stage_of
 from infopt.optimize._requirements import LOWER_IS_BETTER, Requirements
 
-__all__ = ["SENSITIVE_LAYERS", "Bench", "SearchOutcome", "cascade_pair", "fallback", "numbers", "pareto_front",
-           "search"]
+__all__ = ["SENSITIVE_LAYERS", "Bench", "SearchOutcome", "cascade_pair", "early_exit_room", "fallback", "numbers",
+           "pareto_front", "search"]
 
 LATENCY_TIE = 0.10
 """For --priority latency, variants within this share of the fastest p50 count as tied; the tie goes to the more
@@ -58,6 +58,11 @@ class Bench(Protocol):
     def cascade(self, small: VariantResult, large: VariantResult, max_drop: float) -> VariantResult:
         """Build the cascade `small` -> `large` (threshold calibrated so the loss vs `large` stays under `max_drop`)
         and measure it like a variant; InfoptError when it cannot be built."""
+        ...
+
+    def early_exit(self, max_drop: float) -> VariantResult:
+        """Build the baseline's early-exit model (threshold calibrated so the loss vs the baseline stays under
+        `max_drop`) and measure it like a variant; InfoptError when it cannot be built."""
         ...
 
 
@@ -139,6 +144,18 @@ def cascade_pair(results: Sequence[VariantResult], req: Requirements,
     if room <= 0 or not fast:
         return None
     return min(fast, key=lambda v: v.speed.p50_ms), large, room
+
+
+def early_exit_room(results: Sequence[VariantResult], req: Requirements, metric: str) -> float | None:
+    """The accuracy points an early-exit model of the baseline may lose, or None when none is worth trying:
+    classifiers only, for --priority latency or throughput (it cannot be more accurate than the baseline, it
+    holds all of it, and its cost follows its mean latency)."""
+    base = results[0]
+    if (base.task != "classification" or metric in LOWER_IS_BETTER or req.priority not in ("latency", "throughput")
+            or metric not in base.quality or math.isnan(base.speed.p50_ms)):
+        return None
+    room = req.allowed_drop(base.quality[metric])
+    return room if room > 0 else None
 
 
 def _p50(v: VariantResult) -> float:
@@ -281,18 +298,27 @@ def search(bench: Bench, candidates: Sequence[Candidate], req: Requirements, met
         if recover and quality_only and (fb := fallback(cand.recipe)) is not None:
             queue.insert(0, Candidate(fb, f"recovery of {cand.name}, which missed only the accuracy bound",
                                       cand.step_costs, cand.measure_cost))
+    measured = [t.seconds for t in tried if t.result is not None]
+    est = 1.5 * statistics.median(measured) if measured else 2 * base_s
     pair = cascade_pair(results, req, metric) if cascades else None
     if pair is not None:
         small, large, room = pair
         name = f"cascade({small.name}>{large.recipe or 'baseline'})"
-        measured = [t.seconds for t in tried if t.result is not None]
-        est = 1.5 * statistics.median(measured) if measured else base_s
         v, secs = attempt(name, est, f"small model first, {large.name} on the rows it is unsure of",
                           functools.partial(bench.cascade, small, large, room))
         if v is not None:
             v.name = v.recipe = name
             record(v, f"built from {small.name} and {large.name}, threshold calibrated on the validation split so "
                       f"the loss vs {large.name} stays under {room:.2f} points, measured in a fresh process", secs)
+    exit_room = early_exit_room(results, req, metric) if cascades else None
+    if exit_room is not None:
+        v, secs = attempt("early-exit", est, f"exit heads on the shallow layers of {base.name}, trained on its own "
+                          "outputs", functools.partial(bench.early_exit, exit_room))
+        if v is not None:
+            v.name = v.recipe = "early-exit"
+            record(v, f"exit heads trained on the train split with the backbone frozen, threshold calibrated on the "
+                      f"validation split so the loss vs the baseline stays under {exit_room:.2f} points, measured "
+                      "in a fresh process", secs)
     return _finish(bench, results, tried, req, metric, base_s)
 
 

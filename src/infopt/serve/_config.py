@@ -53,12 +53,16 @@ class ModelSpec:
     """The name clients put in the request's `model` field."""
     path: str
     """A bundled name or a model folder; in a config file, a relative folder next to the file is read from there."""
+    threads: int | None = None
+    """Intra-op threads of an ONNX Runtime / OpenVINO model's own session (not set: torch's count; an exported
+    serve.toml sets 1 where one thread was faster at batch 1); torch models use the process's threads."""
 
     def __post_init__(self) -> None:
         if isinstance(self.path, Path):
             object.__setattr__(self, "path", str(self.path))
         check_str(self, "name")
         check_str(self, "path")
+        check_int(self, "threads", min=1, optional=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from infopt.errors import InfoptError
+from infopt.evaluate import at_threads
 from infopt.models import LoadedModel, load_model
 from infopt.serve._config import ServeConfig
 from infopt.serve._errors import RequestError, Unavailable
@@ -58,6 +59,8 @@ class ServerState:
             for spec in self.config.models:
                 log.info("loading model %r from %s", spec.name, spec.path)
                 loaded = await asyncio.to_thread(self.loader, spec.path)
+                if spec.threads is not None:
+                    loaded = await asyncio.to_thread(at_threads, loaded, spec.threads)
                 if self.status != "loading":  # drained while loading
                     return
                 self._add(spec.name, loaded)

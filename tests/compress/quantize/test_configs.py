@@ -23,6 +23,10 @@ from infopt.compress.quantize import (
     OnnxInt8VnniEmb4Config,
     OnnxSmoothInt8Config,
     OnnxStaticInt8Config,
+    OpenVinoBf16Config,
+    OpenVinoFp32Config,
+    OpenVinoInt8Bf16Config,
+    OpenVinoInt8Config,
     QuantConfig,
     TorchBf16Config,
     WeightInt4Config,
@@ -33,13 +37,14 @@ from infopt.compress.quantize import (
     uses_calibration,
 )
 from infopt.compress.quantize import _configs as configs_module
-from infopt.compress.quantize._api import ONNX_SCHEMES, TORCH_BACKENDS, _apply_torch
-from infopt.compress.quantize._configs import CalibratedInt8Config, OnnxConfig
+from infopt.compress.quantize import _openvino_configs as openvino_configs_module
+from infopt.compress.quantize._api import ONNX_SCHEMES, OPENVINO_SCHEMES, TORCH_BACKENDS, _apply_torch
+from infopt.compress.quantize._configs import CalibratedInt8Config, OnnxConfig, OpenVinoConfig
 from infopt.errors import InfoptError
 
 SCHEMES = ["dynamic-int8", "dynamic-int8-emb", "weight-int8", "weight-int4", "torch-bf16", "onnx-fp32", "onnx-int8",
            "onnx-int8-vnni", "onnx-int8-emb4", "onnx-int8-vnni-emb4", "onnx-static-int8", "onnx-smooth-int8",
-           "onnx-block-int8"]
+           "onnx-block-int8", "openvino", "openvino-bf16", "openvino-int8", "openvino-int8-bf16"]
 
 
 def test_schemes_registry() -> None:
@@ -47,7 +52,8 @@ def test_schemes_registry() -> None:
     for name, config in QUANT_SCHEMES.items():
         assert isinstance(config, QuantConfig)
         assert config.scheme == name
-        assert config.kind == ("onnx" if name.startswith("onnx") else "torch")
+        kind = "onnx" if name.startswith("onnx") else "openvino" if name.startswith("openvino") else "torch"
+        assert config.kind == kind
 
 
 def test_configs_are_frozen() -> None:
@@ -138,8 +144,9 @@ def test_config_from_dict_needs_a_scheme() -> None:
         config_from_dict({"group_size": 32})
 
 
-def test_every_field_has_a_docstring() -> None:
-    tree = ast.parse(inspect.getsource(configs_module))
+@pytest.mark.parametrize("module", [configs_module, openvino_configs_module], ids=lambda m: m.__name__)
+def test_every_field_has_a_docstring(module: object) -> None:
+    tree = ast.parse(inspect.getsource(module))  # type: ignore[arg-type]
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
         body = cls.body
         for i, stmt in enumerate(body):
@@ -165,6 +172,10 @@ NON_DEFAULT = [
     OnnxStaticInt8Config(exclude=(), quant_format="qdq", calibration=("a", "b"), max_length=16),
     OnnxSmoothInt8Config(alphas=(0.5, 1), max_length=32, calibration=["x"]),
     OnnxBlockInt8Config(block_size=32, embeddings=False),
+    OpenVinoFp32Config(threads=2),
+    OpenVinoBf16Config(threads=1),
+    OpenVinoInt8Config(exclude=("classifier",), calibration_size=64, max_length=32),
+    OpenVinoInt8Bf16Config(threads=4, calibration_size=16),
 ]
 
 LEGACY = {  # recipes as saved before configs had a version (from a manifest of that time)
@@ -247,10 +258,12 @@ def test_old_subclass_relations_are_gone() -> None:
 
 def test_backends_are_picked_by_exact_type() -> None:
     classes = {type(c) for c in QUANT_SCHEMES.values()}
-    assert set(TORCH_BACKENDS) | ONNX_SCHEMES == classes
-    assert not set(TORCH_BACKENDS) & ONNX_SCHEMES
+    assert set(TORCH_BACKENDS) | ONNX_SCHEMES | OPENVINO_SCHEMES == classes
+    assert not set(TORCH_BACKENDS) & ONNX_SCHEMES and not (set(TORCH_BACKENDS) | ONNX_SCHEMES) & OPENVINO_SCHEMES
     assert set(typing.get_args(OnnxConfig)) == ONNX_SCHEMES
+    assert set(typing.get_args(OpenVinoConfig)) == OPENVINO_SCHEMES
     assert all(cls.kind == "torch" for cls in TORCH_BACKENDS) and all(cls.kind == "onnx" for cls in ONNX_SCHEMES)
+    assert all(cls.kind == "openvino" for cls in OPENVINO_SCHEMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,12 +278,14 @@ def test_a_subclass_gets_no_backend() -> None:
         quantize(None, _MyInt8())  # type: ignore[arg-type]  # refused before the model is looked at
     with pytest.raises(InfoptError, match="does not produce a torch module"):
         _apply_torch(nn.Sequential(nn.Linear(4, 4)), OnnxInt8Config())
+    with pytest.raises(InfoptError, match="does not produce a torch module"):
+        _apply_torch(nn.Sequential(nn.Linear(4, 4)), OpenVinoInt8Config())
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_needs(scheme: str) -> None:
     config = QUANT_SCHEMES[scheme]
-    calibrated = scheme in ("onnx-static-int8", "onnx-smooth-int8")
+    calibrated = scheme in ("onnx-static-int8", "onnx-smooth-int8", "openvino-int8", "openvino-int8-bf16")
     assert config.needs() == (frozenset({"calibration"}) if calibrated else frozenset())
     assert uses_calibration(config) is calibrated
     assert config.needs() <= {"calibration", "train"}

@@ -4,6 +4,8 @@ torch schemes (saved as `torch-state`, rebuilt on load by `replay`): dynamic-int
 weight-int8, weight-int4, torch-bf16. ONNX Runtime schemes (classification / embedding only, saved as `onnx`):
 onnx-fp32, onnx-int8, onnx-int8-vnni (full-range weights, VNNI CPUs), onnx-int8-emb4 and onnx-int8-vnni-emb4
 (4-bit word embedding), onnx-smooth-int8 (SmoothQuant, then onnx-int8), onnx-static-int8, onnx-block-int8.
+OpenVINO schemes (classification / embedding only, saved as `openvino`, need `pip install 'infopt[openvino]'`):
+openvino (float32 IR), openvino-bf16 (bf16 hint), openvino-int8 (NNCF int8), openvino-int8-bf16.
 `trim_vocab` (a stage of its own, `vocab-trim`) keeps only the vocabulary a domain uses.
 """
 
@@ -20,6 +22,10 @@ from infopt.compress.quantize._configs import (
     OnnxInt8VnniEmb4Config,
     OnnxSmoothInt8Config,
     OnnxStaticInt8Config,
+    OpenVinoBf16Config,
+    OpenVinoFp32Config,
+    OpenVinoInt8Bf16Config,
+    OpenVinoInt8Config,
     QuantConfig,
     TorchBf16Config,
     WeightInt4Config,
@@ -30,6 +36,7 @@ from infopt.compress.quantize._configs import (
 )
 from infopt.compress.quantize._embedding import Int8Embedding
 from infopt.compress.quantize._metrics import sqnr
+from infopt.compress.quantize._openvino import OpenVinoModel
 from infopt.compress.quantize._vocab import VOCAB_STAGE, VocabTrimConfig, trim_vocab
 from infopt.compress.quantize._weight_only import Int4WeightOnlyLinear, Int8WeightOnlyLinear
 
@@ -49,6 +56,11 @@ __all__ = [
     "OnnxInt8VnniEmb4Config",
     "OnnxSmoothInt8Config",
     "OnnxStaticInt8Config",
+    "OpenVinoBf16Config",
+    "OpenVinoFp32Config",
+    "OpenVinoInt8Bf16Config",
+    "OpenVinoInt8Config",
+    "OpenVinoModel",
     "QuantConfig",
     "TorchBf16Config",
     "VocabTrimConfig",

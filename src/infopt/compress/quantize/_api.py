@@ -16,6 +16,7 @@ from infopt.compress.quantize._configs import (
     DynamicInt8Config,
     DynamicInt8EmbConfig,
     OnnxConfig,
+    OpenVinoConfig,
     QuantConfig,
     TorchBf16Config,
     WeightInt4Config,
@@ -67,6 +68,11 @@ ONNX_SCHEMES: frozenset[type[QuantConfig]] = frozenset(
     type(c) for c in QUANT_SCHEMES.values() if c.kind == "onnx"
 )
 """The ONNX Runtime schemes (saved as `onnx`, built by `_onnx.apply_onnx`), by the exact type of their config."""
+OPENVINO_SCHEMES: frozenset[type[QuantConfig]] = frozenset(
+    type(c) for c in QUANT_SCHEMES.values() if c.kind == "openvino"
+)
+"""The OpenVINO schemes (saved as `openvino`, built by `_openvino.apply_openvino`), by the exact type of their
+config."""
 
 
 def _not_a_scheme(config: object) -> UserError:
@@ -77,7 +83,7 @@ def _not_a_scheme(config: object) -> UserError:
 def _apply_torch(model: nn.Module, config: QuantConfig, weights: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     backend = TORCH_BACKENDS.get(type(config))
     if backend is None:
-        if type(config) in ONNX_SCHEMES:
+        if type(config) in ONNX_SCHEMES or type(config) in OPENVINO_SCHEMES:
             raise UserError(f"Scheme {config.scheme!r} does not produce a torch module.",
                             "load its folder with load_model instead of replaying its recipe.")
         raise _not_a_scheme(config)
@@ -90,7 +96,7 @@ def _check(model: LoadedModel, config: QuantConfig) -> None:
     if done:
         raise NotApplicable(f"The model is already quantized ({', '.join(map(str, done))}).",
                           "quantize the float32 model it was made from.")
-    if config.kind == "onnx" and model.task not in ("classification", "embedding"):
+    if config.kind in ("onnx", "openvino") and model.task not in ("classification", "embedding"):
         onnx_free = [s for s, c in QUANT_SCHEMES.items() if c.kind == "torch"]
         raise NotApplicable(f"Scheme {config.scheme!r} supports classification and embedding models, "
                           f"not {model.task}.", f"use one of: {', '.join(onnx_free)}.")
@@ -101,11 +107,12 @@ def quantize(model: LoadedModel, config: QuantConfig | str, *,
     """A new, quantized LoadedModel (the input is not modified).
 
     `config` is a config object (see QUANT_SCHEMES) or a scheme name with default options. `calibration`
-    gives the texts for `onnx-static-int8` and `onnx-smooth-int8` (instead of their config's `calibration` field).
+    gives the texts for `onnx-static-int8` and `onnx-smooth-int8` (instead of their config's `calibration` field)
+    and for `openvino-int8` and `openvino-int8-bf16` (NNCF).
     """
     if isinstance(config, str):
         config = config_from_name(config)
-    if type(config) not in TORCH_BACKENDS and type(config) not in ONNX_SCHEMES:
+    if type(config) not in TORCH_BACKENDS and type(config) not in ONNX_SCHEMES | OPENVINO_SCHEMES:
         raise _not_a_scheme(config)
     _check(model, config)
     source: nn.Module = model.model
@@ -117,6 +124,13 @@ def quantize(model: LoadedModel, config: QuantConfig | str, *,
         onnx_config = cast(OnnxConfig, config)  # ONNX_SCHEMES holds exactly the classes of OnnxConfig
         new_model, info = apply_onnx(module, model.tokenizer, model.task, onnx_config, calibration or ())
         fmt = "onnx"
+    elif type(config) in OPENVINO_SCHEMES:
+        from infopt.compress.quantize._openvino import apply_openvino
+
+        ov_config = cast(OpenVinoConfig, config)  # OPENVINO_SCHEMES holds exactly the classes of OpenVinoConfig
+        new_model, info = apply_openvino(LoadedModel(module, model.tokenizer, model.manifest), ov_config,
+                                         calibration or ())
+        fmt = "openvino"
     else:
         new_model, info = _apply_torch(module, config)
         fmt = "torch-state"

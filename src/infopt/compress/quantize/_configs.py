@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from infopt import _config
 from infopt._config import CALIBRATION, Config, check_bool, check_choice, check_int, number_tuple, str_tuple
+from infopt.compress.quantize._openvino_configs import OpenVinoFloatFields, OpenVinoInt8Fields
 from infopt.errors import UserError
 
 __all__ = [
@@ -28,6 +29,11 @@ __all__ = [
     "OnnxInt8VnniEmb4Config",
     "OnnxSmoothInt8Config",
     "OnnxStaticInt8Config",
+    "OpenVinoBf16Config",
+    "OpenVinoConfig",
+    "OpenVinoFp32Config",
+    "OpenVinoInt8Bf16Config",
+    "OpenVinoInt8Config",
     "QuantConfig",
     "TorchBf16Config",
     "WeightInt4Config",
@@ -49,7 +55,8 @@ class QuantConfig(Config):
 
     scheme: ClassVar[str] = ""
     kind: ClassVar[str] = "torch"
-    """`torch` (result is a torch module saved as `torch-state`) or `onnx` (an ONNX Runtime session)."""
+    """`torch` (result is a torch module saved as `torch-state`), `onnx` (an ONNX Runtime session) or `openvino`
+    (a compiled OpenVINO model)."""
     version: ClassVar[int] = 1
     name_field: ClassVar[str] = "scheme"
 
@@ -314,11 +321,47 @@ class OnnxBlockInt8Config(_OnnxFields, QuantConfig):
         check_bool(self, "embeddings")
 
 
+@dataclass(frozen=True)
+class OpenVinoFp32Config(OpenVinoFloatFields, QuantConfig):
+    """OpenVINO IR converted from the torch model (ov.convert_model), run in float32 by its CPU plugin."""
+
+    scheme: ClassVar[str] = "openvino"
+    kind: ClassVar[str] = "openvino"
+
+
+@dataclass(frozen=True)
+class OpenVinoBf16Config(OpenVinoFloatFields, QuantConfig):
+    """The `openvino` IR compiled with the bf16 precision hint (AMX or AVX-512 BF16 CPUs only)."""
+
+    scheme: ClassVar[str] = "openvino-bf16"
+    kind: ClassVar[str] = "openvino"
+    precision_hint: ClassVar[str] = "bf16"
+
+
+@dataclass(frozen=True)
+class OpenVinoInt8Config(OpenVinoInt8Fields, QuantConfig):
+    """NNCF post-training int8 of the `openvino` IR (ModelType.TRANSFORMER, calibration texts), run with f32 hint."""
+
+    scheme: ClassVar[str] = "openvino-int8"
+    kind: ClassVar[str] = "openvino"
+
+
+@dataclass(frozen=True)
+class OpenVinoInt8Bf16Config(OpenVinoInt8Fields, QuantConfig):
+    """The `openvino-int8` IR with the bf16 hint: what is not int8 runs in bf16 (AMX or AVX-512 BF16 CPUs only)."""
+
+    scheme: ClassVar[str] = "openvino-int8-bf16"
+    kind: ClassVar[str] = "openvino"
+    precision_hint: ClassVar[str] = "bf16"
+
+
 OnnxConfig = (OnnxFp32Config | OnnxInt8Config | OnnxInt8VnniConfig | OnnxInt8Emb4Config | OnnxInt8VnniEmb4Config
               | OnnxStaticInt8Config | OnnxSmoothInt8Config | OnnxBlockInt8Config)
 """The configs of the `onnx` kind (a type alias, usable with isinstance)."""
 Emb4Config = OnnxInt8Emb4Config | OnnxInt8VnniEmb4Config
 """The ONNX int8 schemes that store the word embedding in 4 bits (a type alias, usable with isinstance)."""
+OpenVinoConfig = OpenVinoFp32Config | OpenVinoBf16Config | OpenVinoInt8Config | OpenVinoInt8Bf16Config
+"""The configs of the `openvino` kind (a type alias, usable with isinstance)."""
 CalibratedInt8Config = OnnxStaticInt8Config | OnnxSmoothInt8Config
 """The ONNX int8 schemes that run calibration texts through the model: the two with `calibration` and
 `max_length` fields (a type alias, usable with isinstance; no longer a base class)."""
@@ -345,6 +388,10 @@ QUANT_SCHEMES: dict[str, QuantConfig] = {
         OnnxStaticInt8Config,
         OnnxSmoothInt8Config,
         OnnxBlockInt8Config,
+        OpenVinoFp32Config,
+        OpenVinoBf16Config,
+        OpenVinoInt8Config,
+        OpenVinoInt8Bf16Config,
     )
 }
 """Scheme name -> its default config."""
