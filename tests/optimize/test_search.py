@@ -291,7 +291,7 @@ def test_an_early_exit_model_is_tried_after_the_candidates() -> None:
     bench = FakeBench(dict(table), exit_row=(84.8, 3.0, 5.5, 300.0, 91.0))
     run(Requirements(priority="latency"), tuple(table), bench)
     assert bench.exits == []
-    bench = FakeBench(dict(table), cost={"onnx-int8": 400.0}, exit_row=(84.8, 3.0, 5.5, 300.0, 91.0))
+    bench = FakeBench(dict(table), cost={"onnx-int8": 450.0}, exit_row=(84.8, 3.0, 5.5, 300.0, 91.0))
     out, _ = run(Requirements(priority="latency", time_budget_s=600), tuple(table), bench, cascades=True)
     assert bench.exits == [] and any(d["variant"] == "early-exit" and d["status"] == "skipped"
                                      and "budget" in d["why"] for d in out.decisions)

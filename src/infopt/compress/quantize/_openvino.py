@@ -8,6 +8,7 @@ only here, when a scheme is built or a folder is loaded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import io
@@ -37,7 +38,7 @@ from infopt.compress.quantize._onnx import ONNX_INPUTS
 from infopt.errors import MissingDependency, NotApplicable, UserError
 from infopt.models import LoadedModel
 
-__all__ = ["MODEL_XML", "OUTPUTS", "OpenVinoModel", "apply_openvino", "count_constants", "cpu_capabilities",
+__all__ = ["MODEL_XML", "OUTPUTS", "OpenVinoModel", "apply_openvino", "core", "count_constants", "cpu_capabilities",
            "import_openvino"]
 
 MODEL_XML = "model.xml"
@@ -69,9 +70,17 @@ def _import_nncf() -> ModuleType:
     return nncf
 
 
+@functools.cache
+def core() -> Any:
+    """The one `ov.Core` of this process, shared by every model: with a Core per model, destroying two of them
+    (an f32 and a bf16 model) left the CPU plugin in a state where the next SIGINT crashed the process (OpenVINO
+    2026.4, AMX Xeon)."""
+    return import_openvino().Core()
+
+
 def cpu_capabilities() -> list[str]:
     """OPTIMIZATION_CAPABILITIES of OpenVINO's CPU plugin on this machine (e.g. FP32, INT8, BF16)."""
-    return [str(c) for c in import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    return [str(c) for c in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
 
 
 def count_constants(model: Any) -> int:
@@ -90,17 +99,15 @@ class OpenVinoModel:
 
     def __init__(self, path: str | Path, precision_hint: str = "f32", threads: int | None = None,
                  output: str | None = None, config: PretrainedConfig | None = None) -> None:
-        ov = import_openvino()
         self.path = Path(path)
         self.config = config  # the Hugging Face config it was converted from (position limit, labels), if known
         self.precision_hint = precision_hint
         self.threads = threads or torch.get_num_threads()
-        core = ov.Core()
-        model = core.read_model(self.path)
+        model = core().read_model(self.path)
         self._parameters = count_constants(model)
         self.compile_config = {"INFERENCE_PRECISION_HINT": precision_hint, "INFERENCE_NUM_THREADS": self.threads,
                                "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
-        self.compiled = core.compile_model(model, "CPU", self.compile_config)
+        self.compiled = core().compile_model(model, "CPU", self.compile_config)
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
         self.output_name = output or self.compiled.output(0).get_any_name()
         self._request = self.compiled.create_infer_request()
@@ -183,7 +190,7 @@ def _convert(module: nn.Module, loaded: LoadedModel, output: str) -> Any:
     for i, n in enumerate(names):
         model.inputs[i].get_tensor().set_names({n})
     model.outputs[0].get_tensor().set_names({output})
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     got = compiled.create_infer_request().infer({n: t.numpy() for n, t in sample.items()})[compiled.output(0)]
     err = float(np.abs(np.asarray(got) - expected.numpy()).max())
     if not err < CONVERT_TOLERANCE:
