@@ -30,6 +30,16 @@ TABLE = {  # name -> (accuracy, p50 ms, items/s at 32, MB)
 }
 
 
+def _row(name: str, method: str, row: tuple[float, float, float, float, float] | None) -> VariantResult:
+    """A measured cascade / early-exit model from (accuracy, p50, p95, items/s, MB); None: NotApplicable."""
+    if row is None:
+        raise NotApplicable(f"{method} does not apply.", "drop it.")
+    acc, p50, p95, thr, size = row
+    out = v(name, acc, p50, thr, size)
+    out.method, out.speed.p95_ms = method, p95
+    return out
+
+
 @dataclass
 class FakeBench:
     """Variants from TABLE; each build + measure advances the fake clock by `cost[name]` (default 60 s)."""
@@ -68,22 +78,12 @@ class FakeBench:
     def cascade(self, small: VariantResult, large: VariantResult, max_drop: float) -> VariantResult:
         self.now += 60
         self.cascades.append((small.name, large.name, max_drop))
-        if self.cascade_row is None:
-            raise NotApplicable("cascades do not apply.", "drop it.")
-        acc, p50, p95, thr, size = self.cascade_row
-        out = v("c", acc, p50, thr, size)
-        out.method, out.speed.p95_ms = "cascade", p95
-        return out
+        return _row("c", "cascade", self.cascade_row)
 
     def early_exit(self, max_drop: float) -> VariantResult:
         self.now += 90
         self.exits.append(max_drop)
-        if self.exit_row is None:
-            raise NotApplicable("early exit does not apply.", "drop it.")
-        acc, p50, p95, thr, size = self.exit_row
-        out = v("e", acc, p50, thr, size)
-        out.method, out.speed.p95_ms = "distill:self", p95
-        return out
+        return _row("e", "distill:self", self.exit_row)
 
     def interleaved(self, results: Sequence[VariantResult]) -> dict[str, float]:
         self.now += 5 * len(results)

@@ -4,6 +4,7 @@ the priority among the variants that meet every requirement, and write the repor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ import numpy as np
 from rich.console import Console
 
 from infopt._atomic import atomic_dir, check_output, output_kind
+from infopt.data import TextDataset
 from infopt.errors import NotApplicable, UserError
 from infopt.evaluate import (
     RunResult,
@@ -135,15 +137,18 @@ class RunBench:
             times.append(1000 * (time.perf_counter() - t0))
         return float(np.percentile(times, 95))
 
+    @functools.cached_property
+    def validation(self) -> TextDataset:
+        """The validation split the cascade and the early-exit thresholds are chosen on (read once)."""
+        return validation_split(self.base, self.config.data, self.config.seed)
+
     def cascade(self, small: VariantResult, large: VariantResult, max_drop: float) -> VariantResult:
-        validation = validation_split(self.base, self.config.data, self.config.seed)
-        return cascade_variant(self.folder, small, large, validation, max_drop, self._measure)
+        return cascade_variant(self.folder, small, large, self.validation, max_drop, self._measure)
 
     def early_exit(self, max_drop: float) -> VariantResult:
         if self.plan.train is None or len(self.plan.train) == 0:
             raise NotApplicable("An early-exit model needs a labelled train split.", "give labelled data.")
-        validation = validation_split(self.base, self.config.data, self.config.seed)
-        return early_exit_variant(self.folder, self.base, self.plan.train, validation, max_drop, self._measure)
+        return early_exit_variant(self.folder, self.base, self.plan.train, self.validation, max_drop, self._measure)
 
     def interleaved(self, results: Sequence[VariantResult]) -> dict[str, float]:
         with self.console.status(f"re-measuring {len(results)} variants at batch 1 in interleaved rounds"):

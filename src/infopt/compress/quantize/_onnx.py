@@ -39,18 +39,21 @@ from infopt.compress.quantize._modules import excluded
 from infopt.errors import NotApplicable, UserError
 from infopt.models import OnnxModel
 
-__all__ = ["ONNX_INPUTS", "apply_onnx", "export_onnx"]
+__all__ = ["ONNX_INPUTS", "TASK_OUTPUTS", "TaskOutput", "apply_onnx", "export_inputs", "export_onnx",
+           "sample_inputs"]
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_OUTPUT = {"classification": "logits", "embedding": "last_hidden_state"}
+TASK_OUTPUTS = {"classification": "logits", "embedding": "last_hidden_state"}
+"""The task's one output, as the model returns it (an attribute, like a Hugging Face model's)."""
 _FUSABLE = {"bert", "pruned_bert", "roberta", "distilbert", "xlm-roberta", "camembert", "electra", "mpnet"}
 """config.model_type values the onnxruntime.transformers `bert` optimizer understands."""
 _SCOPE = "model."
 EXPORT_TOLERANCE = 1e-3
 
 
-class _Export(nn.Module):
-    """Tensors in, the task's one output tensor out (what OnnxModel exposes as an attribute)."""
+class TaskOutput(nn.Module):
+    """Tensors in, the task's one output tensor out (what OnnxModel and OpenVinoModel expose as an attribute): the
+    module the exporters trace."""
 
     def __init__(self, model: nn.Module, output: str) -> None:
         super().__init__()
@@ -62,7 +65,16 @@ class _Export(nn.Module):
         return getattr(self.model(input_ids=input_ids, attention_mask=attention_mask, **extra), self.output)
 
 
-def _sample(tokenizer: PreTrainedTokenizerBase, names: list[str]) -> dict[str, torch.Tensor]:
+def export_inputs(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """The inputs an exported graph takes: those of ONNX_INPUTS the tokenizer gives and the model's forward takes."""
+    names = [n for n in ONNX_INPUTS if n in tokenizer.model_input_names]
+    if "token_type_ids" in names and "token_type_ids" not in inspect.signature(model.forward).parameters:
+        names.remove("token_type_ids")
+    return names
+
+
+def sample_inputs(tokenizer: PreTrainedTokenizerBase, names: list[str]) -> dict[str, torch.Tensor]:
+    """Two texts of different lengths, padded: what the exporters trace and check against torch."""
     enc = tokenizer(["a short text", "and a rather longer second text to pad the first one"],
                     padding=True, return_tensors="pt")
     return {n: enc[n] for n in names}
@@ -70,13 +82,11 @@ def _sample(tokenizer: PreTrainedTokenizerBase, names: list[str]) -> dict[str, t
 
 def export_onnx(model: nn.Module, tokenizer: PreTrainedTokenizerBase, task: str, path: Path, opset: int) -> None:
     """Write `path` (one file), dynamic batch and sequence axes; raises if ORT disagrees with torch."""
-    output = _OUTPUT[task]
-    names = [n for n in ONNX_INPUTS if n in tokenizer.model_input_names]
-    if "token_type_ids" in names and "token_type_ids" not in inspect.signature(model.forward).parameters:
-        names.remove("token_type_ids")
-    sample = _sample(tokenizer, names)
+    output = TASK_OUTPUTS[task]
+    names = export_inputs(model, tokenizer)
+    sample = sample_inputs(tokenizer, names)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    wrapper = _Export(model, output).eval()
+    wrapper = TaskOutput(model, output).eval()
     with warnings.catch_warnings(), torch.no_grad(), _quiet("torch.onnx"):
         warnings.simplefilter("ignore")
         try:

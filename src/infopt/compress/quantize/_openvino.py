@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import inspect
 import io
 import logging
 import shutil
@@ -34,7 +33,7 @@ from infopt.compress.quantize._configs import (
     uses_calibration,
 )
 from infopt.compress.quantize._modules import excluded
-from infopt.compress.quantize._onnx import ONNX_INPUTS
+from infopt.compress.quantize._onnx import TASK_OUTPUTS, TaskOutput, export_inputs, sample_inputs
 from infopt.errors import MissingDependency, NotApplicable, UserError
 from infopt.models import LoadedModel
 
@@ -43,8 +42,8 @@ __all__ = ["MODEL_XML", "OUTPUTS", "OpenVinoModel", "apply_openvino", "core", "c
 
 MODEL_XML = "model.xml"
 """The IR's graph; its weights are beside it in model.bin."""
-OUTPUTS = {"classification": "logits", "embedding": "last_hidden_state"}
-"""The task's one output, as the model returns it (an attribute, like a Hugging Face model's)."""
+OUTPUTS = TASK_OUTPUTS
+"""The task's one output, as the model returns it (the ONNX schemes' own)."""
 CONVERT_TOLERANCE = 1e-3
 """Largest difference from torch allowed on the sample texts after conversion (float32, f32 hint)."""
 _INSTALL = "pip install 'infopt[openvino]' (or pip install openvino nncf)."
@@ -134,19 +133,6 @@ class OpenVinoModel:
         return self
 
 
-class _Export(nn.Module):
-    """Tensors in, the task's one output tensor out (what OpenVinoModel exposes as an attribute)."""
-
-    def __init__(self, model: nn.Module, output: str) -> None:
-        super().__init__()
-        self.model, self.output = model, output
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-        return getattr(self.model(input_ids=input_ids, attention_mask=attention_mask, **extra), self.output)
-
-
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """NNCF's and OpenVINO's INFO logs and conversion warnings off for the duration."""
@@ -163,22 +149,13 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _input_names(model: nn.Module, loaded: LoadedModel) -> list[str]:
-    names = [n for n in ONNX_INPUTS if n in loaded.tokenizer.model_input_names]
-    if "token_type_ids" in names and "token_type_ids" not in inspect.signature(model.forward).parameters:
-        names.remove("token_type_ids")
-    return names
-
-
 def _convert(module: nn.Module, loaded: LoadedModel, output: str) -> Any:
     """The torch model as an `ov.Model` with dynamic batch and sequence; UserError if OpenVINO cannot convert it
     or its float32 output differs from torch's on two sample texts."""
     ov = import_openvino()
-    names = _input_names(module, loaded)
-    enc = loaded.tokenizer(["a short text", "and a rather longer second text to pad the first one"],
-                           padding=True, return_tensors="pt")
-    sample = {n: enc[n] for n in names}
-    wrapper = _Export(module, output).eval()
+    names = export_inputs(module, loaded.tokenizer)
+    sample = sample_inputs(loaded.tokenizer, names)
+    wrapper = TaskOutput(module, output).eval()
     with torch.no_grad(), _quiet():
         try:
             model = ov.convert_model(wrapper, example_input=sample)
