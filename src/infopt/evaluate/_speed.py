@@ -91,8 +91,9 @@ def at_threads(model: LoadedModel, threads: int | None) -> LoadedModel:
 
 def latency_threads(model: LoadedModel, texts: list[str]) -> int | None:
     """1 when a session model runs batch 1 faster on one intra-op thread than on its own count (thread hand-offs
-    cost more than a small model's work at batch 1: on a 2-core Xeon a 3-layer int8 student took 1.21 ms on one
-    thread, 1.47 ms on two), else None. Torch models share one global pool and are left as they are."""
+    can cost more than a small model's work at batch 1; on a 2-core Xeon a 3-layer int8 student took 1.21 ms on one
+    thread and 1.47 ms on two once, and the other way round in later runs, so it is measured), else None.
+    Torch models share one global pool and are left as they are."""
     own = getattr(model.model, "threads", None)
     if not callable(getattr(model.model, "with_threads", None)) or not own or own <= 1:
         return None
