@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata as md
 import os
 from collections.abc import Callable
@@ -118,9 +119,15 @@ def bundled_path(name: str) -> Path:
     if spec.locate is not None:
         return spec.locate()
     folder = cache_dir() / "models" / name
-    if not (folder / "config.json").exists():
-        if spec.build is None:
-            raise TypeError(f"bundled model {name} has neither locate nor build")
-        with atomic_dir(folder, "model", overwrite=True) as tmp:
-            spec.build(tmp)
+    if (folder / "config.json").exists():
+        return folder
+    if spec.build is None:
+        raise TypeError(f"bundled model {name} has neither locate nor build")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # One build per machine: a second process (a test worker, another server) waits for the first one's.
+    with open(folder.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "config.json").exists():
+            with atomic_dir(folder, "model", overwrite=True) as tmp:
+                spec.build(tmp)
     return folder
