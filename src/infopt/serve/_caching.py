@@ -172,8 +172,9 @@ class ResponseCache:
         """What the caches are asked about (None: caching is off)."""
         if not self.enabled:
             return None
-        try:
-            fp = await asyncio.to_thread(self.fingerprint, served)
+        try:  # known after the first request: no thread hop on the hot path
+            known = served.loaded.manifest.fingerprint or self._fingerprints.get(id(served))
+            fp: str = known if known else await asyncio.to_thread(self.fingerprint, served)
         except Exception:
             log.exception("cannot fingerprint model %r; not caching it", served.name)
             self._error()

@@ -23,15 +23,18 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 class Window:
-    """The last `size` observations."""
+    """The last `size` observations (`total`: the sum of all; `window_sum`: of the window's, kept as they come)."""
 
     def __init__(self, size: int = 10_000) -> None:
         self.values: deque[float] = deque(maxlen=size)
         self.count = 0
-        self.total = 0.0
+        self.total = self.window_sum = 0.0
 
     def add(self, value: float) -> None:
+        if len(self.values) == self.values.maxlen:
+            self.window_sum -= self.values[0]
         self.values.append(value)
+        self.window_sum += value
         self.count += 1
         self.total += value
 
@@ -73,8 +76,8 @@ class Stats:
     def cost_per_1k_requests(self, m: _ModelStats) -> float:
         """price_per_hour × the mean duration of the window's successful requests × 1,000 (one request at a
         time: an upper bound where requests are batched or overlap)."""
-        values = m.request_s.values
-        mean_s = sum(values) / len(values) if values else 0.0
+        window = m.request_s
+        mean_s = window.window_sum / len(window.values) if window.values else 0.0
         return round(self.price_per_hour / 3600 * mean_s * 1000, 8)
 
     def to_json(self) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def test_events_of_local_changes(backend: Backend) -> None:
                                                              ("invalidate", None, "tag:a", True)]
 
 
-def test_usage_and_expiry(backend: Backend) -> None:
+def test_usage_keys_and_expiry(backend: Backend) -> None:
     backend.put("a", b"12345", None, ("tier:x",))
     backend.put("b", b"123", time.time() + 0.3, ("tier:x",))
     backend.put("c", b"1", None, ("tier:y",))
@@ -112,6 +112,7 @@ def test_usage_and_expiry(backend: Backend) -> None:
     assert backend.usage() == (3, 9)
     time.sleep(0.5)
     assert backend.get("b") is None and backend.usage("tier:x") == (1, 5)
+    assert backend.keys("tier:x") == ["a"] and backend.keys("tier:none") == []
     assert backend.clear() >= 2 and backend.usage() == (0, 0)
 
 

@@ -17,6 +17,7 @@ from infopt.errors import UserError
 from infopt.serve import ServeCacheConfig, load_serve_config, serve_config
 from infopt.serve._shadow_run import ShadowRuns
 from infopt.serve.cache import CacheEvent, CacheHit, CacheRequest, MemoryBackend
+from infopt.serve.cache._backend_sqlite import SQLiteBackend
 from infopt.serve.cache._calibrate import Calibration
 from infopt.serve.cache._semantic import SemanticCache
 from infopt.serve.cache._semantic_config import SemanticConfig
@@ -28,6 +29,7 @@ from infopt.serve.cache._semantic_tier import (
     query_of,
 )
 from infopt.serve.cache._shadow import ShadowVerifier
+from infopt.serve.cache._store import Entry
 
 from .conftest import BagEncoder  # type: ignore[import-not-found]
 
@@ -132,6 +134,63 @@ def test_another_process_entries_are_indexed_from_events() -> None:
     backend._emit(CacheEvent("invalidate", tag="semantic:model:fp", local=False))
     assert b.stats()["indexed"] == 0
     b.close()
+
+
+def _wait_synced(t: SemanticResponseTier, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while t.stats()["synced"] < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+class _CountingEncoder(BagEncoder):  # type: ignore[misc]
+    def __init__(self, name: str = "bag") -> None:
+        self.name, self.calls = name, 0
+
+    def encode(self, texts: list[str]) -> Any:
+        self.calls += len(texts)
+        return super().encode(texts)
+
+
+def test_a_restarted_tier_indexes_what_its_sqlite_file_holds(tmp_path: Path) -> None:
+    first = SQLiteBackend(tmp_path / "cache.db")
+    tier(first).put(chat("Where is my order?"), answer("kept"))
+    first.close()
+    calibration = Calibration(0.6, math.inf, 0.01, 0.95)
+    same, other = _CountingEncoder(), _CountingEncoder("bag-v2")
+    for encoder, reembedded in ((same, 0), (other, 1)):
+        cache = SemanticCache(encoder, None, calibration, None)  # type: ignore[arg-type]
+        restarted = SemanticResponseTier(SQLiteBackend(tmp_path / "cache.db"), cache)
+        _wait_synced(restarted, 1)
+        encoder.calls = 0
+        hit = restarted.get(chat("where is my order"))
+        assert hit is not None and hit.response == answer("kept")
+        # the stored float16 vector is used by the same encoder; another encoder embeds the prompt again
+        assert restarted.stats()["reembedded"] == reembedded and encoder.calls == 1  # the query only
+        restarted.close()
+
+
+def test_a_corrupt_stored_vector_is_embedded_again() -> None:
+    backend = MemoryBackend()
+    tier(backend, sync=False).put(chat("Where is my order?"), answer("a"))
+    key = next(iter(backend._items))
+    entry = Entry.decode(backend._items[key][0], key)
+    payload = {**json.loads(entry.payload), "vec": "not base64!"}
+    forged = Entry.make(key, entry.tier, entry.fingerprint, entry.scope, entry.tags, 60.0, 0.0, payload)
+    backend.put(key, forged.encode(), forged.expires, forged.index_tags)
+    t = tier(backend)
+    _wait_synced(t, 1)
+    assert t.stats()["reembedded"] == 1 and t.get(chat("where is my order")) is not None
+    t.close()
+
+
+def test_the_index_keeps_at_most_max_indexed_prompts() -> None:
+    t = tier(max_indexed=2)
+    for q in ("Where is my order?", "How do I reset my password?", "Can I pay by card?"):
+        t.put(chat(q), answer(q))
+    stats = t.stats()
+    assert stats["indexed"] == 2 and stats["evicted_from_index"] == 1 and stats["entries"] == 3
+    assert t.get(chat("where is my order")) is None  # the oldest left the index (its entry stays stored)
+    assert t.get(chat("can i pay by card")) is not None
 
 
 def test_shadow_stats_and_json_safe_threshold() -> None:

@@ -72,6 +72,9 @@ class Layered(Backend):
     def usage(self, tag: str | None = None) -> tuple[int, int]:
         return self.back.usage(tag) if self.back.up else self.front.usage(tag)
 
+    def keys(self, tag: str) -> list[str]:
+        return self.back.keys(tag) if self.back.up else self.front.keys(tag)
+
     def close(self) -> None:
         self.front.close()
         self.back.close()

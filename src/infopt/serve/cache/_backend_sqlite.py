@@ -137,6 +137,12 @@ class SQLiteBackend(Backend):
                     f"WHERE t.tag = ? AND {_LIVE}", (tag, now)).fetchone()
         return int(row[0] or 0), int(row[1] or 0)
 
+    def _keys(self, tag: str) -> list[str]:
+        with self._lock:
+            rows = self._conn().execute(f"SELECT t.key FROM tags t JOIN entries e ON e.key = t.key "
+                                        f"WHERE t.tag = ? AND {_LIVE}", (tag, time.time())).fetchall()
+        return [str(k) for (k,) in rows]
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:

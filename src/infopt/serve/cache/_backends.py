@@ -146,6 +146,11 @@ class Backend:
         """`(entries, bytes)` stored (with index tag `tag`); (0, 0) when the backend failed."""
         return self._guard("usage", lambda: self._usage(tag), (0, 0))
 
+    def keys(self, tag: str) -> list[str]:
+        """The keys of the live entries with index tag `tag` (what a restarted process re-indexes); [] when the
+        backend failed."""
+        return self._guard("keys", lambda: self._keys(tag), [])
+
     def close(self) -> None:
         """Release connections and threads."""
 
@@ -167,6 +172,9 @@ class Backend:
         raise NotImplementedError
 
     def _usage(self, tag: str | None) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _keys(self, tag: str) -> list[str]:
         raise NotImplementedError
 
 
@@ -243,3 +251,8 @@ class MemoryBackend(Backend):
             keys = self._items if tag is None else self._tags.get(tag, set())
             live = [self._items[k][0] for k in keys if (e := self._items[k][1]) is None or e > now]
             return len(live), sum(map(len, live))
+
+    def _keys(self, tag: str) -> list[str]:
+        now = time.time()
+        with self._lock:
+            return [k for k in self._tags.get(tag, ()) if (e := self._items[k][1]) is None or e > now]

@@ -138,6 +138,13 @@ class RedisBackend(Backend):
         live = [s for s in sizes if s > 0]
         return len(live), sum(live)
 
+    def _keys(self, tag: str) -> list[str]:
+        members = [bytes(m).decode() for m in self.client.smembers(self._index(tag))]  # type: ignore[union-attr,arg-type]
+        pipe = self.client.pipeline(transaction=False)
+        for m in members:
+            pipe.exists(self._key(m))
+        return [m for m, live in zip(members, pipe.execute() if members else [], strict=True) if live]
+
     # ------------------------------------------------------------ pub/sub
 
     def subscribe(self, callback: Listener) -> Callable[[], None]:

@@ -49,6 +49,8 @@ class SemanticConfig:
     """When the measured rate's upper bound passes the budget: "tighten" the threshold, or "disable" hits."""
     max_shadow_runs: int = 2
     """Shadow model runs in flight at most; a hit chosen for checking while that many run is not checked."""
+    max_indexed: int = 200_000
+    """Prompts the in-process index holds at most (about 2.5 KB each); past it the oldest leave the index."""
 
     def __post_init__(self) -> None:
         check_bool(self, "enabled")
@@ -70,6 +72,7 @@ class SemanticConfig:
         check_number(self, "shadow_share", low=0, high=1, example=0.05)
         check_choice(self, "shadow_action", ("tighten", "disable"))
         check_int(self, "max_shadow_runs", min=1)
+        check_int(self, "max_indexed", min=1)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> SemanticConfig:

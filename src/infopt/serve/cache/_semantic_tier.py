@@ -5,18 +5,21 @@ prompt, earlier turns) and the sampling parameters must match exactly (normalise
 them): they are hashed into the entry's namespace with the model fingerprint. For completions, the prompt (one
 string); for classify (only when listed in `endpoints`), the input (one text). Entries are stored under
 `semantic:<sha256>` as the usual `Entry` envelope (so a corrupt or foreign entry is a miss) whose payload is
-`{"prompt", "ns", "response"}`; namespaces are per tenant scope (own, then shared, as the exact tier) and model.
+`{"prompt", "ns", "response", "enc", "vec"}` (`vec`: the prompt's embedding by encoder `enc`, float16, base64);
+namespaces are per tenant scope (own, then shared, as the exact tier) and model.
 
 Sync: the tier follows its backend's events. Another process's `put` of a `semantic:` key (Redis pub/sub, also
-through a local front) is read back and indexed here (in one indexing thread); deletes, invalidations (by model,
-tag, tenant, the whole tier) and clears drop index entries, whichever process made them. Entries that expire or
-are evicted leave the index when a lookup finds their payload gone, or at the next sweep. With the memory or
-SQLite backend each process indexes only the entries it added since it started (a restarted server does not
-re-index what a SQLite file still holds: those are answered by the exact and prompt tiers only).
+through a local front) is read back and indexed here (in one indexing thread), from its stored vector when it was
+made by the same encoder, else embedded again; deletes, invalidations (by model, tag, tenant, the whole tier) and
+clears drop index entries, whichever process made them. At start the tier indexes the live semantic entries the
+backend already holds (a restarted server on its SQLite file, a new server on a shared Redis). Entries that expire
+or are evicted leave the index when a lookup finds their payload gone, or at the next sweep; past `max_indexed`
+the oldest leave the index (their entry stays for the exact and prompt tiers).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -26,6 +29,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from infopt.serve.cache._backends import Backend, CacheEvent
 from infopt.serve.cache._keys import SHARED_SCOPE, scope_of
@@ -87,6 +92,19 @@ _REMOTE_BATCH = 64
 """Entries from other processes embedded in one encoder call."""
 
 
+def _pack(vec: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vec, dtype="<f2").tobytes()).decode()
+
+
+def _unpack(text: Any, dim: int) -> np.ndarray | None:
+    """The stored vector, or None when it is missing or not `dim` float16 values."""
+    try:
+        vec = np.frombuffer(base64.b64decode(text, validate=True), dtype="<f2")
+    except (TypeError, ValueError):
+        return None
+    return vec.astype(np.float32) if vec.shape == (dim,) and np.isfinite(vec).all() else None
+
+
 class _EntryStore:
     """`SemanticCache`'s payload store: the backend's bytes of a valid, live semantic entry, else None."""
 
@@ -125,17 +143,24 @@ class SemanticResponseTier(CacheTier):
 
     def __init__(self, backend: Backend, cache: SemanticCache, *, endpoints: Iterable[str] = _DEFAULT_PATHS,
                  ttl_s: float | None = 3600.0, cache_nondeterministic: bool = False,
-                 shared_by_default: bool = False, sync: bool = True) -> None:
+                 shared_by_default: bool = False, sync: bool = True, max_indexed: int = 200_000) -> None:
         super().__init__(backend, ttl_s=ttl_s, cache_nondeterministic=cache_nondeterministic,
                          shared_by_default=shared_by_default)
-        self.cache, self.endpoints = cache, frozenset(endpoints)
+        self.cache, self.endpoints, self.max_indexed = cache, frozenset(endpoints), max_indexed
         cache.store = _EntryStore(self)
-        self._meta: dict[str, _Meta] = {}
+        self._meta: dict[str, _Meta] = {}  # insertion order: the oldest leave first past max_indexed
         self._lock = threading.Lock()
         self._remote: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._indexer: threading.Thread | None = None
-        self.synced = self._indexed_since_sweep = 0
+        self.synced = self._indexed_since_sweep = self.reembedded = self.evicted = 0
         self._unsubscribe = backend.subscribe(self._on_event) if sync else None
+        if sync:
+            for key in backend.keys(f"tier:{self.tier}"):
+                self._queue_remote(key)
+
+    @property
+    def _encoder_name(self) -> str:
+        return str(getattr(self.cache.encoder, "name", ""))
 
     # ------------------------------------------------------------ keys
 
@@ -197,28 +222,35 @@ class SemanticResponseTier(CacheTier):
         scope = scope_of(request.tenant, self.shared_by_default if shared is None else shared)
         key = self.key(request, scope)
         assert key is not None
+        vec = self.cache.encoder.encode_one(query[0]).astype(np.float16)  # what every process indexes
         try:
             entry = Entry.make(key, self.tier, request.fingerprint, scope, tuple(tags), self.ttl_s, model_s,
-                               {"prompt": query[0], "ns": query[1], "response": response})
+                               {"prompt": query[0], "ns": query[1], "response": response,
+                                "enc": self._encoder_name, "vec": _pack(vec)})
         except (TypeError, ValueError):
             self.counts.add(dropped=1)
             return False
         ok = self.backend.put(key, entry.encode(), entry.expires, entry.index_tags)
         self.counts.add(**{"puts" if ok else "dropped": 1})
         if ok:
-            self._index(key, scope, query[1], query[0], entry.tags, entry.expires)
+            self._index(key, scope, query[1], query[0], entry.tags, entry.expires, vec.astype(np.float32))
         return ok
 
     def _index(self, key: str, scope: str, ns: str, prompt: str, tags: tuple[str, ...],
-               expires: float | None, embedding: Any = None) -> None:
+               expires: float | None, embedding: np.ndarray) -> None:
         with self._lock:
+            self._meta.pop(key, None)
             self._meta[key] = _Meta(scope, ns, tags, expires)
             self._indexed_since_sweep += 1
             sweep = self._indexed_since_sweep >= _SWEEP_EVERY
             if sweep:
                 self._indexed_since_sweep = 0
-        self.cache.on_new_entry(NewEntry(key, scope, ns, prompt, str(getattr(self.cache.encoder, "name", ""))),
-                                embedding)
+            over = len(self._meta) - self.max_indexed
+            oldest = [next(iter(self._meta))] if over > 0 else []
+        self.cache.on_new_entry(NewEntry(key, scope, ns, prompt, self._encoder_name), embedding)
+        for old in oldest:
+            self.evicted += 1
+            self._drop_key(old)
         if sweep:
             now = time.time()
             self._drop(lambda k, m: m.expires is not None and m.expires <= now)
@@ -228,10 +260,7 @@ class SemanticResponseTier(CacheTier):
     def _on_event(self, event: CacheEvent) -> None:
         if event.op == "put":
             if not event.local and event.key is not None and event.key.startswith(KEY_PREFIX):
-                if self._indexer is None:
-                    self._indexer = threading.Thread(target=self._index_remote, name="semantic-index", daemon=True)
-                    self._indexer.start()
-                self._remote.put(event.key)
+                self._queue_remote(event.key)
         elif event.op == "delete" and event.key is not None:
             self._drop_key(event.key)
         elif event.op == "invalidate" and event.tag is not None:
@@ -242,9 +271,15 @@ class SemanticResponseTier(CacheTier):
             log.info("semantic cache: the backend's listener reconnected; entries added meanwhile elsewhere are "
                      "not indexed here")
 
+    def _queue_remote(self, key: str) -> None:
+        if self._indexer is None:
+            self._indexer = threading.Thread(target=self._index_remote, name="semantic-index", daemon=True)
+            self._indexer.start()
+        self._remote.put(key)
+
     def _index_remote(self) -> None:
-        """The indexer thread: entries other processes added, read back and embedded in batches of up to
-        `_REMOTE_BATCH` (a peer that adds thousands is indexed at the encoder's batch speed)."""
+        """The indexer thread: entries other processes added (or the backend held at start), read back and indexed
+        in batches of up to `_REMOTE_BATCH`, from their stored vectors or embedded again in one encoder call."""
         while True:
             keys = [self._remote.get()]
             while len(keys) < _REMOTE_BATCH and not self._remote.empty():
@@ -265,13 +300,19 @@ class SemanticResponseTier(CacheTier):
             try:
                 entry = Entry.decode(data, key)
                 payload = json.loads(entry.payload)
-                found.append((key, entry, str(payload["ns"]), str(payload["prompt"])))
+                same = payload.get("enc") == self._encoder_name
+                vec = _unpack(payload.get("vec"), int(self.cache.encoder.dim)) if same else None
+                found.append((key, entry, str(payload["ns"]), str(payload["prompt"]), vec))
             except Exception:
                 log.exception("semantic cache: cannot index entry %s added by another process", key)
-        if not found:
-            return
-        vectors = self.cache.encoder.encode([prompt for *_, prompt in found])
-        for (key, entry, ns, prompt), vec in zip(found, vectors, strict=True):
+        missing = [i for i, f in enumerate(found) if f[4] is None]
+        if missing:
+            self.reembedded += len(missing)
+            vectors = self.cache.encoder.encode([found[i][3] for i in missing]).astype(np.float16)
+            for i, vec in zip(missing, vectors, strict=True):
+                found[i] = (*found[i][:4], vec.astype(np.float32))
+        for key, entry, ns, prompt, vec in found:
+            assert vec is not None
             self._index(key, entry.scope, ns, prompt, entry.tags, entry.expires, vec)
             self.synced += 1
 
@@ -341,7 +382,8 @@ class SemanticResponseTier(CacheTier):
         out = super().stats()
         sem = self.cache.stats
         out.update({"vetoed": sem["vetoed"], "below_threshold": sem["below_threshold"], "expired": sem["expired"],
-                    "indexed": len(self.cache), "synced": self.synced, "threshold": _finite(self.cache.threshold),
+                    "indexed": len(self.cache), "synced": self.synced, "reembedded": self.reembedded,
+                    "evicted_from_index": self.evicted, "threshold": _finite(self.cache.threshold),
                     "calibrated_threshold": _finite(self.cache.calibration.threshold),
                     "serving": self.cache.enabled, "encoder": str(getattr(self.cache.encoder, "name", ""))})
         if self.cache.shadow is not None:
@@ -366,7 +408,8 @@ def build_semantic_tier(config: SemanticConfig, backend: Backend, *, cache_nonde
                             action="disable" if config.shadow_action == "disable" else "tighten")
     cache = SemanticCache(encoder, None, calibration, _NoStore(), shadow=shadow, candidates=config.candidates)
     return SemanticResponseTier(backend, cache, endpoints=config.paths, ttl_s=config.ttl_s,
-                                cache_nondeterministic=cache_nondeterministic, shared_by_default=shared_by_default)
+                                cache_nondeterministic=cache_nondeterministic, shared_by_default=shared_by_default,
+                                max_indexed=config.max_indexed)
 
 
 class _NoStore:
