@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from infopt.serve.cache._index import VectorIndex
+from infopt.serve.cache._index import VectorIndex, pack_vector, unpack_vector
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:
@@ -43,3 +43,12 @@ def test_compaction_keeps_live_entries() -> None:
         index.remove(f"k{i}")
     assert len(index) == 200 and index._dead < 200  # compacted on the way
     assert index.search(vecs[7], 1)[0][0] == "k7"
+
+
+def test_vectors_pack_to_float16_and_bad_text_unpacks_to_none() -> None:
+    vec = np.random.default_rng(0).standard_normal(8).astype(np.float32)
+    back = unpack_vector(pack_vector(vec), 8)
+    assert back is not None and back.dtype == np.float32 and np.allclose(back, vec, atol=2e-3)
+    assert unpack_vector(pack_vector(vec), 9) is None  # another dimension
+    for bad in (None, 12, "not base64!", pack_vector(np.array([np.inf] * 8))):
+        assert unpack_vector(bad, 8) is None

@@ -169,6 +169,17 @@ def test_a_restarted_tier_indexes_what_its_sqlite_file_holds(tmp_path: Path) -> 
         restarted.close()
 
 
+def test_a_reconnected_listener_indexes_what_it_missed() -> None:
+    backend = MemoryBackend()
+    b = tier(backend)
+    tier(backend, sync=False).put(chat("Where is my order?"), answer("while away"))  # b hears no event of it
+    b.put(chat("How do I reset my password?"), answer("b's own"))
+    backend._emit(CacheEvent("resync", local=False))
+    _wait_synced(b, 1)
+    assert b.stats()["synced"] == 1 and b.get(chat("where is my order")) is not None  # b's own is not re-read
+    b.close()
+
+
 def test_a_corrupt_stored_vector_is_embedded_again() -> None:
     backend = MemoryBackend()
     tier(backend, sync=False).put(chat("Where is my order?"), answer("a"))

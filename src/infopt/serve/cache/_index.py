@@ -8,12 +8,14 @@ grows with it. Thread-safe (one lock).
 
 from __future__ import annotations
 
+import base64
 import threading
+from typing import Any
 
 import faiss
 import numpy as np
 
-__all__ = ["VectorIndex"]
+__all__ = ["VectorIndex", "pack_vector", "unpack_vector"]
 
 
 class VectorIndex:
@@ -123,3 +125,17 @@ class VectorIndex:
                 if len(found) >= min(k, live) or fetch >= len(self._keys):
                     return [(str(key), s) for key, s in found[:k]]
                 fetch = min(len(self._keys), fetch * 4)
+
+
+def pack_vector(vec: np.ndarray) -> str:
+    """A vector as base64 of little-endian float16 (how a semantic entry carries its prompt's embedding)."""
+    return base64.b64encode(np.asarray(vec, dtype="<f2").tobytes()).decode()
+
+
+def unpack_vector(text: Any, dim: int) -> np.ndarray | None:
+    """The stored vector, or None when it is missing or not `dim` float16 values."""
+    try:
+        vec = np.frombuffer(base64.b64decode(text, validate=True), dtype="<f2")
+    except (TypeError, ValueError):
+        return None
+    return vec.astype(np.float32) if vec.shape == (dim,) and np.isfinite(vec).all() else None

@@ -11,15 +11,15 @@ namespaces are per tenant scope (own, then shared, as the exact tier) and model.
 Sync: the tier follows its backend's events. Another process's `put` of a `semantic:` key (Redis pub/sub, also
 through a local front) is read back and indexed here (in one indexing thread), from its stored vector when it was
 made by the same encoder, else embedded again; deletes, invalidations (by model, tag, tenant, the whole tier) and
-clears drop index entries, whichever process made them. At start the tier indexes the live semantic entries the
-backend already holds (a restarted server on its SQLite file, a new server on a shared Redis). Entries that expire
+clears drop index entries, whichever process made them. At start, and when the listener reconnects, the tier
+indexes the live semantic entries the backend holds that it has not indexed (a restarted server on its SQLite
+file, a new server on a shared Redis, entries added while Redis was unreachable). Entries that expire
 or are evicted leave the index when a lookup finds their payload gone, or at the next sweep; past `max_indexed`
 the oldest leave the index (their entry stays for the exact and prompt tiers).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from infopt.serve.cache._backends import Backend, CacheEvent
+from infopt.serve.cache._index import pack_vector, unpack_vector
 from infopt.serve.cache._keys import SHARED_SCOPE, scope_of
 from infopt.serve.cache._semantic import NewEntry, SemanticCache
 from infopt.serve.cache._semantic_config import SemanticConfig
@@ -90,19 +91,6 @@ _SWEEP_EVERY = 256
 
 _REMOTE_BATCH = 64
 """Entries from other processes embedded in one encoder call."""
-
-
-def _pack(vec: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(vec, dtype="<f2").tobytes()).decode()
-
-
-def _unpack(text: Any, dim: int) -> np.ndarray | None:
-    """The stored vector, or None when it is missing or not `dim` float16 values."""
-    try:
-        vec = np.frombuffer(base64.b64decode(text, validate=True), dtype="<f2")
-    except (TypeError, ValueError):
-        return None
-    return vec.astype(np.float32) if vec.shape == (dim,) and np.isfinite(vec).all() else None
 
 
 class _EntryStore:
@@ -226,7 +214,7 @@ class SemanticResponseTier(CacheTier):
         try:
             entry = Entry.make(key, self.tier, request.fingerprint, scope, tuple(tags), self.ttl_s, model_s,
                                {"prompt": query[0], "ns": query[1], "response": response,
-                                "enc": self._encoder_name, "vec": _pack(vec)})
+                                "enc": self._encoder_name, "vec": pack_vector(vec)})
         except (TypeError, ValueError):
             self.counts.add(dropped=1)
             return False
@@ -267,9 +255,12 @@ class SemanticResponseTier(CacheTier):
             self._drop_tag(event.tag)
         elif event.op == "clear":
             self._drop(lambda k, m: True)
-        elif event.op == "resync":
-            log.info("semantic cache: the backend's listener reconnected; entries added meanwhile elsewhere are "
-                     "not indexed here")
+        elif event.op == "resync":  # the listener reconnected: index what was added meanwhile elsewhere
+            with self._lock:
+                known = set(self._meta)
+            for key in self.backend.keys(f"tier:{self.tier}"):
+                if key not in known:
+                    self._queue_remote(key)
 
     def _queue_remote(self, key: str) -> None:
         if self._indexer is None:
@@ -301,7 +292,7 @@ class SemanticResponseTier(CacheTier):
                 entry = Entry.decode(data, key)
                 payload = json.loads(entry.payload)
                 same = payload.get("enc") == self._encoder_name
-                vec = _unpack(payload.get("vec"), int(self.cache.encoder.dim)) if same else None
+                vec = unpack_vector(payload.get("vec"), int(self.cache.encoder.dim)) if same else None
                 found.append((key, entry, str(payload["ns"]), str(payload["prompt"]), vec))
             except Exception:
                 log.exception("semantic cache: cannot index entry %s added by another process", key)
@@ -385,7 +376,7 @@ class SemanticResponseTier(CacheTier):
                     "indexed": len(self.cache), "synced": self.synced, "reembedded": self.reembedded,
                     "evicted_from_index": self.evicted, "threshold": _finite(self.cache.threshold),
                     "calibrated_threshold": _finite(self.cache.calibration.threshold),
-                    "serving": self.cache.enabled, "encoder": str(getattr(self.cache.encoder, "name", ""))})
+                    "serving": self.cache.enabled, "encoder": self._encoder_name})
         if self.cache.shadow is not None:
             out["shadow"] = {k: _finite(v) for k, v in self.cache.shadow.metrics().items()}
         return out
