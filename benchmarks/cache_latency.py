@@ -19,12 +19,12 @@ corpus texts not stored. Requests: one keep-alive httpx client, one at a time, c
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +36,7 @@ from typing import Any, cast
 
 import httpx
 import numpy as np
-from _machine import cpu_name, free_port  # benchmarks/ is on sys.path when run as a script
+from _machine import connect, cpu_name, free_port, raw_post  # benchmarks/ is on sys.path when run as a script
 
 from infopt.data import load_text_corpus
 from infopt.serve._lm_schemas import ChatCompletionRequest
@@ -246,27 +246,19 @@ def measure(client: httpx.Client, texts: list[str], max_tokens: int) -> tuple[di
 
 
 def measure_raw(url: str, texts: list[str], max_tokens: int) -> dict[str, list[float]]:
-    """`measure` with a raw HTTP/1.1 keep-alive socket instead of httpx (about 0.1 ms of client CPU a request
-    against about 0.5 ms): what the server itself takes, next to what a typical Python client sees."""
-    host, port = url.removeprefix("http://").split(":")
-    out: dict[str, list[float]] = {}
-    with socket.create_connection((host, int(port))) as sock, sock.makefile("rb") as f:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    """`measure` from the raw HTTP/1.1 client of `_machine` instead of httpx: what the server itself takes, next to
+    what a typical Python client sees."""
+    async def run() -> dict[str, list[float]]:
+        (conn,) = await connect(url, 1)
+        out: dict[str, list[float]] = {}
         for text in texts:
-            data = json.dumps(body(text, max_tokens)).encode()
-            start = time.perf_counter()
-            sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d"
-                         b"\r\n\r\n%s" % (PATH.encode(), len(data), data))
-            headers: dict[bytes, bytes] = {}
-            status = f.readline().split(b" ")[1]
-            while (line := f.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                headers[name.strip().lower()] = value.strip()
-            f.read(int(headers.get(b"content-length", b"0")))
-            ms = (time.perf_counter() - start) * 1000
-            if status == b"200":
+            ms, status, headers = await raw_post(conn, PATH, body(text, max_tokens))
+            if status == 200:
                 out.setdefault(headers.get(b"x-infopt-cache", b"miss").decode(), []).append(ms)
-    return out
+        conn[1].close()
+        return out
+
+    return asyncio.run(run())
 
 
 def row(kind: str, ms: list[float], asked: int, inside: str) -> str:

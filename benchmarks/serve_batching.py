@@ -6,9 +6,9 @@ HTTP overhead over in-process) and an overload of 256 clients against a queue of
     .venv/bin/python benchmarks/serve_batching.py --skip-ray      # without the peer (pip install "ray[serve]")
 
 Every server is a separate process on this machine, load comes from this process over loopback (so client and
-server share the 2 cores, as they would for any server measured here), from a raw HTTP/1.1 keep-alive client that
-costs about 0.1 ms of CPU a request; the batching run is repeated under `infopt loadtest` (httpx, about 1.8 ms a
-request) to show what a heavier client takes from the server. Texts: the Rotten Tomatoes test split.
+server share the 2 cores, as they would for any server measured here), from a raw HTTP/1.1 keep-alive client
+(`_machine.raw_post`, about 0.1 ms of CPU a request); the batching run is repeated under `infopt loadtest` (httpx,
+about 1.8 ms a request) to show what a heavier client takes from the server. Texts: the Rotten Tomatoes test split.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -29,7 +28,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from _machine import cpu_name, free_port, wait_ready  # benchmarks/ is on sys.path when run as a script
+from _machine import (  # benchmarks/ is on sys.path when run as a script
+    Conn,
+    connect,
+    cpu_name,
+    free_port,
+    raw_post,
+    wait_ready,
+)
 
 from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
@@ -141,42 +147,21 @@ def ray_server(path: Path, batch: int, wait_s: float) -> Iterator[str]:
         subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
 
 
-async def _post(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], text: str) -> tuple[float, int]:
-    """One classify request on a keep-alive connection: (ms, status). A raw HTTP/1.1 client, so the client's own
-    CPU (it shares the 2 cores with the server) adds as little as possible to what is measured (about 0.1 ms a
-    request here, against about 1.8 ms for `infopt loadtest`'s httpx client)."""
-    reader, writer = conn
-    body = json.dumps({"model": "m", "input": [text]}).encode()
-    t0 = time.perf_counter()
-    writer.write(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    head = await reader.readuntil(b"\r\n\r\n")
-    lengths = [h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")]
-    if lengths:
-        await reader.readexactly(int(lengths[0]))
-    elif b"transfer-encoding: chunked" in head.lower():  # Ray Serve's proxy answers in chunks
-        while (size := int((await reader.readline()).split(b";")[0], 16)) > 0:
-            await reader.readexactly(size + 2)
-        await reader.readline()
-    else:  # an answer without a length (a server's own error page) ends with the connection
-        await reader.read()
-    return (time.perf_counter() - t0) * 1e3, int(head.split(b" ")[1])
-
-
-async def _connect(url: str, clients: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    host, port = url.removeprefix("http://").split(":")
-    return [await asyncio.open_connection(host, int(port)) for _ in range(clients)]
+async def _post(conn: Conn, text: str) -> tuple[float, int]:
+    """One classify request of one text: (ms, status)."""
+    ms, status, _ = await raw_post(conn, "/v1/classify", {"model": "m", "input": [text]})
+    return ms, status
 
 
 async def _closed(url: str, texts: list[str], clients: int, requests: int, duration: float) -> dict[str, float]:
     """`clients` connections, each sending its next request when the last is answered (raw client)."""
-    conns = await _connect(url, clients)
+    conns = await connect(url, clients)
     todo = iter(range(requests))
     lat: list[float] = []
     errors = 0
     start = time.perf_counter()
 
-    async def worker(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+    async def worker(conn: Conn) -> None:
         nonlocal errors
         for i in todo:
             if time.perf_counter() - start > duration:
@@ -186,7 +171,7 @@ async def _closed(url: str, texts: list[str], clients: int, requests: int, durat
             errors += code != 200
             if conn[0].at_eof():  # the server closed it: carry on with a new one
                 conn[1].close()
-                conn = (await _connect(url, 1))[0]
+                conn = (await connect(url, 1))[0]
 
     await asyncio.gather(*(worker(c) for c in conns))
     elapsed = time.perf_counter() - start
@@ -212,7 +197,7 @@ def load_raw(url: str, texts: list[str], clients: int, requests: int, duration: 
 
 async def _overload(url: str, texts: list[str], clients: int, rounds: int) -> tuple[list[float], list[int]]:
     """`clients` keep-alive connections; each round every one sends a request at once."""
-    conns = await _connect(url, clients)
+    conns = await connect(url, clients)
     lat: list[float] = []
     codes: list[int] = []
     for k in range(rounds):

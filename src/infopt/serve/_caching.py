@@ -160,9 +160,12 @@ class ResponseCache:
         with self._lock:
             self.errors += 1
 
+    def _known_fingerprint(self, served: ServedModel) -> str | None:
+        return served.loaded.manifest.fingerprint or self._fingerprints.get(id(served))
+
     def fingerprint(self, served: ServedModel) -> str:
         """The model's identity in every key: its manifest fingerprint, else the hash of its weights."""
-        fp = served.loaded.manifest.fingerprint or self._fingerprints.get(id(served))
+        fp = self._known_fingerprint(served)
         if not fp:
             fp = self._fingerprints[id(served)] = "weights:" + fingerprint_model(served.loaded)
         return fp
@@ -173,8 +176,8 @@ class ResponseCache:
         if not self.enabled:
             return None
         try:  # known after the first request: no thread hop on the hot path
-            known = served.loaded.manifest.fingerprint or self._fingerprints.get(id(served))
-            fp: str = known if known else await asyncio.to_thread(self.fingerprint, served)
+            known = self._known_fingerprint(served)
+            fp = known if known else await asyncio.to_thread(self.fingerprint, served)
         except Exception:
             log.exception("cannot fingerprint model %r; not caching it", served.name)
             self._error()

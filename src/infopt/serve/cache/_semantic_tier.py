@@ -91,6 +91,8 @@ _SWEEP_EVERY = 256
 
 _REMOTE_BATCH = 64
 """Entries from other processes embedded in one encoder call."""
+_BACKFILL = "\0backfill"
+"""Indexer-queue marker: list the backend's semantic keys and index those not indexed here yet."""
 
 
 class _EntryStore:
@@ -142,7 +144,7 @@ class SemanticResponseTier(CacheTier):
         self._indexer: threading.Thread | None = None
         self.synced = self._indexed_since_sweep = self.reembedded = self.evicted = 0
         self._unsubscribe = backend.subscribe(self._on_event) if sync else None
-        if sync:
+        if sync:  # what the backend holds at start (a restart, a new peer): listed now, read and indexed in the thread
             for key in backend.keys(f"tier:{self.tier}"):
                 self._queue_remote(key)
 
@@ -233,12 +235,11 @@ class SemanticResponseTier(CacheTier):
             sweep = self._indexed_since_sweep >= _SWEEP_EVERY
             if sweep:
                 self._indexed_since_sweep = 0
-            over = len(self._meta) - self.max_indexed
-            oldest = [next(iter(self._meta))] if over > 0 else []
+            oldest = next(iter(self._meta)) if len(self._meta) > self.max_indexed else None
         self.cache.on_new_entry(NewEntry(key, scope, ns, prompt, self._encoder_name), embedding)
-        for old in oldest:
+        if oldest is not None:
             self.evicted += 1
-            self._drop_key(old)
+            self._drop_key(oldest)
         if sweep:
             now = time.time()
             self._drop(lambda k, m: m.expires is not None and m.expires <= now)
@@ -255,12 +256,8 @@ class SemanticResponseTier(CacheTier):
             self._drop_tag(event.tag)
         elif event.op == "clear":
             self._drop(lambda k, m: True)
-        elif event.op == "resync":  # the listener reconnected: index what was added meanwhile elsewhere
-            with self._lock:
-                known = set(self._meta)
-            for key in self.backend.keys(f"tier:{self.tier}"):
-                if key not in known:
-                    self._queue_remote(key)
+        elif event.op == "resync":  # the listener reconnected: the indexer thread lists what it missed
+            self._queue_remote(_BACKFILL)
 
     def _queue_remote(self, key: str) -> None:
         if self._indexer is None:
@@ -278,7 +275,13 @@ class SemanticResponseTier(CacheTier):
             if None in keys:
                 return
             try:
-                self._index_many([k for k in keys if k is not None])
+                if _BACKFILL in keys:
+                    with self._lock:
+                        known = set(self._meta)
+                    for key in self.backend.keys(f"tier:{self.tier}"):
+                        if key not in known:
+                            self._remote.put(key)
+                self._index_many([k for k in keys if k is not None and k != _BACKFILL])
             except Exception:
                 log.exception("semantic cache: cannot index %d entries added by another process", len(keys))
 
@@ -296,15 +299,11 @@ class SemanticResponseTier(CacheTier):
                 found.append((key, entry, str(payload["ns"]), str(payload["prompt"]), vec))
             except Exception:
                 log.exception("semantic cache: cannot index entry %s added by another process", key)
-        missing = [i for i, f in enumerate(found) if f[4] is None]
-        if missing:
-            self.reembedded += len(missing)
-            vectors = self.cache.encoder.encode([found[i][3] for i in missing]).astype(np.float16)
-            for i, vec in zip(missing, vectors, strict=True):
-                found[i] = (*found[i][:4], vec.astype(np.float32))
+        again = [prompt for *_, prompt, vec in found if vec is None]  # no usable stored vector: embed these
+        self.reembedded += len(again)
+        fresh = iter(self.cache.encoder.encode(again).astype(np.float16).astype(np.float32) if again else ())
         for key, entry, ns, prompt, vec in found:
-            assert vec is not None
-            self._index(key, entry.scope, ns, prompt, entry.tags, entry.expires, vec)
+            self._index(key, entry.scope, ns, prompt, entry.tags, entry.expires, next(fresh) if vec is None else vec)
             self.synced += 1
 
     def _drop_key(self, key: str) -> None:
