@@ -13,7 +13,9 @@ and request form read back from one real answer), and the server indexes each se
 event, as it does for entries of its peers (from the vector stored in each entry: this process embeds the prompts
 with the server's encoder first). Stored prompts: the `a` texts of the bundled paraphrase pairs
 (`same`), then distractors from the bundled corpora; semantic probes: the pairs' `b` texts (not stored); misses:
-corpus texts not stored. Requests: one keep-alive httpx client, one at a time, chat, temperature 0, no stream.
+corpus texts not stored. Requests: one keep-alive client at a time, one request at a time, chat, temperature 0, no
+stream. Three clients measure the same hits: httpx (what the `openai` package uses), the standard library's
+`http.client` (under `requests` / urllib3) and the raw asyncio socket client of `_machine` (the server's own share).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import random
 import shutil
@@ -31,8 +34,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -41,6 +44,7 @@ from _machine import connect, cpu_name, free_port, raw_post  # benchmarks/ is on
 from infopt.data import load_text_corpus
 from infopt.serve._lm_schemas import ChatCompletionRequest
 from infopt.serve.cache import CacheRequest
+from infopt.serve.cache._encoder import DEFAULT_ENCODER
 from infopt.serve.cache._exact import ExactCache, PromptCache
 from infopt.serve.cache._pairs import load_pairs
 from infopt.serve.cache._redis import RedisBackend
@@ -148,17 +152,18 @@ class _Writer(SemanticResponseTier):
 
 
 class _Vectors:
-    """The server's encoder with the stored prompts embedded up front in batches (the tier embeds one per put)."""
+    """Stands in for the tier's `SemanticCache` on puts: the server's encoder, with the stored prompts embedded up
+    front in batches (the tier embeds one per put)."""
 
     def __init__(self, texts: list[str], batch: int = 256) -> None:
-        self.encoder = load_encoder("onnx-int8")  # the server's default encoder
+        self.encoder = load_encoder(DEFAULT_ENCODER)  # the server's default encoder
         self.name, self.dim = self.encoder.name, self.encoder.dim
         self._vecs: dict[str, np.ndarray] = {}
         for i in range(0, len(texts), batch):
             chunk = [" ".join(t.split()) for t in texts[i : i + batch]]  # as the tier normalises a prompt
             self._vecs.update(zip(chunk, self.encoder.encode(chunk), strict=True))
 
-    def encode_one(self, text: str) -> np.ndarray:
+    def embed(self, text: str) -> np.ndarray:
         vec = self._vecs.get(text)
         return self.encoder.encode_one(text) if vec is None else vec
 
@@ -186,7 +191,7 @@ def fill(redis_url: str, texts: list[str], fingerprint: str, response: dict[str,
     print(f"embedded {len(texts):,} prompts in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     backend = RedisBackend(redis_url, NAMESPACE)
     tiers = [ExactCache(backend), PromptCache(backend),
-             _Writer(backend, cast(Any, SimpleNamespace(encoder=vectors)), sync=False)]
+             _Writer(backend, cast(Any, vectors), sync=False)]
     for i, text in enumerate(texts):
         form = ChatCompletionRequest.model_validate(body(text, max_tokens)).model_dump()
         request = CacheRequest(PATH, form, fingerprint)
@@ -245,6 +250,23 @@ def measure(client: httpx.Client, texts: list[str], max_tokens: int) -> tuple[di
     return out, errors
 
 
+def measure_stdlib(url: str, texts: list[str], max_tokens: int) -> dict[str, list[float]]:
+    """`measure` from the standard library's keep-alive `http.client` (JSON encoding timed, as in httpx)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=300)
+    out: dict[str, list[float]] = {}
+    for text in texts:
+        start = time.perf_counter()
+        conn.request("POST", PATH, json.dumps(body(text, max_tokens)).encode(), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        ms = (time.perf_counter() - start) * 1000
+        if resp.status == 200:
+            out.setdefault(resp.getheader("x-infopt-cache", "miss"), []).append(ms)
+    conn.close()
+    return out
+
+
 def measure_raw(url: str, texts: list[str], max_tokens: int) -> dict[str, list[float]]:
     """`measure` from the raw HTTP/1.1 client of `_machine` instead of httpx: what the server itself takes, next to
     what a typical Python client sees."""
@@ -301,8 +323,11 @@ def main() -> None:
             semantic, e2 = measure(client, probes * args.rounds, args.max_tokens)
             snaps.append(cache_stats(url))
             missed, e3 = measure(client, misses[: args.misses], args.max_tokens)
-        raw_exact = measure_raw(url, rng.sample(stored, min(args.exact, len(stored))), args.max_tokens)
-        raw_semantic = measure_raw(url, probes, args.max_tokens)
+        others_by_client = {}
+        for client_name, measure_with in (("http.client", measure_stdlib), ("raw socket", measure_raw)):
+            exact_texts = rng.sample(stored, min(args.exact, len(stored)))
+            others_by_client[client_name] = (measure_with(url, exact_texts, args.max_tokens),
+                                             measure_with(url, probes, args.max_tokens))
     sem = snaps[-1]["semantic"]
     others = {k: len(v) for k, v in semantic.items() if k != "semantic"}
     print(f"\n{int(sem.get('indexed', 0)):,} entries in the index; threshold {sem.get('threshold')}; "
@@ -317,11 +342,13 @@ def main() -> None:
     print(row("semantic", semantic.get("semantic", []), len(probes) * args.rounds,
               server_ms(snaps[1], snaps[2], "semantic")))
     print(row("miss", missed.get("miss", []), min(args.misses, len(misses)), "-"))
-    print("\nthe same hits from a raw HTTP/1.1 socket client (what the server takes, without httpx's own time):")
-    print("| kind | answered | p50 | p95 | p99 | in server | target | met |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(row("exact", raw_exact.get("exact", []), min(args.exact, len(stored)), "-"))
-    print(row("semantic", raw_semantic.get("semantic", []), len(probes), "-"))
+    for client_name, (c_exact, c_semantic) in others_by_client.items():
+        print(f"\nthe same hits from the {client_name} client:")
+        print("| kind | answered | p50 | p95 | p99 | in server | target | met |")
+        print("|---|---|---|---|---|---|---|---|")
+        print(row("exact", c_exact.get("exact", []), min(args.exact, len(stored)), "-"))
+        print(row("semantic", c_semantic.get("semantic", []), len(probes), "-"))
+
 
 if __name__ == "__main__":
     main()

@@ -2,9 +2,10 @@
 
 Calibrates infopt (cosine + guard) on the calibration split to a 1% false-hit budget (95% Clopper-Pearson),
 then compares it with plain cosine thresholds on the HELD-OUT split; times index search with 100,000 entries
-and the encoder per prompt. Writes the fitted calibration to src/infopt/serve/cache/data/calibration.json.
+and the encoder per prompt. Writes the fitted calibration to src/infopt/serve/cache/data/ (the bundled one of that
+encoder).
 
-    python benchmarks/semantic_cache.py [--variant onnx-int8] [--entries 100000]
+    python benchmarks/semantic_cache.py [--encoder minilm-l3:onnx-int8] [--entries 100000]
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from infopt.serve.cache._calibrate import calibrate, curve, score_pairs
-from infopt.serve.cache._encoder import PromptEncoder, check_agreement
+from infopt.serve.cache._encoder import DEFAULT_ENCODER, ENCODERS, PromptEncoder, check_agreement
 from infopt.serve.cache._index import VectorIndex
-from infopt.serve.cache._pairs import PAIRS_FILE, load_pairs
+from infopt.serve.cache._pairs import load_pairs
+from infopt.serve.cache._semantic_config import bundled_calibration
 
 COSINES = (0.7, 0.8, 0.85, 0.9, 0.95)
 
@@ -64,19 +66,21 @@ def encoder_latency(encoder: PromptEncoder, prompts: list[str]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", default="onnx-int8", choices=["fp32", "onnx-int8"])
+    ap.add_argument("--encoder", default=DEFAULT_ENCODER, choices=ENCODERS)
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--budget", type=float, default=0.01)
     args = ap.parse_args()
     print(f"CPU: {cpu_model()}")
-    encoder = PromptEncoder.load(args.variant)
+    encoder = PromptEncoder.load(args.encoder)
     cal_pairs, held = load_pairs("calibration"), load_pairs("heldout")
-    if args.variant != "fp32":
+    model, _, variant = encoder.name.partition(":")
+    if variant != "fp32":
         texts = sorted({t for p in cal_pairs + held for t in (p.a, p.b)})
-        agree = check_agreement(encoder, PromptEncoder.load("fp32"), texts)
-        print(f"{args.variant} vs fp32 cosine on {len(texts)} prompts: min {agree['min']:.4f} mean {agree['mean']:.4f}")
+        agree = check_agreement(encoder, PromptEncoder.load(f"{model}:fp32"), texts)
+        print(f"{encoder.name} vs fp32 cosine on {len(texts)} prompts: min {agree['min']:.4f} "
+              f"mean {agree['mean']:.4f}")
     calibration = calibrate(score_pairs(cal_pairs, encoder), args.budget, 0.95, encoder=encoder.name)
-    calibration.save(PAIRS_FILE.with_name("calibration.json"))
+    calibration.save(bundled_calibration(encoder.name))
     print(f"calibrated on {len(cal_pairs)} pairs: cosine+guard threshold {calibration.threshold:.4f}, "
           f"plain-cosine threshold meeting the budget: {calibration.cosine_threshold}")
     scored = score_pairs(held, encoder)

@@ -44,13 +44,13 @@ def test_calibrates_with_the_real_encoder(tmp_path: Path) -> None:
     proc = _infopt(tmp_path, "pairs.jsonl", "--max-false-hit-rate", "0.1")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "calibrated on 120 pairs (70 same, 50 not) with encoder minilm-l6:onnx-int8" in out
+    assert "calibrated on 120 pairs (70 same, 50 not) with encoder minilm-l3:onnx-int8" in out
     assert "on the calibration pairs themselves — optimistic" in out
     for row in ("infopt cosine+guard (calibrated)", "plain cosine >= 0.7", "plain cosine >= 0.95"):
         assert row in out
     assert "UCB95" in out and "para recall" in out
     cal = Calibration.load(tmp_path / "calibration.json")
-    assert cal.encoder == "minilm-l6:onnx-int8" and cal.n_pairs == 120 and cal.max_false_hit_rate == 0.1
+    assert cal.encoder == "minilm-l3:onnx-int8" and cal.n_pairs == 120 and cal.max_false_hit_rate == 0.1
     assert cal.enabled and cal.report["cosine+guard"]
     again = _infopt(tmp_path, str(pairs), "--max-false-hit-rate", "0.1")
     _one_error_line(again, "earlier infopt calibration", "--overwrite")

@@ -23,7 +23,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
                           no_cache=args.no_cache, cache_backend=args.cache_backend, redis_url=args.redis_url,
                           semantic_cache=args.semantic_cache, candidate=args.candidate, share=args.share,
                           shadow=args.shadow or None, rollout_db=args.rollout_db, api_key_env=args.api_key_env,
-                          replicas=args.replicas, ray_address=args.ray_address)
+                          replicas=args.replicas, ray_address=args.ray_address, access_log=args.access_log)
     if config.ray.enabled:
         from infopt.serve import run_on_ray
 
@@ -170,6 +170,8 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
                    "(needs ray[serve]; share the caches with --redis-url); autoscaling and more: [ray]")
     p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (e.g. auto, ray://host:10001) "
                    "instead of starting a local one")
+    p.add_argument("--access-log", action="store_true", default=None,
+                   help="log one line per request (off by default: /metrics counts requests)")
     p.add_argument("--api-key-env", metavar="NAME", help="require the API key held by environment variable NAME "
                    "(Authorization: Bearer KEY; [auth] key_env); more keys, limits, an admin key: [auth]")
     add_load_flags(p)
@@ -233,8 +235,9 @@ def _add_cache(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="budget: wrong hits / all hits, e.g. 0.01")
     c.add_argument("--confidence", type=float, default=0.95, metavar="C",
                    help="confidence of the Clopper-Pearson bound on the budget (default 0.95)")
-    c.add_argument("--encoder", default="onnx-int8", choices=("onnx-int8", "fp32"),
-                   help="prompt encoder the server will use (default onnx-int8)")
+    c.add_argument("--encoder", default="minilm-l3:onnx-int8", metavar="MODEL:VARIANT",
+                   help="prompt encoder the server will use: minilm-l3 or minilm-l6, onnx-int8 or fp32 "
+                   "(default minilm-l3:onnx-int8)")
     c.add_argument("--output", default="calibration.json", metavar="FILE",
                    help="calibration JSON to write (default calibration.json; new, or --overwrite)")
     c.add_argument("--overwrite", action="store_true", help="replace an earlier infopt calibration at --output")

@@ -14,6 +14,7 @@ def test_defaults() -> None:
     assert (c.host, c.port, c.max_inputs, c.max_body_bytes, c.price_per_hour) == ("127.0.0.1", 8000, 64, 1_000_000, 0)
     assert c.batching == BatchingConfig(32, 0.0, 64, 30.0)
     assert c.model("clf") is c.models[0] and c.model("x") is None
+    assert not c.access_log  # /metrics counts requests; a line per request costs CPU on every cache hit
 
 
 @pytest.mark.parametrize(("build", "field"), [
@@ -31,6 +32,7 @@ def test_defaults() -> None:
     (lambda: ServeConfig(models=(ModelSpec("a", "m"),), max_body_bytes=0), "max_body_bytes"),
     (lambda: ServeConfig(models=(ModelSpec("a", "m"),), price_per_hour=-1), "price_per_hour"),
     (lambda: ServeConfig(models=(ModelSpec("a", "m"),), batching={}), "batching"),  # type: ignore[arg-type]
+    (lambda: ServeConfig(models=(ModelSpec("a", "m"),), access_log="yes"), "access_log"),  # type: ignore[arg-type]
 ])
 def test_bad_fields(build: object, field: str) -> None:
     with pytest.raises(UserError, match=rf"\.{field} is"):
@@ -44,10 +46,10 @@ def test_duplicate_names() -> None:
 
 def test_toml(tmp_path: Path) -> None:
     path = tmp_path / "serve.toml"
-    path.write_text('port = 9000\nprice_per_hour = 2.5\n[batching]\nmax_batch_size = 8\n'
+    path.write_text('port = 9000\nprice_per_hour = 2.5\naccess_log = true\n[batching]\nmax_batch_size = 8\n'
                     '[[models]]\nname = "clf"\npath = "minilm-l6-rt"\n[[models]]\nname = "emb"\npath = "/m/emb"\n')
     c = load_serve_config(path)
-    assert c.port == 9000 and c.price_per_hour == 2.5 and c.batching.max_batch_size == 8
+    assert c.port == 9000 and c.price_per_hour == 2.5 and c.batching.max_batch_size == 8 and c.access_log
     assert [m.name for m in c.models] == ["clf", "emb"]
     path.write_text('[models]\nclf = "minilm-l6-rt"\n')
     assert load_serve_config(path).models == (ModelSpec("clf", "minilm-l6-rt"),)
@@ -91,6 +93,8 @@ def test_cache_section_and_flags(tmp_path: Path) -> None:
     assert serve_config(["clf=x"], None, redis_url="redis://h:1/0").cache.backend == "redis"
     assert serve_config(["clf=x"], None, cache_backend="memory").cache.backend == "memory"
     assert not serve_config(["clf=x"], None, no_cache=True).cache.enabled
+    assert serve_config(["clf=x"], None, access_log=True).access_log
+    assert not serve_config(["clf=x"], None, access_log=None).access_log  # the flag not given
     with pytest.raises(UserError, match="--cache-backend"):
         serve_config(["clf=x"], None, cache_backend="disk")
     assert "[cache]" in toml_reference() and "admin (not set)" in toml_reference()

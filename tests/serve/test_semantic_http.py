@@ -1,4 +1,4 @@
-"""The semantic tier in a real server (uvicorn on a loopback port, the real onnx-int8 MiniLM encoder, a tiny
+"""The semantic tier in a real server (uvicorn on a loopback port, the real default encoder, int8 MiniLM-L3, a tiny
 random Llama): paraphrases hit, near misses, other tenants and other models do not; shadow checks tighten or
 disable it; two servers sharing a real Redis see each other's entries."""
 
@@ -31,7 +31,7 @@ PARAPHRASE = ("How do I enable 2FA on my account?", "How can I turn on two-facto
 @pytest.fixture(scope="module", autouse=True)
 def encoder() -> Any:
     """The real encoder, loaded once: servers built from config in this module reuse it."""
-    return load_encoder("onnx-int8")
+    return load_encoder(SemanticConfig().encoder)
 
 
 def _app(lm: LoadedModel, **cache: Any) -> Any:
@@ -88,10 +88,12 @@ def test_paraphrase_hits_near_misses_and_other_tenants_do_not(live: Any, tiny_lm
         events = sse(r)
     assert events[0]["infopt"]["cache"] == "semantic" and events[-1] == "[DONE]"
     stats = _semantic_stats(server)
-    assert stats["hits"] == 3 and stats["vetoed"] >= 2 and stats["threshold"] == 0.501
+    threshold = SemanticConfig().load_calibration().threshold  # the bundled one
+    assert stats["hits"] == 3 and stats["vetoed"] >= 2 and stats["threshold"] == threshold
     metrics = httpx.get(server.url + "/metrics").text
     assert 'infopt_cache_hits_total{tier="semantic"} 3.0' in metrics
-    assert "infopt_cache_semantic_threshold 0.501" in metrics and 'infopt_cache_entries{tier="semantic"}' in metrics
+    assert f"infopt_cache_semantic_threshold {threshold}" in metrics
+    assert 'infopt_cache_entries{tier="semantic"}' in metrics
     assert httpx.post(server.url + "/v1/cache/purge").json()["purged"] >= 1
     assert _semantic_stats(server)["indexed"] == 0
 
@@ -119,12 +121,14 @@ def test_shadow_checks_agree_then_tighten(live: Any, tiny_lm: LoadedModel) -> No
     assert wrong.headers["x-infopt-cache"] == "semantic" and _content(wrong) == "a wrong cached answer"
     _until(lambda: _semantic_stats(server)["shadow"]["total_disagreements"] == 1)
     stats = _semantic_stats(server)
-    assert stats["threshold"] == pytest.approx(0.521) and stats["shadow"]["tightenings"] == 1
+    tightened = SemanticConfig().load_calibration().threshold + 0.02  # the bundled threshold, one step stricter
+    assert stats["threshold"] == pytest.approx(tightened) and stats["shadow"]["tightenings"] == 1
     assert stats["shadow_runs"]["disagreed"] == 1 and stats["serving"] is True
     metrics = httpx.get(server.url + "/metrics").text
     assert 'infopt_cache_semantic_shadow_checks_total{result="disagree"} 1.0' in metrics
     assert 'infopt_cache_semantic_shadow_checks_total{result="agree"} 1.0' in metrics
-    assert "infopt_cache_semantic_threshold 0.521" in metrics and "infopt_cache_semantic_false_hit_rate_ucb" in metrics
+    gauge = next(line for line in metrics.splitlines() if line.startswith("infopt_cache_semantic_threshold "))
+    assert float(gauge.split()[1]) == pytest.approx(tightened) and "infopt_cache_semantic_false_hit_rate_ucb" in metrics
 
 
 def test_shadow_disagreement_disables_hits(live: Any, tiny_lm: LoadedModel) -> None:

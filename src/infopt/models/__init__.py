@@ -1,7 +1,7 @@
 """Models: load by bundled name or folder, save with a manifest, fingerprint; the registry of folder formats."""
 
 from infopt.models._architectures import pruned_bert_config
-from infopt.models._bundled import BUNDLED_MODELS, BundledModel, bundled_path, cache_dir, package_file
+from infopt.models._bundled import BUNDLED_MODELS, BundledModel, build_once, bundled_path, cache_dir, package_file
 from infopt.models._fingerprint import fingerprint_model
 from infopt.models._formats import ModelFormat, get_format, register_format
 from infopt.models._load import load_model
@@ -26,6 +26,7 @@ __all__ = [
     "auto_class",
     "base_of",
     "block_path",
+    "build_once",
     "bundled_path",
     "cache_dir",
     "eval_mode",

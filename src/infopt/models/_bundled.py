@@ -123,11 +123,19 @@ def bundled_path(name: str) -> Path:
         return folder
     if spec.build is None:
         raise TypeError(f"bundled model {name} has neither locate nor build")
+    return build_once(folder, spec.build)
+
+
+def build_once(folder: Path, build: Callable[[Path], None], ready: str = "config.json") -> Path:
+    """Build `folder` (`build` fills a fresh temporary folder that then replaces it) unless it holds `ready`.
+
+    One build per machine: a second process (a test worker, another server) waits for the first one's under
+    a lock file next to `folder`, then finds it built.
+    """
     folder.parent.mkdir(parents=True, exist_ok=True)
-    # One build per machine: a second process (a test worker, another server) waits for the first one's.
-    with open(folder.parent / f".{name}.lock", "w") as lock:
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (folder / "config.json").exists():
+        if not (folder / ready).exists():
             with atomic_dir(folder, "model", overwrite=True) as tmp:
-                spec.build(tmp)
+                build(tmp)
     return folder

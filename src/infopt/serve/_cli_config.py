@@ -32,7 +32,7 @@ FLAG_FIELDS: dict[str, tuple[str | None, str]] = {
     "max_batch_size": ("batching", "max_batch_size"), "max_wait_ms": ("batching", "max_wait_ms"),
     "max_queue": ("batching", "max_queue"), "timeout_s": ("batching", "timeout_s"),
     "cache_backend": ("cache", "backend"), "redis_url": ("cache", "redis_url"), "api_key_env": ("auth", "key_env"),
-    "replicas": ("ray", "replicas"), "ray_address": ("ray", "address"),
+    "replicas": ("ray", "replicas"), "ray_address": ("ray", "address"), "access_log": (None, "access_log"),
 }
 """Command-line overrides by keyword: (the nested config field or None for the top level, the field). Besides
 these, `no_cache=True` turns every cache tier off, `semantic_cache=True` turns the semantic tier on; `redis_url`

@@ -136,6 +136,9 @@ class ServeConfig:
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
     """Replicas on Ray Serve (`[ray]`, `--replicas N`; off by default): the same app in N processes behind Ray's
     proxy, sharing the caches through the cache backend (use Redis)."""
+    access_log: bool = False
+    """Log one line per request (uvicorn's access log; also `--access-log`). Off by default: it costs about a tenth
+    of the server's CPU on a cache hit, and /metrics and /v1/stats count every request by path and status."""
     log_bodies: bool = False
     """Let request texts into the logs (the body of a request that failed with 500, and error messages); off:
     logs name the method, path, status and exception type only."""
@@ -168,6 +171,7 @@ class ServeConfig:
         if not isinstance(self.rollout, Mapping):
             raise field_error(self, "rollout", self.rollout, "a [rollout] table")
         check_type(self, "auth", AuthConfig)
+        check_bool(self, "access_log")
         check_bool(self, "log_bodies")
 
     def model(self, name: str) -> ModelSpec | None:

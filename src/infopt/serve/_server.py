@@ -60,6 +60,7 @@ def run_server(config: ServeConfig, *, loader: Loader | None = None, log_level: 
     app = create_app(config, router=router) if loader is None else create_app(config, loader=loader, router=router)
     state: ServerState = app.state.infopt
     uv_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level,
+                               access_log=config.access_log,
                                timeout_graceful_shutdown=int(config.batching.timeout_s) + 5)
     server = _DrainingServer(uv_config, state)
     failure: list[BaseException] = []

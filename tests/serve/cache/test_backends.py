@@ -1,5 +1,6 @@
 """Backends: corrupt entries are misses in every backend, the LRU's byte bound, SQLite across re-opens and
-threads, a file that is not a database, failures as misses with backoff, and the layered front."""
+threads, a file that is not a database, failures as misses with backoff, the layered front, and reading several
+keys in one call."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,54 @@ def test_layered_reads_through_and_writes_through(tmp_path: Path) -> None:
     assert front.get("k") is None and back.get("k") is None
     assert layered.up and layered.health()["backend"] == "memory+sqlite"
     layered.close()
+
+
+def test_get_many_in_order_and_first_only(backend: Backend) -> None:
+    assert backend.get_many([]) == []
+    backend.put("b", b"2", None, ())
+    backend.put("c", b"3", None, ())
+    assert backend.get_many(["a", "b", "c"]) == [None, b"2", b"3"]
+    first = backend.get_many(["a", "b", "c"], first_only=True)
+    assert first[:2] == [None, b"2"] and first[2] in (None, b"3")  # only the first present one is sure
+
+
+class _Counting(MemoryBackend):
+    """A back that counts its reads (a stand-in for Redis round trips)."""
+
+    def __init__(self) -> None:
+        super().__init__(1 << 20)
+        self.reads: list[list[str]] = []
+
+    def get_many(self, keys: Sequence[str], first_only: bool = False) -> list[bytes | None]:
+        self.reads.append(list(keys))
+        return super().get_many(keys, first_only)
+
+
+def test_layered_get_many_asks_the_back_once_and_only_before_the_front_hit() -> None:
+    back = _Counting()
+    layered = Layered(MemoryBackend(1 << 20), back)
+    entry = Entry.make("x", "exact", "fp", "t:", (), 60, 0.1, {"a": 1})
+    back.put("b", entry.encode(), entry.expires, entry.index_tags)
+    assert layered.get_many(["a", "b", "c"]) == [None, entry.encode(), None]
+    assert back.reads == [["a", "b", "c"]]  # one call for the three front misses; "b" joined the front
+    back.reads.clear()
+    assert layered.get_many(["b", "a"], first_only=True) == [entry.encode(), None] and back.reads == []
+    assert layered.get_many(["a", "b"], first_only=True)[1] == entry.encode() and back.reads == [["a"]]
+    layered.close()
+
+
+def test_the_stack_reads_both_tiers_in_one_backend_call() -> None:
+    from infopt.serve.cache import CacheStack
+
+    back = _Counting()
+    stack = CacheStack(back)
+    chat = CacheRequest("/v1/chat/completions", {"model": "lm", "messages": [{"role": "user", "content": "hi"}],
+                                                 "temperature": 0.0}, "fp", "t1")
+    assert stack.get(chat) is None
+    assert len(back.reads) == 1 and len(back.reads[0]) == 4  # exact and prompt, own and shared scope
+    assert stack.put(chat, {"answer": 1})
+    back.reads.clear()
+    hit = stack.get(chat)
+    assert hit is not None and hit.tier == "exact" and len(back.reads) == 1
+    stats = stack.stats()["tiers"]
+    assert stats["exact"]["hits"] == 1 and stats["exact"]["lookups"] == 2 and stats["prompt"]["lookups"] == 1

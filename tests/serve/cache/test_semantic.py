@@ -78,16 +78,17 @@ def test_shadow_threshold_and_disable() -> None:
     assert not c.enabled and c.get("Where is my order?", "t", "fp") is None
 
 
-def test_real_minilm_encoder() -> None:
+@pytest.mark.parametrize("name", ["minilm-l3:fp32", "minilm-l6:fp32"])
+def test_real_minilm_encoder(name: str) -> None:
     from infopt.serve.cache._encoder import PromptEncoder
 
-    enc = PromptEncoder.load("fp32")
-    v = enc.encode(["How do I enable 2FA?", "How do I turn on two-factor authentication?", "Weather in Paris"])
+    enc = PromptEncoder.load(name)
+    v = enc.encode(["How do I enable 2FA?", "How can I turn on 2FA for my account?", "Weather in Paris"])
     assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
-    assert v[0] @ v[1] > v[0] @ v[2]
+    assert v[0] @ v[1] > v[0] @ v[2] and enc.name == name
     c = SemanticCache(enc, None, calibration(0.5), DictStore())
     c.put("How do I enable 2FA?", b"steps", "t", "fp", "k")
-    assert c.get("How do I turn on two-factor authentication?", "t", "fp") is not None
+    assert c.get("How can I turn on 2FA for my account?", "t", "fp") is not None
     assert c.get("How do I disable 2FA?", "t", "fp") is None
 
 

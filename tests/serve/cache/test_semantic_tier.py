@@ -19,8 +19,8 @@ from infopt.serve._shadow_run import ShadowRuns
 from infopt.serve.cache import CacheEvent, CacheHit, CacheRequest, MemoryBackend
 from infopt.serve.cache._backend_sqlite import SQLiteBackend
 from infopt.serve.cache._calibrate import Calibration
-from infopt.serve.cache._semantic import SemanticCache
-from infopt.serve.cache._semantic_config import SemanticConfig
+from infopt.serve.cache._semantic import RECENT, SemanticCache
+from infopt.serve.cache._semantic_config import SemanticConfig, bundled_calibration
 from infopt.serve.cache._semantic_tier import (
     SemanticCacheHit,
     SemanticResponseTier,
@@ -151,6 +151,21 @@ class _CountingEncoder(BagEncoder):  # type: ignore[misc]
         return super().encode(texts)
 
 
+def test_a_prompt_is_embedded_once_per_lookup_and_its_put() -> None:
+    encoder = _CountingEncoder()
+    cache = SemanticCache(encoder, None, Calibration(0.6, math.inf, 0.01, 0.95), None)  # type: ignore[arg-type]
+    t = SemanticResponseTier(MemoryBackend(), cache)
+    t.put(chat("Where is my order?", tenant="other"), answer("x"), shared=True)  # both scopes have an index
+    encoder.calls = 0
+    request = chat("How do I reset my password?")
+    assert t.get(request) is None  # looked up in the tenant's scope, then the shared one
+    assert t.put(request, answer("Reset link."))  # the answer of the miss: indexed without a second run
+    assert encoder.calls == 1
+    for i in range(RECENT + 1):  # the memory is bounded
+        cache.embed(f"prompt {i}")
+    assert len(cache._recent) == RECENT and "prompt 0" not in cache._recent
+
+
 def test_a_restarted_tier_indexes_what_its_sqlite_file_holds(tmp_path: Path) -> None:
     first = SQLiteBackend(tmp_path / "cache.db")
     tier(first).put(chat("Where is my order?"), answer("kept"))
@@ -227,17 +242,25 @@ def test_answers_agree() -> None:
 
 def test_config_checks(tmp_path: Path) -> None:
     assert SemanticConfig().paths == ("/v1/completions", "/v1/chat/completions") and not SemanticConfig().enabled
-    assert SemanticConfig().load_calibration().encoder == "minilm-l6:onnx-int8"
+    assert SemanticConfig().load_calibration().encoder == "minilm-l3:onnx-int8"
+    assert SemanticConfig(encoder="onnx-int8").encoder == "minilm-l3:onnx-int8"  # a bare variant: the default model's
+    assert SemanticConfig(encoder="minilm-l6:onnx-int8").load_calibration().encoder == "minilm-l6:onnx-int8"
     for bad in ({"endpoints": ["embeddings"]}, {"shadow_share": 1.5}, {"shadow_action": "ignore"},
-                {"encoder": "int4"}, {"max_false_hit_rate": 0}, {"endpoints": []}):
+                {"encoder": "int4"}, {"encoder": "minilm-l12:onnx-int8"}, {"max_false_hit_rate": 0}, {"endpoints": []}):
         with pytest.raises(UserError):
             SemanticConfig(**bad)
     with pytest.raises(UserError, match=re.escape("infopt cache calibrate PAIRS.jsonl --max-false-hit-rate 0.005")):
         SemanticConfig(max_false_hit_rate=0.005).load_calibration()
-    with pytest.raises(UserError, match="fitted on encoder"):
+    with pytest.raises(UserError, match="ships no calibration for the encoder 'minilm-l3:fp32'"):
         SemanticConfig(encoder="fp32").load_calibration()
-    with pytest.raises(UserError, match="Cannot read"):
+    l6 = str(bundled_calibration("minilm-l6:onnx-int8"))
+    with pytest.raises(UserError, match="fitted on encoder 'minilm-l6:onnx-int8', not 'minilm-l3:onnx-int8'"):
+        SemanticConfig(calibration=l6).load_calibration()
+    with pytest.raises(UserError, match=r"none\.json does not exist"):
         SemanticConfig(calibration=str(tmp_path / "none.json")).load_calibration()
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(UserError, match="not a semantic cache calibration"):
+        SemanticConfig(calibration=str(tmp_path / "bad.json")).load_calibration()
     assert SemanticConfig(max_false_hit_rate=0.05).load_calibration().max_false_hit_rate == 0.01
 
 
@@ -259,7 +282,8 @@ def test_toml_table_and_flags(tmp_path: Path) -> None:
 
 def test_build_from_config_uses_the_calibration() -> None:
     t = build_semantic_tier(SemanticConfig(enabled=True, shadow_share=1.0), MemoryBackend(), encoder=BagEncoder())
-    assert t.shadow is not None and t.shadow.share == 1.0 and t.stats()["threshold"] == 0.501
+    bundled = Calibration.load(bundled_calibration()).threshold
+    assert t.shadow is not None and t.shadow.share == 1.0 and t.stats()["threshold"] == bundled
 
 
 class _Recorder:
@@ -314,7 +338,8 @@ def test_cli_flag_help_banner_and_early_errors(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "--semantic-cache" in out and "[cache.semantic]" in out and 'shadow_action = "tighten"' in out
     text = "\n".join(banner(serve_config(["lm=x"], semantic_cache=True), [tiny_llama]))
-    assert "cache: exact + prompt + semantic on" in text and "semantic cache: completions, chat (onnx-int8" in text
+    assert "cache: exact + prompt + semantic on" in text
+    assert "semantic cache: completions, chat (minilm-l3:onnx-int8" in text
     path = tmp_path / "serve.toml"
     path.write_text(f'port = 0\n[models]\nlm = "{tmp_path / "missing"}"\n[cache.semantic]\nmax_false_hit_rate = '
                     "0.001\n")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from infopt.serve.cache._backends import Backend, CacheEvent
@@ -45,14 +45,21 @@ class Layered(Backend):
         return {**self.back.health(), "backend": self.name, "front": self.front.health()}
 
     def get(self, key: str) -> bytes | None:
-        data = self.front.get(key)
-        if data is not None:
-            return data
-        data = self.back.get(key)
-        meta = peek(data) if data is not None else None
-        if meta is not None and (meta[0] is None or meta[0] > time.time()):
-            self.front.put(key, data, meta[0], meta[1])  # type: ignore[arg-type]
-        return data
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[str], first_only: bool = False) -> list[bytes | None]:
+        """From the front, the rest from the back in one call (what it finds, unexpired, joins the front);
+        `first_only`: the back is asked only for the keys before the front's first hit."""
+        found = self.front.get_many(keys)
+        upto = next((i for i, data in enumerate(found) if data is not None), len(keys)) if first_only else len(keys)
+        missing = [i for i in range(upto) if found[i] is None]
+        if missing:
+            for i, data in zip(missing, self.back.get_many([keys[i] for i in missing], first_only), strict=True):
+                meta = peek(data) if data is not None else None
+                if meta is not None and (meta[0] is None or meta[0] > time.time()):
+                    self.front.put(keys[i], data, meta[0], meta[1])  # type: ignore[arg-type]
+                found[i] = data
+        return found
 
     def put(self, key: str, data: bytes, expires: float | None, tags: Iterable[str]) -> bool:
         tags = tuple(tags)

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -41,7 +41,7 @@ Listener = Callable[[CacheEvent], None]
 
 class Backend:
     """Failure-tolerant key-value storage; subclasses implement `_get`, `_put`, `_delete`, `_invalidate`,
-    `_clear`, `_usage` and may raise anything."""
+    `_clear`, `_usage` (and `_get_many` where one round trip can read several keys) and may raise anything."""
 
     name = "backend"
 
@@ -115,6 +115,22 @@ class Backend:
     def get(self, key: str) -> bytes | None:
         """The stored bytes, or None (absent, expired, or the backend failed)."""
         return self._guard("get", lambda: self._get(key), None)
+
+    def get_many(self, keys: Sequence[str], first_only: bool = False) -> list[bytes | None]:
+        """`get` of each key (one round trip where the backend can); all None when the backend failed.
+        `first_only`: only the first key (in order) that is present is sure to be found; later ones may read
+        as missing (a lookup that wants the best of several keys reads no more than it needs)."""
+        if not keys:
+            return []
+        return self._guard("get", lambda: self._get_many(keys, first_only), [None] * len(keys))
+
+    def _get_many(self, keys: Sequence[str], first_only: bool) -> list[bytes | None]:
+        found: list[bytes | None] = [None] * len(keys)
+        for i, key in enumerate(keys):
+            found[i] = self._get(key)
+            if first_only and found[i] is not None:
+                break
+        return found
 
     def put(self, key: str, data: bytes, expires: float | None, tags: Iterable[str]) -> bool:
         """Store `data` until `expires` (unix time; None: no expiry); False when the write was dropped."""

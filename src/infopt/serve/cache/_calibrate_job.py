@@ -18,12 +18,12 @@ from typing import Any
 from infopt._atomic import _probe_writable, atomic_file
 from infopt.errors import UserError
 from infopt.serve.cache._calibrate import Calibration, ScoredPair, calibrate, curve, score_pairs
+from infopt.serve.cache._encoder import DEFAULT_ENCODER, ENCODERS, encoder_name
 from infopt.serve.cache._pairs import Pair, read_user_pairs
 
-__all__ = ["COSINES", "ENCODERS", "CalibrateResult", "check_calibration_output", "is_calibration", "run"]
+__all__ = ["COSINES", "CalibrateResult", "check_calibration_output", "is_calibration", "run"]
 
 COSINES = (0.7, 0.8, 0.85, 0.9, 0.95)
-ENCODERS = ("onnx-int8", "fp32")
 _KEYS = {"version", "threshold", "cosine_threshold", "max_false_hit_rate", "confidence"}
 _MAX_READ = 16 * 2**20
 
@@ -114,11 +114,11 @@ def _rows(scored: Sequence[ScoredPair], cal: Calibration) -> list[tuple[str, dic
 def _encoder(encoder: str | Any) -> Any:
     if not isinstance(encoder, str):
         return encoder
-    if encoder not in ENCODERS:
-        raise UserError(f"There is no encoder {encoder!r}.", f"pass --encoder {' or '.join(ENCODERS)}.")
+    if encoder_name(encoder) not in ENCODERS:
+        raise UserError(f"There is no encoder {encoder!r}.", f"pass --encoder {', '.join(ENCODERS)}.")
     from infopt.serve.cache._encoder import PromptEncoder
 
-    return PromptEncoder.load(encoder)  # type: ignore[arg-type]
+    return PromptEncoder.load(encoder)
 
 
 def _write(cal: Calibration, target: Path, overwrite: bool) -> None:
@@ -129,11 +129,11 @@ def _write(cal: Calibration, target: Path, overwrite: bool) -> None:
 
 
 def run(pairs_path: str | Path, max_false_hit_rate: float = 0.01, confidence: float = 0.95,
-        encoder: str | Any = "onnx-int8", output: str | Path = "calibration.json", overwrite: bool = False,
+        encoder: str | Any = DEFAULT_ENCODER, output: str | Path = "calibration.json", overwrite: bool = False,
         heldout: str | Path | None = None, echo: Callable[[str], None] | None = None) -> CalibrateResult:
     """Check the inputs and the output, fit on `pairs_path`, save, and score on `heldout` (else on the pairs).
 
-    `encoder` is a variant name (`onnx-int8`, `fp32`) or an object with .name and .encode (tests).
+    `encoder` is an encoder name (`minilm-l3:onnx-int8`, see `ENCODERS`) or an object with .name and .encode (tests).
     """
     for flag, value in (("--max-false-hit-rate", max_false_hit_rate), ("--confidence", confidence)):
         if not 0 < value < 1:

@@ -1,8 +1,10 @@
-"""Prompt encoder of the semantic cache: all-MiniLM-L6-v2, fp32 or infopt's own onnx-int8 build of it.
+"""Prompt encoder of the semantic cache: a bundled sentence embedder, fp32 or infopt's own onnx-int8 build of it.
 
-`PromptEncoder.load("onnx-int8")` builds the quantized variant once (about 30 s) and saves it under
+An encoder is named `MODEL:VARIANT`: MODEL is `minilm-l3` (paraphrase-MiniLM-L3-v2, the default: half the layers,
+so about half the time per prompt) or `minilm-l6` (all-MiniLM-L6-v2); VARIANT is `onnx-int8` or `fp32`.
+`PromptEncoder.load("minilm-l3:onnx-int8")` builds the quantized variant once (seconds) and saves it under
 `infopt.models.cache_dir() / "serve-cache"`; later loads read the saved folder. `check_agreement` measures
-the cosine between the variant's embeddings and fp32's, which must stay above 0.98 for the calibration
+the cosine between the variant's embeddings and fp32's, which must stay above 0.98 for a calibration
 (fitted on one variant) to carry over.
 """
 
@@ -10,68 +12,91 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from infopt.models import LoadedModel, cache_dir, load_model, save_model
+if TYPE_CHECKING:  # the names above import without torch (configs and the CLI read them)
+    from infopt.models import LoadedModel
 
-__all__ = ["ENCODER_MODEL", "PromptEncoder", "check_agreement", "variant_folder"]
+__all__ = ["DEFAULT_ENCODER", "ENCODERS", "PromptEncoder", "check_agreement", "encoder_name", "variant_folder"]
 
-ENCODER_MODEL = "minilm-l6"
-Variant = Literal["fp32", "onnx-int8"]
-
-
-def variant_folder(variant: str) -> Path:
-    """Where the built `variant` of the encoder is saved (built once, reused by every process)."""
-    return cache_dir() / "serve-cache" / f"{ENCODER_MODEL}-{variant}"
+ENCODER_MODELS = ("minilm-l3", "minilm-l6")
+VARIANTS = ("onnx-int8", "fp32")
+ENCODERS = tuple(f"{m}:{v}" for m in ENCODER_MODELS for v in VARIANTS)
+"""Every encoder name `MODEL:VARIANT`."""
+DEFAULT_ENCODER = "minilm-l3:onnx-int8"
 
 
-def _load_variant(variant: Variant) -> LoadedModel:
-    fp32 = load_model(ENCODER_MODEL)
+def encoder_name(name: str) -> str:
+    """`name` as `MODEL:VARIANT`: a bare variant (`onnx-int8`, `fp32`) means the default model's."""
+    return f"{DEFAULT_ENCODER.split(':')[0]}:{name}" if name in VARIANTS else name
+
+
+def variant_folder(name: str) -> Path:
+    """Where the built encoder `name` is saved (built once, reused by every process)."""
+    from infopt.models import cache_dir
+
+    return cache_dir() / "serve-cache" / encoder_name(name).replace(":", "-")
+
+
+def _load_variant(name: str) -> LoadedModel:
+    model, _, variant = encoder_name(name).partition(":")
+    if model not in ENCODER_MODELS or variant not in VARIANTS:
+        raise ValueError(f"unknown encoder {name!r}: use one of {', '.join(ENCODERS)}")
+    from infopt.models import MANIFEST_FILE, build_once, load_model, save_model
+
+    fp32 = load_model(model)
     if variant == "fp32":
         return fp32
-    folder = variant_folder(variant)
-    if (folder / "config.json").exists() or any(folder.glob("*.onnx")):
-        try:
-            return load_model(folder)
-        except Exception:  # a stale or partial build: rebuild it below
-            pass
-    from infopt.compress.quantize import quantize
+    folder = variant_folder(name)
+    try:
+        return load_model(folder)
+    except Exception:  # not built yet, or a stale or partial build: (re)build it
+        pass
 
-    built = quantize(fp32, variant)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    save_model(built, folder, overwrite=True)
-    return load_model(folder)
+    def build(tmp: Path) -> None:
+        from infopt.compress.quantize import quantize
+
+        save_model(quantize(fp32, variant), tmp, overwrite=True)
+
+    if (folder / MANIFEST_FILE).exists():  # stale: build_once builds only where no manifest is
+        (folder / MANIFEST_FILE).unlink()
+    return load_model(build_once(folder, build, ready=MANIFEST_FILE))
 
 
 class PromptEncoder:
     """Embeds prompts as unit vectors (float32, [B, dim]); `name` and `dim` identify the embedding space."""
 
-    def __init__(self, model: LoadedModel, variant: str = "fp32", max_length: int = 128) -> None:
+    def __init__(self, model: LoadedModel, name: str, max_length: int = 128) -> None:
         if model.task != "embedding":
             raise ValueError(f"the encoder must be an embedding model, not {model.task}")
         self.model = model
-        self.variant = variant
+        self.name = name
+        """Embedding space id (`MODEL:VARIANT`): indexes and calibrations made with another must not be mixed."""
         self.max_length = max_length
+        from infopt.models import OnnxModel
+
+        self._onnx = model.model if isinstance(model.model, OnnxModel) else None
         self.dim = int(self.encode(["x"]).shape[1])
 
     @classmethod
-    def load(cls, variant: Variant = "onnx-int8") -> PromptEncoder:
-        """The bundled MiniLM-L6 encoder; `onnx-int8` is built and cached on first use."""
-        return cls(_load_variant(variant), variant)
-
-    @property
-    def name(self) -> str:
-        """Embedding space id: indexes and calibrations made with another encoder must not be mixed."""
-        return f"{ENCODER_MODEL}:{self.variant}"
+    def load(cls, name: str = DEFAULT_ENCODER) -> PromptEncoder:
+        """A bundled encoder by name (see the module doc); an onnx-int8 variant is built and cached on first use."""
+        return cls(_load_variant(name), encoder_name(name))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """[B, dim] float32 unit vectors (re-normalised, so quantization error cannot change the norm)."""
         if not texts:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        out = self.model.predict(list(texts), self.max_length)
-        vecs = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
+        if self._onnx is not None:  # numpy end to end: a fifth less time per prompt than through torch
+            batch = self.model.encode(list(texts), self.max_length)
+            hidden = self._onnx.run(**{k: v.numpy() for k, v in batch.items()})  # [B, T, D]
+            mask = batch["attention_mask"].numpy()[..., None].astype(np.float32)  # [B, T, 1]
+            vecs = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        else:
+            out = self.model.predict(list(texts), self.max_length)
+            vecs = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return np.ascontiguousarray(vecs / np.maximum(norms, 1e-12))
 

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -89,6 +89,10 @@ class RedisBackend(Backend):
     def _get(self, key: str) -> bytes | None:
         data = self.client.get(self._key(key))
         return None if data is None else bytes(data)  # type: ignore[arg-type]
+
+    def _get_many(self, keys: Sequence[str], first_only: bool) -> list[bytes | None]:  # one MGET either way
+        found = self.client.mget([self._key(k) for k in keys])
+        return [None if d is None else bytes(d) for d in found]  # type: ignore[arg-type,union-attr]
 
     def _put(self, key: str, data: bytes, expires: float | None, tags: tuple[str, ...]) -> bool:
         ttl_ms = 0 if expires is None else int((expires - time.time()) * 1000)

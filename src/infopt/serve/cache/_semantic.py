@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -23,6 +24,9 @@ from infopt.serve.cache._index import VectorIndex
 from infopt.serve.cache._shadow import ShadowVerifier
 
 __all__ = ["NewEntry", "PayloadStore", "SemanticCache", "SemanticHit"]
+
+RECENT = 32
+"""Prompt embeddings a `SemanticCache` remembers (see `embed`)."""
 
 
 class PayloadStore(Protocol):
@@ -72,7 +76,21 @@ class SemanticCache:
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
         self._entries: dict[tuple[str, str], dict[str, tuple[str, Facts]]] = {}
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
         self.stats = {"lookups": 0, "hits": 0, "vetoed": 0, "below_threshold": 0, "expired": 0}
+
+    def embed(self, prompt: str) -> np.ndarray:
+        """The prompt's unit vector. The last `RECENT` are remembered, so a lookup in two scopes, and the put
+        that follows a miss, run the encoder once."""
+        with self._lock:
+            vec = self._recent.get(prompt)
+        if vec is None:
+            vec = self.encoder.encode_one(prompt)
+            with self._lock:
+                self._recent[prompt] = vec
+                if len(self._recent) > RECENT:
+                    self._recent.popitem(last=False)
+        return vec
 
     @property
     def threshold(self) -> float:
@@ -99,7 +117,7 @@ class SemanticCache:
             return None
         index, entries = self._indexes[ns], self._entries[ns]
         query_facts = extract(prompt)
-        for key, cosine in index.search(self.encoder.encode_one(prompt), self.candidates):
+        for key, cosine in index.search(self.embed(prompt), self.candidates):
             entry = entries.get(key)
             if entry is None:
                 continue
@@ -132,7 +150,7 @@ class SemanticCache:
         enc_name = str(getattr(self.encoder, "name", ""))
         if message.encoder and enc_name and message.encoder != enc_name and embedding is not None:
             embedding = None  # another embedding space: embed it again here
-        vec = self.encoder.encode_one(message.prompt) if embedding is None else embedding
+        vec = self.embed(message.prompt) if embedding is None else embedding
         index, entries = self._namespace(message.tenant, message.fingerprint)
         with self._lock:
             entries[message.key] = (message.prompt, extract(message.prompt))

@@ -11,18 +11,19 @@ from typing import Any
 from infopt._config import check_bool, check_choice, check_int, check_number, field_error
 from infopt.errors import UserError
 from infopt.serve.cache._calibrate import Calibration
+from infopt.serve.cache._encoder import DEFAULT_ENCODER, ENCODERS, encoder_name
 
-__all__ = ["ENCODERS", "SEMANTIC_ENDPOINTS", "SemanticConfig", "bundled_calibration"]
+__all__ = ["SEMANTIC_ENDPOINTS", "SemanticConfig", "bundled_calibration"]
 
-ENCODERS = ("onnx-int8", "fp32")
 SEMANTIC_ENDPOINTS: Mapping[str, str] = {"completions": "/v1/completions", "chat": "/v1/chat/completions",
                                          "classify": "/v1/classify"}
 """The endpoints the semantic tier can answer, by the short name the config uses."""
 
 
-def bundled_calibration() -> Path:
-    """The calibration shipped with infopt (onnx-int8 encoder, 1% false-hit budget at 95% confidence)."""
-    return Path(__file__).parent / "data" / "calibration.json"
+def bundled_calibration(encoder: str = DEFAULT_ENCODER) -> Path:
+    """The calibration shipped with infopt for `encoder` (1% false-hit budget at 95% confidence); infopt ships
+    one for each onnx-int8 encoder."""
+    return Path(__file__).parent / "data" / f"calibration-{encoder_name(encoder).replace(':', '-')}.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +32,9 @@ class SemanticConfig:
 
     enabled: bool = False
     """Run the semantic tier (after exact and prompt missed); also `--semantic-cache`."""
-    encoder: str = "onnx-int8"
-    """Prompt encoder: "onnx-int8" (fast, what the bundled calibration was fitted on) or "fp32"."""
+    encoder: str = DEFAULT_ENCODER
+    """Prompt encoder MODEL:VARIANT: minilm-l3 (fastest) or minilm-l6, onnx-int8 (fast) or fp32 (a bare variant
+    means minilm-l3's); infopt ships calibrations for the onnx-int8 ones."""
     calibration: str | None = None
     """Calibration JSON file (threshold fitted to a false-hit budget; None: the bundled one)."""
     max_false_hit_rate: float = 0.01
@@ -54,6 +56,8 @@ class SemanticConfig:
 
     def __post_init__(self) -> None:
         check_bool(self, "enabled")
+        if isinstance(self.encoder, str):
+            object.__setattr__(self, "encoder", encoder_name(self.encoder))
         check_choice(self, "encoder", ENCODERS)
         if isinstance(self.calibration, Path):
             object.__setattr__(self, "calibration", str(self.calibration))
@@ -91,7 +95,7 @@ class SemanticConfig:
 
     @property
     def calibration_path(self) -> Path:
-        return Path(self.calibration) if self.calibration is not None else bundled_calibration()
+        return Path(self.calibration) if self.calibration is not None else bundled_calibration(self.encoder)
 
     def load_calibration(self) -> Calibration:
         """The calibration file, checked against this config; UserError when unreadable, for another encoder, or
@@ -99,6 +103,14 @@ class SemanticConfig:
         path = self.calibration_path
         try:
             calibration = Calibration.load(path)
+        except FileNotFoundError:
+            if self.calibration is not None:
+                raise UserError(f"The semantic cache calibration {path} does not exist.",
+                                "pass an existing calibration JSON as cache.semantic.calibration (or leave it "
+                                "unset for the bundled one).") from None
+            raise UserError(f"infopt ships no calibration for the encoder {self.encoder!r}.",
+                            f"run `infopt cache calibrate PAIRS.jsonl --encoder {self.encoder} --output FILE` and "
+                            "pass FILE as cache.semantic.calibration, or use an onnx-int8 encoder.") from None
         except OSError as e:
             raise UserError(f"Cannot read the semantic cache calibration {path} ({e.strerror}).",
                             "pass an existing calibration JSON as cache.semantic.calibration (or leave it unset "
@@ -106,11 +118,10 @@ class SemanticConfig:
         except (ValueError, TypeError, KeyError) as e:
             raise UserError(f"{path} is not a semantic cache calibration ({e}).",
                             "pass a file written by `infopt cache calibrate`.") from None
-        expected = f"minilm-l6:{self.encoder}"
-        if calibration.encoder and calibration.encoder != expected:
+        if calibration.encoder and calibration.encoder != self.encoder:
             raise UserError(f"The calibration {path} was fitted on encoder {calibration.encoder!r}, not "
-                            f"{expected!r}: its threshold does not carry over.",
-                            f"set cache.semantic.encoder to {calibration.encoder.split(':')[-1]!r}, or run `infopt "
+                            f"{self.encoder!r}: its threshold does not carry over.",
+                            f"set cache.semantic.encoder to {calibration.encoder!r}, or run `infopt "
                             f"cache calibrate PAIRS.jsonl --encoder {self.encoder} --max-false-hit-rate "
                             f"{self.max_false_hit_rate:g} --output FILE` and pass FILE as cache.semantic.calibration.")
         if self.max_false_hit_rate < calibration.max_false_hit_rate:

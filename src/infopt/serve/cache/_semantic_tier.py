@@ -54,14 +54,14 @@ _encoders: dict[str, Any] = {}
 _encoder_lock = threading.Lock()
 
 
-def load_encoder(variant: str) -> Any:
-    """The bundled `PromptEncoder` of `variant`, loaded once per process (seconds; the first build longer)."""
+def load_encoder(name: str) -> Any:
+    """The bundled `PromptEncoder` `name`, loaded once per process (seconds; the first build longer)."""
     with _encoder_lock:
-        if variant not in _encoders:
+        if name not in _encoders:
             from infopt.serve.cache._encoder import PromptEncoder
 
-            _encoders[variant] = PromptEncoder.load(variant)  # type: ignore[arg-type]
-        return _encoders[variant]
+            _encoders[name] = PromptEncoder.load(name)
+        return _encoders[name]
 
 
 def _finite(value: Any) -> Any:
@@ -212,7 +212,7 @@ class SemanticResponseTier(CacheTier):
         scope = scope_of(request.tenant, self.shared_by_default if shared is None else shared)
         key = self.key(request, scope)
         assert key is not None
-        vec = self.cache.encoder.encode_one(query[0]).astype(np.float16)  # what every process indexes
+        vec = self.cache.embed(query[0]).astype(np.float16)  # what every process indexes
         try:
             entry = Entry.make(key, self.tier, request.fingerprint, scope, tuple(tags), self.ttl_s, model_s,
                                {"prompt": query[0], "ns": query[1], "response": response,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,8 +99,8 @@ class CacheTier:
         return (request.endpoint not in GENERATIVE or self.cache_nondeterministic
                 or deterministic(request.body))
 
-    def _read(self, request: CacheRequest, key: str, scope: str) -> Entry | None:
-        data = self.backend.get(key)
+    def _read(self, request: CacheRequest, key: str, scope: str, data: bytes | None) -> Entry | None:
+        """The entry `data` (what the backend holds under `key`) when it answers `request` in `scope`."""
         if data is None:
             return None
         try:
@@ -122,17 +122,23 @@ class CacheTier:
             return None
         return entry
 
-    def get(self, request: CacheRequest) -> CacheHit | None:
-        """The cached answer to `request` (the tenant's own, else a shared one), or None. Never raises for
-        anything the backend holds or does."""
+    def lookup_keys(self, request: CacheRequest) -> list[tuple[str, str]] | None:
+        """The (key, scope) pairs a lookup of `request` reads, best first (the tenant's own, then shared); None
+        when this tier does not cache it (counted as skipped)."""
         if not self.cacheable(request):
             self.counts.add(skipped=1)
             return None
-        start = time.perf_counter()
+        return [(key, scope) for scope in (scope_of(request.tenant, False), SHARED_SCOPE)
+                if (key := self.key(request, scope)) is not None]
+
+    def answer(self, request: CacheRequest, keys: list[tuple[str, str]], found: Sequence[bytes | None],
+               fetch_s: float = 0.0) -> CacheHit | None:
+        """The hit among what the backend `found` under `keys` (from `lookup_keys`), or None; `fetch_s`: the
+        time the read took, counted in this tier's lookup time."""
+        start = time.perf_counter() - fetch_s
         try:
-            for scope in (scope_of(request.tenant, False), SHARED_SCOPE):
-                key = self.key(request, scope)
-                entry = None if key is None else self._read(request, key, scope)
+            for (key, scope), data in zip(keys, found, strict=True):
+                entry = self._read(request, key, scope, data)
                 if entry is not None:
                     self.counts.add(lookups=1, hits=1, saved_s=entry.model_s)
                     return CacheHit(entry.response(), self.tier, entry.key, entry.created,
@@ -141,6 +147,16 @@ class CacheTier:
             return None
         finally:
             self.counts.add(lookup_s=time.perf_counter() - start)
+
+    def get(self, request: CacheRequest) -> CacheHit | None:
+        """The cached answer to `request` (the tenant's own, else a shared one), or None. Never raises for
+        anything the backend holds or does."""
+        keys = self.lookup_keys(request)
+        if keys is None:
+            return None
+        start = time.perf_counter()
+        found = self.backend.get_many([k for k, _ in keys], first_only=True)
+        return self.answer(request, keys, found, time.perf_counter() - start)
 
     def put(self, request: CacheRequest, response: Any, *, model_s: float = 0.0, tags: Iterable[str] = (),
             shared: bool | None = None) -> bool:
