@@ -137,6 +137,30 @@ def test_a_chat_hit_runs_no_template_or_tokenizer(live: Any, tiny_lm: LoadedMode
     assert again.json()["choices"] == first.json()["choices"]
 
 
+def test_a_chat_hit_is_answered_before_routing_and_a_miss_looked_up_once(live: Any, tiny_lm: LoadedModel,
+                                                                         tmp_path: Path, monkeypatch: Any) -> None:
+    from infopt.serve import _lm_routes
+
+    routed: list[int] = []
+    real = _lm_routes._answer
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        routed.append(1)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(_lm_routes, "_answer", counted)
+    server = live(create_app({"lm": tiny_lm}, config=_config(tmp_path)))
+    first = _chat(server.url)
+    assert first.status_code == 200 and routed == [1]
+    again = _chat(server.url)
+    assert again.headers["x-infopt-cache"] == "exact" and routed == [1], "the hit went through the router"
+    exact = server.app.state.infopt_cache.stack.stats()["tiers"]["exact"]
+    assert (exact["lookups"], exact["hits"], exact["misses"]) == (2, 1, 1)  # the miss was looked up once
+    bad = _chat(server.url, max_tokens="many")  # left to the route, which validates it
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    assert _chat(server.url, logprobs=True).headers.get("x-infopt-cache") is None and routed == [1, 1]
+
+
 def test_admin_purge_and_invalidate(live: Any, tiny_bert_classifier: LoadedModel, tmp_path: Path) -> None:
     server = live(create_app({"clf": tiny_bert_classifier}, config=_config(tmp_path)))
     _classify(server.url, "tagged", headers={"X-Infopt-Cache-Tags": "faq, v1"})

@@ -28,7 +28,7 @@ from infopt.serve._caching import CacheCollector, ResponseCache, SemanticTier
 from infopt.serve._config import ModelSpec, ServeConfig
 from infopt.serve._errors import QueueFull, RequestError, WrongTask
 from infopt.serve._http import ServeMiddleware, guard_logs, info_of, install_handlers
-from infopt.serve._lm_routes import install_lm_routes
+from infopt.serve._lm_routes import install_lm_routes, lm_hit_path
 from infopt.serve._metrics import PROMETHEUS_CONTENT_TYPE
 from infopt.serve._routing import IdentityRouter, Router, classify_outcome, observe_safely, run_mirror, sticky_key
 from infopt.serve._schemas import ClassifyRequest, EmbeddingsRequest
@@ -138,7 +138,7 @@ def create_app(source: ServeConfig | Mapping[str, LoadedModel], *, config: Serve
     install_handlers(app, log_bodies=state.config.log_bodies)
     app.add_middleware(ServeMiddleware, metrics=state.metrics, max_body_bytes=state.config.max_body_bytes,
                        shed=lambda path, raw: _shed(state, path, raw), auth=auth,
-                       log_bodies=state.config.log_bodies)
+                       log_bodies=state.config.log_bodies, hits=lm_hit_path(state, cache))
     if auth is not None:
         state.metrics.auth_reasons()
 

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,10 @@ class RequestInfo:
     """The cache tenant of the request's API key (None: [auth] is off, or an open path)."""
     key: str = ""
     """The name of the request's API key ("" without one)."""
+    cache_key: Any = None
+    """What the caches were asked about before routing (set with `looked_up` by a `HitPath` that missed)."""
+    looked_up: bool = False
+    """The caches were already asked (and missed): the handler does not ask again."""
 
 
 def info_of(request: Request) -> RequestInfo:
@@ -197,20 +201,26 @@ def _json_scope(scope: Scope, body: bytes) -> Scope:
     return {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
 
 
+HitPath = Callable[[Scope, bytes], Awaitable[ASGIApp | None]]
+"""Answers a request from the caches before routing (the answer as an ASGI app), or None: route it."""
+
+
 class ServeMiddleware:
     """Checks the API key when `auth` is given (401 / 403 / 429, before reading the body), caps request bodies at
     `max_body_bytes` (413), refuses what `shed` refuses (429, before any parsing or routing, so an overloaded
-    server says no in microseconds), records requests in `metrics`, and answers 500 (logged without texts unless
-    `log_bodies`) for anything that escapes the handlers."""
+    server says no in microseconds), answers what `hits` finds cached (without the router and its validation
+    layers: a cache hit costs a third less), records requests in `metrics`, and answers 500 (logged without
+    texts unless `log_bodies`) for anything that escapes the handlers."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, shed: Shed | None = None,
-                 auth: Authenticator | None = None, log_bodies: bool = False) -> None:
+                 auth: Authenticator | None = None, log_bodies: bool = False, hits: HitPath | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.shed = shed
         self.auth = auth
         self.log_bodies = log_bodies
+        self.hits = hits
 
     async def _send_error(self, send: Send, status: int, message: str, code: str,
                           headers: Mapping[str, str] | None = None) -> None:
@@ -272,6 +282,7 @@ class ServeMiddleware:
                                        {"Retry-After": str(refused[1].retry_after_s)})
                 return
             replayed = False
+            scope = _json_scope(scope, body)
 
             async def replay() -> Message:
                 nonlocal replayed
@@ -280,7 +291,8 @@ class ServeMiddleware:
                     return {"type": "http.request", "body": body, "more_body": False}
                 return await receive()
 
-            await self.app(_json_scope(scope, body), replay, send_tracked)
+            cached = await self.hits(scope, body) if self.hits is not None else None
+            await (cached or self.app)(scope, replay, send_tracked)
         except _TooLarge:
             info.reason = "body_too_large"
             await self._send_error(send_tracked, 413, f"The request body is over {self.max_body_bytes} bytes.",

@@ -23,12 +23,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Scope
 
 from infopt.errors import InfoptError
 from infopt.serve._caching import CACHE_HEADER, ResponseCache, hit_body
 from infopt.serve._errors import ClientClosed, RequestError, WrongTask, error_code
 from infopt.serve._generate import Sampling
-from infopt.serve._http import error_body, info_of
+from infopt.serve._http import HitPath, error_body, info_of
 from infopt.serve._lm_protocol import LMJob, LMWorker
 from infopt.serve._lm_schemas import ChatCompletionRequest, CompletionRequest
 from infopt.serve._lm_shapes import Logprobs, Shape, replay, sse
@@ -36,7 +38,7 @@ from infopt.serve._served import ServedModel
 from infopt.serve._state import ServerState
 from infopt.serve.cache import CacheHit, CacheRequest
 
-__all__ = ["DEFAULT_CHAT_TOKENS", "DEFAULT_COMPLETION_TOKENS", "install_lm_routes"]
+__all__ = ["DEFAULT_CHAT_TOKENS", "DEFAULT_COMPLETION_TOKENS", "install_lm_routes", "lm_hit_path"]
 
 DEFAULT_COMPLETION_TOKENS = 16
 """`max_tokens` of a completion that does not say (OpenAI's default)."""
@@ -230,10 +232,14 @@ async def _answer(state: ServerState, request: Request, served: ServedModel, wor
     `prepare` the prompt and samplings and generate."""
     endpoint = "/v1/chat/completions" if chat else "/v1/completions"
     logprobs = body.wants_logprobs
-    key = None if logprobs else await cache.request(request, endpoint, body, served)
-    hit = await cache.lookup(key)
-    if hit is not None:
-        return _hit_response(hit, body, chat)
+    info = info_of(request)
+    if info.looked_up:  # the hit path asked the caches before routing, and missed
+        key = info.cache_key
+    else:
+        key = None if logprobs else await cache.request(request, endpoint, body, served)
+        hit = await cache.lookup(key)
+        if hit is not None:
+            return _hit_response(hit, body, chat)
     prompt_ids, samplings = prepare()
     store = _Store(cache, key)
     jobs = worker.submit_all(prompt_ids, samplings)
@@ -261,6 +267,37 @@ async def _answer(state: ServerState, request: Request, served: ServedModel, wor
     out = shape.body(_Choices(jobs, shape, logprobs).bodies(texts), _usage(served, jobs))
     await store(request, out)
     return JSONResponse(out)
+
+
+def lm_hit_path(state: ServerState, cache: ResponseCache) -> HitPath:
+    """The `HitPath` of completions and chat: a request that validates, for a causal LM that is ready, is looked
+    up as its route would look it up; a hit is answered at once (no routing, no second validation), a miss goes
+    on to the route (which does not look again). Anything else (bad body, unknown model, logprobs) is left to
+    the route and its errors."""
+    schemas: dict[str, type[CompletionRequest] | type[ChatCompletionRequest]] = {
+        "/v1/completions": CompletionRequest, "/v1/chat/completions": ChatCompletionRequest}
+
+    async def answer(scope: Scope, raw: bytes) -> ASGIApp | None:
+        schema = schemas.get(scope.get("path", ""))
+        if schema is None or scope.get("method") != "POST" or not cache.enabled:
+            return None
+        try:
+            body = schema.model_validate_json(raw)
+            request = Request(scope)
+            served, _ = _lm(state, request, body.model)
+        except (ValidationError, InfoptError):
+            return None
+        if body.wants_logprobs:
+            return None
+        key = await cache.request(request, scope["path"], body, served)
+        hit = await cache.lookup(key)
+        if hit is not None:
+            return _hit_response(hit, body, schema is ChatCompletionRequest)
+        info = info_of(request)
+        info.cache_key, info.looked_up = key, True
+        return None
+
+    return answer
 
 
 def install_lm_routes(app: FastAPI, state: ServerState, cache: ResponseCache) -> None:
