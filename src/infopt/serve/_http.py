@@ -208,9 +208,9 @@ HitPath = Callable[[Scope, bytes], Awaitable[ASGIApp | None]]
 class ServeMiddleware:
     """Checks the API key when `auth` is given (401 / 403 / 429, before reading the body), caps request bodies at
     `max_body_bytes` (413), refuses what `shed` refuses (429, before any parsing or routing, so an overloaded
-    server says no in microseconds), answers what `hits` finds cached (without the router and its validation
-    layers: a cache hit costs a third less), records requests in `metrics`, and answers 500 (logged without
-    texts unless `log_bodies`) for anything that escapes the handlers."""
+    server says no in microseconds), answers what `hits` finds cached (without FastAPI's router, dependency and
+    validation layers: about a third of the server's CPU samples on an exact hit), records requests in `metrics`,
+    and answers 500 (logged without texts unless `log_bodies`) for anything that escapes the handlers."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, shed: Shed | None = None,
                  auth: Authenticator | None = None, log_bodies: bool = False, hits: HitPath | None = None) -> None:

@@ -56,6 +56,9 @@ _encoder_lock = threading.Lock()
 
 def load_encoder(name: str) -> Any:
     """The bundled `PromptEncoder` `name`, loaded once per process (seconds; the first build longer)."""
+    from infopt.serve.cache._encoder import encoder_name
+
+    name = encoder_name(name)  # a bare variant and its full name are one encoder
     with _encoder_lock:
         if name not in _encoders:
             from infopt.serve.cache._encoder import PromptEncoder

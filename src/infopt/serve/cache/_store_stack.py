@@ -9,7 +9,6 @@ operations over all of them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,7 +17,7 @@ from infopt.serve.cache._backend_sqlite import SQLiteBackend
 from infopt.serve.cache._backends import Backend, MemoryBackend
 from infopt.serve.cache._exact import ExactCache, PromptCache
 from infopt.serve.cache._store_config import CacheConfig
-from infopt.serve.cache._tiers import CacheHit, CacheRequest, CacheTier
+from infopt.serve.cache._tiers import CacheHit, CacheRequest, CacheTier, read_tiers
 
 __all__ = ["CacheStack", "open_backend"]
 
@@ -57,22 +56,9 @@ class CacheStack:
         return [t for t in (self.exact, self.prompt) if t is not None]
 
     def get(self, request: CacheRequest) -> CacheHit | None:
-        """The first hit of the exact, then the prompt tier, or None. The keys both tiers could answer from are
-        read in one backend call (one Redis round trip, not four; none for an exact hit in a local front). Only
-        the best present key is sure to be read: when its entry is no answer (corrupt, another model's), the
-        lookup is a miss, never a worse answer."""
-        wanted = [(tier, keys) for tier in self.tiers if (keys := tier.lookup_keys(request)) is not None]
-        if not wanted:
-            return None
-        start = time.perf_counter()
-        found = iter(self.backend.get_many([key for _, keys in wanted for key, _ in keys], first_only=True))
-        fetch_s = time.perf_counter() - start
-        for tier, keys in wanted:
-            hit = tier.answer(request, keys, [next(found) for _ in keys], fetch_s)
-            if hit is not None:
-                return hit
-            fetch_s = 0.0  # counted once, in the first tier's lookup time
-        return None
+        """The first hit of the exact, then the prompt tier, or None; both tiers' keys are read in one backend
+        call (see `read_tiers`)."""
+        return read_tiers(self.backend, self.tiers, request)
 
     def put(self, request: CacheRequest, response: Any, *, model_s: float = 0.0, tags: Iterable[str] = (),
             shared: bool | None = None) -> bool:

@@ -16,7 +16,7 @@ from infopt.serve.cache._backends import Backend
 from infopt.serve.cache._keys import GENERATIVE, SHARED_SCOPE, deterministic, scope_of
 from infopt.serve.cache._store import CorruptEntry, Entry
 
-__all__ = ["CacheHit", "CacheRequest", "CacheTier", "TierStats"]
+__all__ = ["CacheHit", "CacheRequest", "CacheTier", "TierStats", "read_tiers"]
 
 
 @dataclass(frozen=True)
@@ -151,12 +151,7 @@ class CacheTier:
     def get(self, request: CacheRequest) -> CacheHit | None:
         """The cached answer to `request` (the tenant's own, else a shared one), or None. Never raises for
         anything the backend holds or does."""
-        keys = self.lookup_keys(request)
-        if keys is None:
-            return None
-        start = time.perf_counter()
-        found = self.backend.get_many([k for k, _ in keys], first_only=True)
-        return self.answer(request, keys, found, time.perf_counter() - start)
+        return read_tiers(self.backend, [self], request)
 
     def put(self, request: CacheRequest, response: Any, *, model_s: float = 0.0, tags: Iterable[str] = (),
             shared: bool | None = None) -> bool:
@@ -199,3 +194,22 @@ class CacheTier:
         entries, size = self.backend.usage(f"tier:{self.tier}")
         return {"tier": self.tier, **self.counts.to_json(), "entries": entries, "bytes": size,
                 "ttl_s": self.ttl_s, "backend": self.backend.health()}
+
+
+def read_tiers(backend: Backend, tiers: Sequence[CacheTier], request: CacheRequest) -> CacheHit | None:
+    """The first hit of `tiers` (in order) for `request`, or None. Every key they could answer from is read in one
+    `backend` call (one Redis round trip; none for a hit in a local front). Only the best present key is sure to
+    be read: when its entry is no answer (corrupt, another model's), the lookup is a miss, never a worse answer.
+    The read's time counts in the first tier's lookup time."""
+    wanted = [(tier, keys) for tier in tiers if (keys := tier.lookup_keys(request)) is not None]
+    if not wanted:
+        return None
+    start = time.perf_counter()
+    found = iter(backend.get_many([key for _, keys in wanted for key, _ in keys], first_only=True))
+    fetch_s = time.perf_counter() - start
+    for tier, keys in wanted:
+        hit = tier.answer(request, keys, [next(found) for _ in keys], fetch_s)
+        if hit is not None:
+            return hit
+        fetch_s = 0.0
+    return None
