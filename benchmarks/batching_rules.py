@@ -1,18 +1,20 @@
-"""Which requests a batcher should take, measured in-process on the real int8 teacher (no HTTP): a simulated closed
-loop of N clients, each sending a random Rotten Tomatoes text when its last one is answered, under two taking rules:
+"""Which requests a batcher should take, measured in-process on the real int8 teacher (no HTTP): a closed loop of N
+clients, each sending a random Rotten Tomatoes text when its last one is answered, under two taking rules:
 
-- `fcfs`: the first `cap` queued items in arrival order, then grouped by length (what `Batcher._take` does today);
-- `oldest`: every queued item grouped by length (`group_by_length`, groups of at most `cap`), then the group of the
-  oldest request runs (no starvation: the oldest always runs next).
+- `fcfs`: the first `cap` queued items in arrival order, then grouped by length (the rule before `Batcher` took
+  from the whole queue; simulated here);
+- `batcher`: the real `infopt.serve.Batcher` with `max_batch_size=cap` (every waiting item grouped by length, the
+  group of the oldest request runs next), driven by N asyncio clients.
 
     .venv/bin/python benchmarks/batching_rules.py [--clients 32] [--items 1500]
 
-Prints items/s per rule and the share of the model's in-process ceiling (best sorted batch of 1, 8, 16, 32).
+Prints items/s per rule and cap and the share of the model's in-process ceiling (best sorted batch of 1, 8, 16, 32).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import tempfile
 import time
@@ -23,37 +25,46 @@ from _machine import cpu_name  # benchmarks/ is on sys.path when run as a script
 from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
 from infopt.models import LoadedModel, load_model, save_model
-from infopt.serve._batcher import PAD_BUDGET, group_by_length
+from infopt.serve import Batcher, BatchingConfig, group_by_length
 
-RULES = (("fcfs", 16, PAD_BUDGET), ("oldest", 16, PAD_BUDGET), ("oldest", 8, 128), ("oldest", 8, PAD_BUDGET),
-         ("oldest", 4, PAD_BUDGET))
+RULES = (("fcfs", 16), ("batcher", 4), ("batcher", 8), ("batcher", 16), ("batcher", 32))
 
 
-def closed_loop(model: LoadedModel, texts: list[str], lengths: dict[str, int], rule: str, cap: int, pad: int,
-                clients: int, items: int, seed: int = 0) -> float:
-    """Items/s of `clients` closed-loop clients under `rule`."""
-    rng = random.Random(seed)
-    queue = [(i, rng.choice(texts)) for i in range(clients)]  # (arrival order, text)
-    arrived, done = clients, 0
+def fcfs(model: LoadedModel, texts: list[str], lengths: dict[str, int], cap: int, clients: int, items: int) -> float:
+    """Items/s of `clients` simulated closed-loop clients when the first `cap` queued items run, grouped by length."""
+    rng = random.Random(0)
+    queue = [rng.choice(texts) for _ in range(clients)]
+    done = 0
     start = time.perf_counter()
     while done < items:
-        if rule == "fcfs":
-            finished = queue[:cap]
-            for group in group_by_length([lengths[t] for _, t in finished], cap, pad):
-                model.predict([finished[i][1] for i in group])
-            queue = queue[cap:]
-        else:
-            groups = group_by_length([lengths[t] for _, t in queue], cap, pad)
-            oldest = min(range(len(queue)), key=lambda i: queue[i][0])
-            chosen = set(next(g for g in groups if oldest in g))
-            finished = [queue[i] for i in sorted(chosen)]
-            model.predict([t for _, t in finished])
-            queue = [q for i, q in enumerate(queue) if i not in chosen]
-        done += len(finished)
-        for _ in finished:
-            queue.append((arrived, rng.choice(texts)))
-            arrived += 1
+        taken, queue = queue[:cap], queue[cap:]
+        for group in group_by_length([lengths[t] for t in taken], cap):
+            model.predict([taken[i] for i in group])
+        done += len(taken)
+        queue += [rng.choice(texts) for _ in taken]
     return done / (time.perf_counter() - start)
+
+
+async def batcher(model: LoadedModel, texts: list[str], lengths: dict[str, int], cap: int, clients: int,
+                  items: int) -> float:
+    """Items/s of `clients` asyncio clients sending one text at a time through a real `Batcher`."""
+    b: Batcher[str, object] = Batcher(model.predict, BatchingConfig(max_batch_size=cap, max_queue=clients),
+                                      length=lengths.__getitem__)
+    b.start()
+    rng = random.Random(0)
+    sent = 0
+
+    async def client() -> None:
+        nonlocal sent
+        while sent < items:
+            sent += 1
+            await b.submit([rng.choice(texts)])
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    rate = sent / (time.perf_counter() - start)
+    await b.drain()
+    return rate
 
 
 def ceiling(model: LoadedModel, texts: list[str]) -> float:
@@ -80,10 +91,13 @@ def main() -> None:
     model.predict(texts[:16])
     top = ceiling(model, texts)
     print(f"CPU: {cpu_name()}; int8 teacher; in-process ceiling {top:.0f} items/s; {args.clients} clients")
-    print("| rule | cap | pad budget | items/s | of the ceiling |\n|---|---|---|---|---|")
-    for rule, cap, pad in RULES:
-        rate = closed_loop(model, texts, lengths, rule, cap, pad, args.clients, args.items)
-        print(f"| {rule} | {cap} | {pad} | {rate:.0f} | {rate / top:.0%} |", flush=True)
+    print("| rule | cap | items/s | of the ceiling |\n|---|---|---|---|")
+    for rule, cap in RULES:
+        if rule == "fcfs":
+            rate = fcfs(model, texts, lengths, cap, args.clients, args.items)
+        else:
+            rate = asyncio.run(batcher(model, texts, lengths, cap, args.clients, args.items))
+        print(f"| {rule} | {cap} | {rate:.0f} | {rate / top:.0%} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from _machine import (  # benchmarks/ is on sys.path when run as a script
     raw_post,
     wait_ready,
 )
+from batching_rules import batcher  # benchmarks/ is on sys.path when run as a script
 
 from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
@@ -59,6 +60,14 @@ def ceiling(model: LoadedModel, texts: list[str]) -> tuple[float, int, dict[int,
         per_size[bs] = len(order) / (time.perf_counter() - t0)
     best = max(per_size, key=lambda k: per_size[k])
     return per_size[best], best, per_size
+
+
+def chosen_batch_size(model: LoadedModel, texts: list[str], clients: int) -> tuple[int, dict[int, float]]:
+    """The `max_batch_size` to serve with: the best items/s of the real `Batcher` in-process, `clients` closed-loop
+    clients, over caps 4 to 32 (the queue is grouped by length, so the best cap is not the ceiling's batch size)."""
+    lengths = {t: len(model.tokenizer(t)["input_ids"]) for t in texts}
+    rates = {cap: asyncio.run(batcher(model, texts, lengths, cap, clients, 800)) for cap in (4, 8, 16, 32)}
+    return max(rates, key=lambda k: rates[k]), rates
 
 
 def in_process_p50_ms(model: LoadedModel, texts: list[str], n: int = 200) -> float:
@@ -252,11 +261,14 @@ def main() -> None:
     for label, path in (("fp32 teacher", work / "fp32"), ("onnx-int8", int8_path)):
         model = load_model(path)
         best, best_bs, per_size = ceiling(model, texts)
+        cap, per_cap = chosen_batch_size(model, texts, args.clients)
         p50_in = in_process_p50_ms(model, texts)
         del model
         print(f"\n{label}: in-process items/s by batch size " +
               ", ".join(f"{k}: {v:.0f}" for k, v in per_size.items()) + f" -> ceiling {best:.0f} at {best_bs}")
-        with infopt_server(path, best_bs) as (url, _):
+        print(f"{label}: in-process Batcher, {args.clients} clients, items/s by max_batch_size " +
+              ", ".join(f"{k}: {v:.0f}" for k, v in per_cap.items()) + f" -> served with max_batch_size {cap}")
+        with infopt_server(path, cap) as (url, _):
             load_raw(url, texts, args.clients, 200, 5)  # warm-up
             ours = load_raw(url, texts, args.clients, args.requests, args.duration)
             ours_httpx = load(url, texts, args.clients, args.requests, args.duration)
@@ -271,17 +283,17 @@ def main() -> None:
                 load_raw(url, texts, args.clients, 200, 10)
                 ray = load_raw(url, texts, args.clients, args.requests, args.duration)
                 ray_one = load_raw(url, texts, 1, 100, 20)
-        rows.append((label, best, best_bs, ours, ours_b1, ray, one_on, one_off, p50_in, ray_one, ours_httpx))
+        rows.append((label, best, cap, ours, ours_b1, ray, one_on, one_off, p50_in, ray_one, ours_httpx))
     print(f"\n{args.clients} concurrent clients, closed loop, 1 text per request, raw HTTP/1.1 client; items/s "
           "(last column: the same server under `infopt loadtest`'s httpx client, whose CPU competes with it):")
-    print("| model | ceiling (in-process, best batch) | infopt serve, batching | share of ceiling | "
+    print("| model | ceiling (in-process, best batch) | infopt serve, batching (max_batch_size) | share of ceiling | "
           "infopt serve, max_batch_size=1 | gain of batching | Ray Serve @serve.batch | infopt / Ray | "
           "mean batch (infopt) | batching, httpx client |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, best, bs, ours, b1, ray, *_, ours_httpx in rows:
         ray_s = f"{ray['items_per_s']:.0f}" if ray else "-"
         ratio = f"{ours['items_per_s'] / ray['items_per_s']:.2f}x" if ray else "-"
-        print(f"| {label} | {best:.0f} (batch {bs}) | {ours['items_per_s']:.0f} | {ours['items_per_s'] / best:.0%} | "
+        print(f"| {label} | {best:.0f} | {ours['items_per_s']:.0f} ({bs}) | {ours['items_per_s'] / best:.0%} | "
               f"{b1['items_per_s']:.0f} | {ours['items_per_s'] / b1['items_per_s']:.2f}x | {ray_s} | {ratio} | "
               f"{ours['mean_batch']:.1f} | {ours_httpx['items_per_s']:.0f} |")
     print("\none client, p50 ms:")

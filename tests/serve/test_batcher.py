@@ -85,6 +85,25 @@ def test_takes_everything_queued_up_to_max_batch_size() -> None:
     run(main())
 
 
+def test_groups_the_whole_queue_and_runs_the_oldest_first() -> None:
+    async def main() -> None:
+        fake = Fake(blocked=True)
+        b = await _started(fake, max_batch_size=4)
+        first = asyncio.ensure_future(b.submit([0]))
+        await _wait_entered(fake)
+        # long and short requests interleaved, the oldest one long: the long ones form one group and run first
+        # (the oldest request's), the short ones wait for the next batch instead of being padded to 400 tokens
+        lengths = [400, 10, 401, 11, 402, 12, 13]
+        rest = [asyncio.ensure_future(b.submit([n])) for n in lengths]
+        await asyncio.sleep(0.01)
+        fake.release.set()
+        assert await first == [0] and [await r for r in rest] == [[2 * n] for n in lengths]
+        assert fake.batches == [[0], [400, 401, 402], [10, 11, 12, 13]]
+        await b.drain()
+
+    run(main())
+
+
 def test_results_in_order_across_length_groups() -> None:
     async def main() -> None:
         fake = Fake()

@@ -1,9 +1,10 @@
 """Dynamic batching without HTTP: one bounded queue and one worker per model.
 
-Whenever the model is free, the worker takes every queued request (first come, first served) up to
-`max_batch_size` items, sorts the items by length, cuts them into groups of similar length and runs each group
-in one call of `run_batch` on the model's own thread (so the event loop never blocks on inference). A lone
-request at low load runs at once (`max_wait_ms` 0). A full queue raises `QueueFull` (429), a request that gets
+Whenever the model is free, the worker groups the items waiting in the queue by length (`group_by_length`, groups
+of at most `max_batch_size`) and runs the group that holds the oldest request's item, in one call of `run_batch`
+on the model's own thread (so the event loop never blocks on inference). Taking from the whole queue gives tighter
+groups than taking the first `max_batch_size` items, and the oldest request always runs next, so none starves. A
+lone request at low load runs at once (`max_wait_ms` 0). A full queue raises `QueueFull` (429), a request that gets
 no result within `timeout_s` raises `QueueTimeout` (504), and after `drain()` new requests raise `Unavailable`.
 """
 
@@ -22,7 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from infopt.serve._config import BatchingConfig
 from infopt.serve._errors import QueueFull, QueueTimeout, Unavailable
 
-__all__ = ["PAD_BUDGET", "BatchObserver", "Batcher", "group_by_length", "stop_worker"]
+__all__ = ["LOOKAHEAD", "PAD_BUDGET", "BatchObserver", "Batcher", "group_by_length", "stop_worker"]
 
 
 async def stop_worker(name: str, task: asyncio.Task[Any] | None, wake: asyncio.Event | None,
@@ -46,6 +47,9 @@ R = TypeVar("R")
 
 PAD_BUDGET = 256
 """Padding tokens a group may gain from one longer item before that item starts a group of its own."""
+
+LOOKAHEAD = 8
+"""The worker groups at most this many batches' worth of waiting items (in arrival order) to pick the next one."""
 
 
 class BatchObserver(Protocol):
@@ -84,9 +88,17 @@ def group_by_length(lengths: Sequence[int], max_batch_size: int, pad_budget: int
 @dataclass(eq=False)
 class _Request(Generic[T, R]):
     items: list[T]
+    lengths: list[int]
     future: asyncio.Future[list[R]]
     enqueued: float = field(default_factory=time.perf_counter)
+    waiting: list[int] = field(init=False)  # indices of the items not taken yet
     results: dict[int, R] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.waiting = list(range(len(self.items)))
+
+
+_Member = tuple[_Request[T, R], int]  # a request and the index of one of its items
 
 
 class Batcher(Generic[T, R]):
@@ -140,7 +152,7 @@ class Batcher(Generic[T, R]):
         if full is not None:
             raise full
         loop = asyncio.get_running_loop()
-        request: _Request[T, R] = _Request(list(items), loop.create_future())
+        request: _Request[T, R] = _Request(list(items), [self.length(x) for x in items], loop.create_future())
         self._pending.append(request)
         self.observer.queue_depth(self.name, len(self._pending))
         assert self._wake is not None
@@ -182,24 +194,26 @@ class Batcher(Generic[T, R]):
 
     # ------------------------------------------------------------ worker
 
-    def _take(self) -> list[_Request[T, R]]:
-        """Queued requests, first come first served, up to max_batch_size items (always at least one)."""
-        taken: list[_Request[T, R]] = []
-        n = 0
-        while self._pending:
-            request = self._pending[0]
-            if request.future.done():  # timed out or cancelled while queued
-                self._pending.popleft()
-                continue
-            if taken and n + len(request.items) > self.config.max_batch_size:
-                break
-            taken.append(self._pending.popleft())
-            n += len(request.items)
+    def _take(self) -> list[_Member[T, R]]:
+        """The next group to run: waiting items grouped by length, the (shortest) group with the oldest request's item.
+
+        Requests with nothing left waiting leave the queue; timed-out or cancelled ones are dropped."""
+        live = [r for r in self._pending if not r.future.done()]
+        flat = [(r, i) for r in live for i in r.waiting][: LOOKAHEAD * self.config.max_batch_size]
+        rank = {id(r): k for k, r in enumerate(live)}
+        groups = group_by_length([r.lengths[i] for r, i in flat], self.config.max_batch_size)
+        group = [flat[j] for j in min(groups, key=lambda g: rank[id(flat[min(g)][0])])] if groups else []
+        now = time.perf_counter()
+        for request, i in group:
+            if len(request.waiting) == len(request.items):  # its first item leaves the queue
+                self.observer.queue_wait(self.name, now - request.enqueued)
+            request.waiting.remove(i)
+        self._pending = deque(r for r in live if r.waiting)
         self.observer.queue_depth(self.name, len(self._pending))
-        return taken
+        return group
 
     def _queued_items(self) -> int:
-        return sum(len(r.items) for r in self._pending if not r.future.done())
+        return sum(len(r.waiting) for r in self._pending if not r.future.done())
 
     async def _wait_for_more(self) -> None:
         """Up to max_wait_ms after the first request, while the next batch is not full."""
@@ -226,37 +240,32 @@ class Batcher(Generic[T, R]):
                 await self._wake.wait()
             if self.config.max_wait_ms > 0:
                 await self._wait_for_more()
-            taken = self._in_flight = self._take()
-            now = time.perf_counter()
-            for request in taken:
-                self.observer.queue_wait(self.name, now - request.enqueued)
+            group = self._take()
+            self._in_flight = [r for r, _ in group]
             try:
-                flat = [(r, i, item) for r in taken for i, item in enumerate(r.items)]
-                for group in group_by_length([self.length(x) for _, _, x in flat], self.config.max_batch_size):
-                    members = [flat[i] for i in group if not flat[i][0].future.done()]
-                    if members:
-                        await self._run_group(loop, members)
+                if group:
+                    await self._run_group(loop, group)
             except Exception as e:  # a bug here must not leave requests hanging until their timeout
                 log.exception("batcher of model %r failed", self.name)
-                for request in taken:
+                for request in self._in_flight:
                     if not request.future.done():
                         request.future.set_exception(e)
 
-    async def _run_group(self, loop: asyncio.AbstractEventLoop, members: list[tuple[_Request[T, R], int, T]]) -> None:
+    async def _run_group(self, loop: asyncio.AbstractEventLoop, members: list[_Member[T, R]]) -> None:
         start = time.perf_counter()
         try:
-            results: Any = await loop.run_in_executor(self._executor, self.run_batch, [x for _, _, x in members])
+            results: Any = await loop.run_in_executor(self._executor, self.run_batch, [r.items[i] for r, i in members])
             if len(results) != len(members):
                 raise RuntimeError(f"run_batch returned {len(results)} results for {len(members)} items")
         except Exception as e:
-            for request, _, _ in members:
+            for request, _ in members:
                 if not request.future.done():
                     request.future.set_exception(e)
             return
         seconds = time.perf_counter() - start
         self._batch_s = seconds if self._batch_s == 0 else 0.8 * self._batch_s + 0.2 * seconds
         self.observer.batch(self.name, len(members), seconds)
-        for (request, i, _), result in zip(members, results, strict=True):
+        for (request, i), result in zip(members, results, strict=True):
             request.results[i] = result
             if len(request.results) == len(request.items) and not request.future.done():
                 request.future.set_result([request.results[j] for j in range(len(request.items))])
