@@ -36,7 +36,7 @@ from _machine import (  # benchmarks/ is on sys.path when run as a script
     raw_post,
     wait_ready,
 )
-from batching_rules import batcher  # benchmarks/ is on sys.path when run as a script
+from batching_rules import batcher, ceiling, token_lengths  # benchmarks/ is on sys.path when run as a script
 
 from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
@@ -44,28 +44,11 @@ from infopt.models import LoadedModel, load_model, save_model
 from infopt.serve import LoadtestConfig, run_loadtest
 from infopt.serve._loadreport import batch_histogram, parse_histogram
 
-BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
-
-
-def ceiling(model: LoadedModel, texts: list[str]) -> tuple[float, int, dict[int, float]]:
-    """Best in-process items/s over batch sizes 1..64, batches of texts of similar length (tokenization included)."""
-    order = sorted(texts, key=len)
-    per_size = {}
-    for bs in BATCH_SIZES:
-        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-        model.predict(batches[len(batches) // 2])  # warm-up
-        t0 = time.perf_counter()
-        for b in batches:
-            model.predict(b)
-        per_size[bs] = len(order) / (time.perf_counter() - t0)
-    best = max(per_size, key=lambda k: per_size[k])
-    return per_size[best], best, per_size
-
 
 def chosen_batch_size(model: LoadedModel, texts: list[str], clients: int) -> tuple[int, dict[int, float]]:
     """The `max_batch_size` to serve with: the best items/s of the real `Batcher` in-process, `clients` closed-loop
     clients, over caps 4 to 32 (the queue is grouped by length, so the best cap is not the ceiling's batch size)."""
-    lengths = {t: len(model.tokenizer(t)["input_ids"]) for t in texts}
+    lengths = token_lengths(model, texts)
     rates = {cap: asyncio.run(batcher(model, texts, lengths, cap, clients, 800)) for cap in (4, 8, 16, 32)}
     return max(rates, key=lambda k: rates[k]), rates
 
