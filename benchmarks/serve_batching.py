@@ -173,6 +173,28 @@ async def _closed(url: str, texts: list[str], clients: int, requests: int, durat
             "p95": float(np.percentile(lat, 95)), "errors": errors}
 
 
+def one_client(urls: list[str], texts: list[str], rounds: int = 6, per_round: int = 40) -> list[dict[str, float]]:
+    """One client's p50 ms against each server, in alternating rounds (so drift on this VM hits them alike), and
+    the servers' own p50 (their Server-Timing header)."""
+    async def run() -> list[dict[str, list[float]]]:
+        conns = [(await connect(url, 1))[0] for url in urls]
+        out: list[dict[str, list[float]]] = [{"client": [], "server": []} for _ in urls]
+        for r in range(rounds):
+            for conn, got in zip(conns, out, strict=True):
+                for i in range(per_round):
+                    text = texts[(r * per_round + i) % len(texts)]
+                    ms, status, headers = await raw_post(conn, "/v1/classify", {"model": "m", "input": [text]})
+                    if status == 200:
+                        got["client"].append(ms)
+                        got["server"].append(float(headers.get(b"server-timing", b";dur=nan").partition(b"dur=")[2]))
+        for _, writer in conns:
+            writer.close()
+        return out
+
+    return [{"p50": float(np.median(o["client"])), "server_p50": float(np.median(o["server"]))}
+            for o in asyncio.run(run())]
+
+
 def load_raw(url: str, texts: list[str], clients: int, requests: int, duration: float) -> dict[str, float]:
     """`_closed`, with the server's mean batch size from its /metrics (infopt only: NaN for Ray)."""
     def batches() -> dict[str, float]:
@@ -251,15 +273,13 @@ def main() -> None:
               ", ".join(f"{k}: {v:.0f}" for k, v in per_size.items()) + f" -> ceiling {best:.0f} at {best_bs}")
         print(f"{label}: in-process Batcher, {args.clients} clients, items/s by max_batch_size " +
               ", ".join(f"{k}: {v:.0f}" for k, v in per_cap.items()) + f" -> served with max_batch_size {cap}")
-        with infopt_server(path, cap) as (url, _):
+        with infopt_server(path, cap) as (url, _), infopt_server(path, 1) as (url_b1, _):
             load_raw(url, texts, args.clients, 200, 5)  # warm-up
             ours = load_raw(url, texts, args.clients, args.requests, args.duration)
             ours_httpx = load(url, texts, args.clients, args.requests, args.duration)
-            one_on = load_raw(url, texts, 1, 200, 20)
-        with infopt_server(path, 1) as (url, _):
-            load_raw(url, texts, args.clients, 200, 5)
-            ours_b1 = load_raw(url, texts, args.clients, args.requests, args.duration)
-            one_off = load_raw(url, texts, 1, 200, 20)
+            load_raw(url_b1, texts, args.clients, 200, 5)
+            ours_b1 = load_raw(url_b1, texts, args.clients, args.requests, args.duration)
+            one_on, one_off = one_client([url, url_b1], texts)
         ray = ray_one = None
         if not args.skip_ray:
             with ray_server(path, best_bs, args.ray_wait_s) as url:
@@ -280,13 +300,13 @@ def main() -> None:
               f"{b1['items_per_s']:.0f} | {ours['items_per_s'] / b1['items_per_s']:.2f}x | {ray_s} | {ratio} | "
               f"{ours['mean_batch']:.1f} | {ours_httpx['items_per_s']:.0f} |")
     print("\none client, p50 ms:")
-    print("| model | in-process | infopt, batching on | batching off | on - off | HTTP overhead (on - in-process) "
-          "| Ray Serve |")
+    print("| model | in-process | infopt, batching on (in the server) | batching off (in the server) | on - off | "
+          "HTTP overhead (on - in-process) | Ray Serve |")
     print("|---|---|---|---|---|---|---|")
     for label, _, _, _, _, _, on, off, p50_in, ray_one, _ in rows:
         ray_s = f"{ray_one['p50']:.2f}" if ray_one else "-"
-        print(f"| {label} | {p50_in:.2f} | {on['p50']:.2f} | {off['p50']:.2f} | {on['p50'] - off['p50']:+.2f} | "
-              f"{on['p50'] - p50_in:+.2f} | {ray_s} |")
+        print(f"| {label} | {p50_in:.2f} | {on['p50']:.2f} ({on['server_p50']:.2f}) | {off['p50']:.2f} "
+              f"({off['server_p50']:.2f}) | {on['p50'] - off['p50']:+.2f} | {on['p50'] - p50_in:+.2f} | {ray_s} |")
     print("\n256 concurrent clients against max_queue=64 (onnx-int8, batch 32), 4 x 2 rounds of 256 requests:")
     o = overload(int8_path, texts)
     print(f"sent {o['sent']}: {o['ok']} ok, {o['429']} refused with 429, {o['other']} other; 429 answered in "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import httpx
@@ -116,6 +117,23 @@ def test_malformed_bodies(server: Any) -> None:
     error_of(httpx.get(server.url + "/nope"), 404, "not_found")
     error_of(httpx.get(server.url + "/v1/classify"), 405, "method_not_allowed")
     assert httpx.get(server.url + "/health").status_code == 200  # still alive
+
+
+def test_every_answer_says_how_long_the_server_took(server: Any) -> None:
+    def took_ms(r: httpx.Response) -> float:
+        name, _, dur = r.headers["server-timing"].partition(";dur=")
+        assert name == "app", r.headers["server-timing"]
+        return float(dur)
+
+    start = time.perf_counter()
+    answers = [post(server, "/v1/classify", {"model": "clf", "input": ["a good film"]}),
+               post(server, "/v1/classify", {"model": "nope", "input": "a"}),
+               httpx.post(server.url + "/v1/classify", content=b"x" * 30_000),
+               httpx.get(server.url + "/health")]
+    client_ms = (time.perf_counter() - start) * 1e3
+    assert [r.status_code for r in answers] == [200, 400, 413, 200]
+    took = [took_ms(r) for r in answers]
+    assert all(t > 0 for t in took) and sum(took) < client_ms, (took, client_ms)
 
 
 def test_metrics_after_requests(server: Any) -> None:

@@ -149,6 +149,28 @@ def test_queue_full() -> None:
     run(main())
 
 
+def test_the_door_admits_what_the_queue_holds_besides_the_running_batch() -> None:
+    async def main() -> None:
+        fake = Fake(blocked=True)
+        b = await _started(fake, max_queue=3, max_batch_size=2)
+        assert [b.admit() for _ in range(3)] == [None] * 3  # not queued yet: the door counts them
+        refused = b.admit()
+        assert isinstance(refused, QueueFull) and refused.http_status == 429
+        b.leave()
+        assert b.admit() is None and isinstance(b.admit(), QueueFull)
+        running = [asyncio.ensure_future(b.submit([i])) for i in (1, 2)]
+        await _wait_entered(fake)  # two requests run: two more places at the door
+        assert [b.admit(), b.admit()] == [None, None] and isinstance(b.admit(), QueueFull)
+        fake.release.set()
+        assert [await r for r in running] == [[2], [4]]
+        for _ in range(8):
+            b.leave()
+        assert b.admit() is None  # never below zero
+        await b.drain()
+
+    run(main())
+
+
 def test_timeout_in_queue_and_in_flight() -> None:
     async def main() -> None:
         fake = Fake(blocked=True)

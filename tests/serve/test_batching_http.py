@@ -74,6 +74,30 @@ def test_queue_full_is_429_with_retry_after(live: Any, gated: Any, tiny_bert_cla
     assert 'infopt_rejections_total{model="clf",reason="queue_full"} 1.0' in httpx.get(server.url + "/metrics").text
 
 
+def test_a_burst_past_the_queue_is_refused_at_the_door(live: Any, gated: Any,
+                                                      tiny_bert_classifier: LoadedModel) -> None:
+    model, gate = gated(tiny_bert_classifier)
+    server = live(create_app({"clf": model}, config=limits(max_batch_size=2, max_queue=4)))
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=httpx.Limits(max_connections=40)) as c:
+            sent = [asyncio.ensure_future(c.post("/v1/classify", json={"model": "clf", "input": f"film {i}"}))
+                    for i in range(24)]
+            deadline = time.monotonic() + 20
+            while sum(f.done() for f in sent) < 18 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            early = [f.result().status_code for f in sent if f.done()]  # answered while the model is held
+            gate.opened.set()
+            assert len(early) >= 18 and set(early) == {429}, early
+            return await asyncio.gather(*sent)
+
+    codes = [r.status_code for r in asyncio.run(burst())]
+    # what the queue holds (4), and the batch held (0 to 2, by when it started), get in; the rest is refused
+    assert 4 <= codes.count(200) <= 6 and codes.count(429) == 24 - codes.count(200), codes
+    assert server.state.models["clf"].batcher._inside == 0
+    assert classify(server.url).status_code == 200
+
+
 def test_queue_timeout_is_504(live: Any, gated: Any, tiny_bert_classifier: LoadedModel) -> None:
     model, gate = gated(tiny_bert_classifier)
     server = live(create_app({"clf": model}, config=limits(max_batch_size=1, timeout_s=0.3)))

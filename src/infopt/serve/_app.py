@@ -26,8 +26,8 @@ from infopt.serve._auth import Authenticator
 from infopt.serve._cache_routes import install_cache_routes
 from infopt.serve._caching import CacheCollector, ResponseCache, SemanticTier
 from infopt.serve._config import ModelSpec, ServeConfig
-from infopt.serve._errors import QueueFull, RequestError, WrongTask
-from infopt.serve._http import ServeMiddleware, guard_logs, info_of, install_handlers
+from infopt.serve._errors import RequestError, WrongTask
+from infopt.serve._http import Admission, ServeMiddleware, guard_logs, info_of, install_handlers
 from infopt.serve._lm_routes import install_lm_routes, lm_hit_path
 from infopt.serve._metrics import PROMETHEUS_CONTENT_TYPE
 from infopt.serve._routing import IdentityRouter, Router, classify_outcome, observe_safely, run_mirror, sticky_key
@@ -88,15 +88,16 @@ async def _infer(state: ServerState, served: ServedModel, encoded: list[Encoded]
     return outputs
 
 
-def _shed(state: ServerState, path: str, raw: bytes) -> tuple[str, QueueFull] | None:
-    """A classify / embeddings request to a model whose queue is full, refused before parsing and routing (cached
-    answers included: under overload the door stays cheap)."""
+def _shed(state: ServerState, path: str, raw: bytes) -> Admission | None:
+    """The door of a classify / embeddings request to a served model, before parsing and routing: refused when its
+    queue is full (cached answers included: under overload the door stays cheap), else counted until answered."""
     if path not in _BATCHED or state.status != "ready":
         return None
     name = _MODEL_FIELD.search(raw[:512])
     served = state.models.get(name.group(1).decode()) if name else None
-    refusal = served.batcher.refusal() if served is not None else None
-    return (served.name, refusal) if served is not None and refusal is not None else None
+    if served is None:
+        return None
+    return Admission(served.name, served.batcher.admit(), served.batcher.leave)
 
 
 def _base64(vector: list[float]) -> str:

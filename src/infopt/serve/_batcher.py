@@ -123,6 +123,8 @@ class Batcher(Generic[T, R]):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infopt-serve-{name}")
         self._in_flight: list[_Request[T, R]] = []
         self._batch_s = 0.0  # moving average of one model call, for Retry-After
+        self._inside = 0  # requests the door admitted and that are not answered yet
+        self._running = 0  # requests with items in the batch being run
 
     # ------------------------------------------------------------ public
 
@@ -173,6 +175,21 @@ class Batcher(Generic[T, R]):
         if len(self._pending) >= self.config.max_queue:
             return QueueFull(self.name, self.config.max_queue, self.retry_after_s())
         return None
+
+    def admit(self) -> QueueFull | None:
+        """The server's door, before a request is parsed: its 429 when the queue is full, or when as many requests
+        as the queue holds are already inside and not running (a burst is refused before any of it reaches the
+        queue); else None, and the request counts as inside until `leave`."""
+        full = self.refusal()
+        if full is None and self._inside - self._running >= self.config.max_queue:
+            full = QueueFull(self.name, self.config.max_queue, self.retry_after_s())
+        if full is None:
+            self._inside += 1
+        return full
+
+    def leave(self) -> None:
+        """An admitted request is answered (or failed)."""
+        self._inside = max(0, self._inside - 1)
 
     def retry_after_s(self) -> int:
         """Whole seconds until the queue has likely room again (at least 1)."""
@@ -242,6 +259,7 @@ class Batcher(Generic[T, R]):
                 await self._wait_for_more()
             group = self._take()
             self._in_flight = [r for r, _ in group]
+            self._running = len({id(r) for r in self._in_flight})
             try:
                 if group:
                     await self._run_group(loop, group)
@@ -250,6 +268,8 @@ class Batcher(Generic[T, R]):
                 for request in self._in_flight:
                     if not request.future.done():
                         request.future.set_exception(e)
+            finally:
+                self._running = 0
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, members: list[_Member[T, R]]) -> None:
         start = time.perf_counter()

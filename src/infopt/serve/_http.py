@@ -1,6 +1,7 @@
 """The thin HTTP plumbing: OpenAI-style error bodies, exception handlers, and one ASGI middleware that checks the
-API key (`[auth]`, before anything else), caps the body size, times every request for the metrics and turns any
-crash into a bare 500.
+API key (`[auth]`, before anything else), caps the body size, times every request for the metrics (and for the
+client: a `Server-Timing: app;dur=MS` header, the milliseconds from the app taking the request to its answer's
+first byte) and turns any crash into a bare 500.
 
 Request and response texts stay out of the logs unless `log_bodies` is on: a crash is logged with its method,
 path, exception types and traceback frames, never an exception's message (which may quote the input); the
@@ -8,6 +9,7 @@ path, exception types and traceback frames, never an exception's message (which 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -27,8 +29,8 @@ from infopt.serve._auth import Authenticator, refusal_headers
 from infopt.serve._errors import AuthRefused, QueueFull, error_code
 from infopt.serve._metrics import Metrics
 
-__all__ = ["ENDPOINTS", "BodyRedactor", "RequestInfo", "ServeMiddleware", "Shed", "error_body", "guard_logs",
-           "install_handlers", "withheld"]
+__all__ = ["ENDPOINTS", "Admission", "BodyRedactor", "RequestInfo", "ServeMiddleware", "Shed", "error_body",
+           "guard_logs", "install_handlers", "withheld"]
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +178,18 @@ class _TooLarge(Exception):
     pass
 
 
-Shed = Callable[[str, bytes], tuple[str, QueueFull] | None]
-"""Asked with (path, body) before routing: `(model, QueueFull)` refuses the request at the door (429)."""
+@dataclass(frozen=True)
+class Admission:
+    """The door's answer for a request to a batched model: `refused` (a 429), else admitted, and `leave` is
+    called once it is answered."""
+
+    model: str
+    refused: QueueFull | None
+    leave: Callable[[], None]
+
+
+Shed = Callable[[str, bytes], Admission | None]
+"""Asked with (path, body) before routing; None: not a request the door counts."""
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -208,7 +220,8 @@ HitPath = Callable[[Scope, bytes], Awaitable[ASGIApp | None]]
 class ServeMiddleware:
     """Checks the API key when `auth` is given (401 / 403 / 429, before reading the body), caps request bodies at
     `max_body_bytes` (413), refuses what `shed` refuses (429, before any parsing or routing, so an overloaded
-    server says no in microseconds), answers what `hits` finds cached (without FastAPI's router, dependency and
+    server says no in microseconds; an admitted request yields once first, so the requests of a burst all meet the
+    door before any of them is parsed), answers what `hits` finds cached (without FastAPI's router, dependency and
     validation layers: about a third of the server's CPU samples on an exact hit), records requests in `metrics`,
     and answers 500 (logged without texts unless `log_bodies`) for anything that escapes the handlers."""
 
@@ -261,9 +274,12 @@ class ServeMiddleware:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
+                took = f"app;dur={(time.perf_counter() - start) * 1e3:.3f}".encode()
+                message = {**message, "headers": [*message.get("headers", ()), (b"server-timing", took)]}
             await send(message)
 
         body: bytes | None = None
+        door: Admission | None = None
         try:
             if self.auth is not None:
                 try:
@@ -275,12 +291,14 @@ class ServeMiddleware:
                 if principal is not None:
                     info.tenant, info.key = principal.tenant, principal.name
             body = await self._read_body(scope, receive)
-            refused = self.shed(scope.get("path", ""), body) if self.shed is not None else None
-            if refused is not None:
-                info.model, info.reason = refused[0], refused[1].code
-                await self._send_error(send_tracked, 429, str(refused[1]), refused[1].code,
-                                       {"Retry-After": str(refused[1].retry_after_s)})
+            door = self.shed(scope.get("path", ""), body) if self.shed is not None else None
+            if door is not None and door.refused is not None:
+                refused, info.model, info.reason, door = door.refused, door.model, door.refused.code, None
+                await self._send_error(send_tracked, 429, str(refused), refused.code,
+                                       {"Retry-After": str(refused.retry_after_s)})
                 return
+            if door is not None:  # admitted: let the requests that came with it meet the door first
+                await asyncio.sleep(0)
             replayed = False
             scope = _json_scope(scope, body)
 
@@ -303,6 +321,8 @@ class ServeMiddleware:
             if not started:
                 await self._send_error(send_tracked, 500, "Internal server error.", "internal_error")
         finally:
+            if door is not None:
+                door.leave()
             path = scope.get("path", "")
             endpoint = path if path in ENDPOINTS else "other"
             self.metrics.request(endpoint, info.model, status, time.perf_counter() - start)
