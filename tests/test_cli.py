@@ -21,6 +21,15 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run([INFOPT, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
+def run_here(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`run` in this process (`main`): the same code and messages without a new interpreter's start-up (seconds);
+    for checks of what a command decides, next to `run`'s checks of what the installed script prints."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["infopt", *args], code, out, err)
+
+
 def assert_user_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -58,32 +67,33 @@ def test_folder_that_is_not_a_model(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_csv_without_the_named_columns(tmp_path: Path, model_dir: Path) -> None:
+def test_csv_without_the_named_columns(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv = tmp_path / "other.csv"
     csv.write_text("a,b\nx,1\ny,0\n")
     out = tmp_path / "report"
-    proc = run("optimize", "--model", str(model_dir), "--data", str(csv), "--text-column", "review",
-               "--label-column", "sentiment", "--output", str(out))
+    proc = run_here(capsys, "optimize", "--model", str(model_dir), "--data", str(csv), "--text-column", "review",
+                    "--label-column", "sentiment", "--output", str(out))
     assert_user_error(proc, "review", "--text-column")
     assert not out.exists()
 
 
-def test_empty_dataset(tmp_path: Path, model_dir: Path) -> None:
+def test_empty_dataset(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv = tmp_path / "empty.csv"
     csv.write_text("review,sentiment\n")
     out = tmp_path / "report"
-    proc = run("optimize", "--model", str(model_dir), "--data", str(csv), "--text-column", "review",
-               "--label-column", "sentiment", "--output", str(out))
+    proc = run_here(capsys, "optimize", "--model", str(model_dir), "--data", str(csv), "--text-column", "review",
+                    "--label-column", "sentiment", "--output", str(out))
     assert_user_error(proc, "empty")
     assert not out.exists()
 
 
-def test_unknown_quantization_scheme(tmp_path: Path, model_dir: Path, reviews_csv: Path) -> None:
+def test_unknown_quantization_scheme(tmp_path: Path, model_dir: Path, reviews_csv: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "q"
     assert_user_error(run("quantize", "--model", str(model_dir), "--scheme", "int3", "--output", str(out)), "int3")
     assert not out.exists()
-    proc = run("optimize", "--model", str(model_dir), "--data", str(reviews_csv), "--text-column", "review",
-               "--label-column", "sentiment", "--recipes", "dynamic-int8,int3", "--output", str(out))
+    proc = run_here(capsys, "optimize", "--model", str(model_dir), "--data", str(reviews_csv), "--text-column",
+                    "review", "--label-column", "sentiment", "--recipes", "dynamic-int8,int3", "--output", str(out))
     assert_user_error(proc, "int3")
     assert not out.exists()
 
@@ -149,26 +159,28 @@ def _writer(cmd: str, model_dir: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.mark.parametrize("cmd", list(WRITERS))
 def test_an_output_folder_with_the_users_files_is_refused_before_any_work(
-    cmd: str, tmp_path: Path, model_dir: Path
+    cmd: str, tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("my notes")
-    assert_user_error(run(*_writer(cmd, model_dir, out)), "notes.txt", "new folder")
+    assert_user_error(run_here(capsys, *_writer(cmd, model_dir, out)), "notes.txt", "new folder")
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "my notes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "tiny"]
 
 
 @pytest.mark.parametrize("cmd", list(WRITERS))
-def test_an_output_file_is_never_replaced(cmd: str, tmp_path: Path, model_dir: Path) -> None:
+def test_an_output_file_is_never_replaced(cmd: str, tmp_path: Path, model_dir: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "results.txt"
     out.write_text("keep me")
-    assert_user_error(run(*_writer(cmd, model_dir, out, "--overwrite")), "is a file")
+    assert_user_error(run_here(capsys, *_writer(cmd, model_dir, out, "--overwrite")), "is a file")
     assert out.read_text() == "keep me"
 
 
 @pytest.mark.parametrize("cmd", ["quantize", "optimize", "prune", "distill"])
 def test_an_output_that_cannot_be_written_is_one_line(cmd: str, model_dir: Path) -> None:
+    # through the installed script, for every writer: nothing else is printed
     assert_user_error(run(*_writer(cmd, model_dir, Path("/proc/nope/x"))), "/proc/nope", "cannot be written")
 
 
