@@ -39,7 +39,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
-from _machine import connect, cpu_name, free_port, raw_post  # benchmarks/ is on sys.path when run as a script
+from _machine import (  # benchmarks/ is on sys.path when run as a script
+    connect,
+    cpu_name,
+    free_port,
+    freeze_gc,
+    raw_post,
+)
 
 from infopt.data import load_text_corpus
 from infopt.serve._lm_schemas import ChatCompletionRequest
@@ -323,6 +329,7 @@ def main() -> None:
         print(f"wrote {3 * len(stored):,} entries (exact, prompt, semantic) in {fill_s:.0f} s; indexing ...")
         index_s = wait_indexed(url, len(stored) + 1, args.index_timeout_s)
         print(f"the server indexed them in {index_s:.0f} s after the writes")
+        freeze_gc()
         with httpx.Client(base_url=url, timeout=300, trust_env=False) as client:
             measure(client, rng.sample(stored, 20) + probes[:5], args.max_tokens)  # warm-up
             snaps = [cache_stats(url)]

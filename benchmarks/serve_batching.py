@@ -33,6 +33,7 @@ from _machine import (  # benchmarks/ is on sys.path when run as a script
     connect,
     cpu_name,
     free_port,
+    freeze_gc,
     raw_post,
     wait_ready,
 )
@@ -269,6 +270,7 @@ def main() -> None:
         cap, per_cap = chosen_batch_size(model, texts, args.clients)
         p50_in = in_process_p50_ms(model, texts)
         del model
+        freeze_gc()
         print(f"\n{label}: in-process items/s by batch size " +
               ", ".join(f"{k}: {v:.0f}" for k, v in per_size.items()) + f" -> ceiling {best:.0f} at {best_bs}")
         print(f"{label}: in-process Batcher, {args.clients} clients, items/s by max_batch_size " +
