@@ -332,3 +332,11 @@ def test_distill_label_mismatch_and_empty_data_exit_2(
     empty.write_text("review,sentiment\n")
     assert main(_args(teacher_folder, empty, tmp_path / "y")) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_teacher_weights_that_are_not_numbers_are_one_line(tmp_path: Path, model_dir: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "student"
+    proc = run_here(capsys, "distill", "--teacher", str(model_dir), "--teacher-weights", "0.5,:", "--output", str(out))
+    assert_user_error(proc, "--teacher-weights", "0.5,:")
+    assert not out.exists()

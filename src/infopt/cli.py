@@ -42,6 +42,17 @@ def _names(text: str | None) -> tuple[str, ...]:
     return tuple(t.strip() for t in (text or "").split(",") if t.strip())
 
 
+def _weights(text: str | None) -> tuple[float, ...] | None:
+    """`--teacher-weights 0.7,0.3` as numbers (None: not given); anything else is one clear error."""
+    if not text:
+        return None
+    try:
+        return tuple(float(w) for w in _names(text))
+    except ValueError:
+        raise UserError(f"--teacher-weights {text!r} is not a comma-separated list of numbers.",
+                        "pass one number per teacher, e.g. --teacher-weights 0.7,0.3.") from None
+
+
 def _run_and_report(args: argparse.Namespace, recipes: tuple[str, ...] | None) -> None:
     from rich.console import Console
 
@@ -169,7 +180,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from infopt.optimize import DistillJob, run_distill_job
     from infopt.train import FinetuneConfig, distributed
 
-    weights = tuple(float(w) for w in _names(args.teacher_weights)) if args.teacher_weights else None
+    weights = _weights(args.teacher_weights)
     train = FinetuneConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr,
                            max_length=args.max_length, seed=args.seed)
     config = DistillConfig(
