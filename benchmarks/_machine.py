@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Conn", "connect", "cpu_name", "free_port", "freeze_gc", "raw_post", "wait_ready"]
+__all__ = ["Conn", "connect", "cpu_name", "free_port", "freeze_gc", "raw_post", "server_timing_ms",
+           "wait_ready"]
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -86,3 +87,8 @@ async def raw_post(conn: Conn, path: str, body: dict[str, Any]) -> tuple[float, 
     else:
         await reader.read()
     return (time.perf_counter() - t0) * 1e3, int(status.split(b" ")[1]), headers
+
+
+def server_timing_ms(headers: dict[bytes, bytes]) -> float:
+    """The server's own time for a request, from its `Server-Timing: app;dur=MS` header (NaN without one)."""
+    return float(headers.get(b"server-timing", b"app;dur=nan").partition(b";dur=")[2])

@@ -45,6 +45,7 @@ from _machine import (  # benchmarks/ is on sys.path when run as a script
     free_port,
     freeze_gc,
     raw_post,
+    server_timing_ms,
 )
 
 from infopt.data import load_text_corpus
@@ -271,11 +272,6 @@ def measure_stdlib(url: str, texts: list[str], max_tokens: int) -> dict[str, lis
             out.setdefault(resp.getheader("x-infopt-cache", "miss"), []).append(ms)
     conn.close()
     return out
-
-
-def server_timing_ms(headers: dict[bytes, bytes]) -> float:
-    """The server's own time for a request, from its `Server-Timing: app;dur=MS` header."""
-    return float(headers.get(b"server-timing", b"app;dur=nan").partition(b";dur=")[2])
 
 
 def measure_raw(url: str, texts: list[str], max_tokens: int) -> dict[str, list[float]]:

@@ -35,6 +35,7 @@ from _machine import (  # benchmarks/ is on sys.path when run as a script
     free_port,
     freeze_gc,
     raw_post,
+    server_timing_ms,
     wait_ready,
 )
 from batching_rules import batcher, ceiling, token_lengths  # benchmarks/ is on sys.path when run as a script
@@ -187,7 +188,7 @@ def one_client(urls: list[str], texts: list[str], rounds: int = 6, per_round: in
                     ms, status, headers = await raw_post(conn, "/v1/classify", {"model": "m", "input": [text]})
                     if status == 200:
                         got["client"].append(ms)
-                        got["server"].append(float(headers.get(b"server-timing", b";dur=nan").partition(b"dur=")[2]))
+                        got["server"].append(server_timing_ms(headers))
         for _, writer in conns:
             writer.close()
         return out
