@@ -1,12 +1,10 @@
 """What every benchmark prints and needs about this machine: the CPU (model, int8/bf16 flags, cores), a free port,
-a wait for a server it started, a raw HTTP/1.1 client light enough not to compete with that server, and a client
-process whose own garbage collector stays out of what it measures."""
+a wait for a server it started, and a raw HTTP/1.1 client light enough not to compete with that server."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import platform
@@ -16,8 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Conn", "connect", "cpu_name", "free_port", "freeze_gc", "raw_post", "server_timing_ms",
-           "wait_ready"]
+__all__ = ["Conn", "connect", "cpu_name", "free_port", "raw_post", "server_timing_ms", "wait_ready"]
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -29,13 +26,6 @@ def cpu_name() -> str:
                  platform.processor() or "unknown CPU")
     flags = [f for f in ("avx512_vnni", "amx_int8", "avx512_bf16") if f in info]
     return f"{model} ({', '.join(flags) or 'AVX2, no VNNI'}), {os.cpu_count()} cores"
-
-
-def freeze_gc() -> None:
-    """Take this process's objects out of Python's full garbage-collector sweeps before it measures: with torch
-    loaded one sweep takes about 250 ms, which would land in a client's latency (`infopt serve` does the same)."""
-    gc.collect()
-    gc.freeze()
 
 
 def free_port() -> int:

@@ -33,7 +33,6 @@ from _machine import (  # benchmarks/ is on sys.path when run as a script
     connect,
     cpu_name,
     free_port,
-    freeze_gc,
     raw_post,
     server_timing_ms,
     wait_ready,
@@ -44,6 +43,7 @@ from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
 from infopt.models import LoadedModel, load_model, save_model
 from infopt.serve import LoadtestConfig, run_loadtest
+from infopt.serve._launch import freeze_startup
 from infopt.serve._loadreport import batch_histogram, parse_histogram
 
 
@@ -271,7 +271,7 @@ def main() -> None:
         cap, per_cap = chosen_batch_size(model, texts, args.clients)
         p50_in = in_process_p50_ms(model, texts)
         del model
-        freeze_gc()
+        freeze_startup()  # this client's own GC sweeps stay out of what it measures
         print(f"\n{label}: in-process items/s by batch size " +
               ", ".join(f"{k}: {v:.0f}" for k, v in per_size.items()) + f" -> ceiling {best:.0f} at {best_bs}")
         print(f"{label}: in-process Batcher, {args.clients} clients, items/s by max_batch_size " +

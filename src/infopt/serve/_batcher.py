@@ -121,10 +121,9 @@ class Batcher(Generic[T, R]):
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infopt-serve-{name}")
-        self._in_flight: list[_Request[T, R]] = []
+        self._in_flight: list[_Request[T, R]] = []  # the requests with items in the batch being run (each once)
         self._batch_s = 0.0  # moving average of one model call, for Retry-After
         self._inside = 0  # requests the door admitted and that are not answered yet
-        self._running = 0  # requests with items in the batch being run
 
     # ------------------------------------------------------------ public
 
@@ -170,9 +169,10 @@ class Batcher(Generic[T, R]):
                 self._pending.remove(request)
                 self.observer.queue_depth(self.name, len(self._pending))
 
-    def refusal(self) -> QueueFull | None:
-        """The 429 a new request gets now (the queue is full), else None."""
-        if len(self._pending) >= self.config.max_queue:
+    def refusal(self, waiting: int = 0) -> QueueFull | None:
+        """The 429 a new request gets now (the queue, or the `waiting` requests the caller knows of, fill it), else
+        None."""
+        if max(len(self._pending), waiting) >= self.config.max_queue:
             return QueueFull(self.name, self.config.max_queue, self.retry_after_s())
         return None
 
@@ -180,9 +180,7 @@ class Batcher(Generic[T, R]):
         """The server's door, before a request is parsed: its 429 when the queue is full, or when as many requests
         as the queue holds are already inside and not running (a burst is refused before any of it reaches the
         queue); else None, and the request counts as inside until `leave`."""
-        full = self.refusal()
-        if full is None and self._inside - self._running >= self.config.max_queue:
-            full = QueueFull(self.name, self.config.max_queue, self.retry_after_s())
+        full = self.refusal(waiting=self._inside - len(self._in_flight))
         if full is None:
             self._inside += 1
         return full
@@ -258,8 +256,7 @@ class Batcher(Generic[T, R]):
             if self.config.max_wait_ms > 0:
                 await self._wait_for_more()
             group = self._take()
-            self._in_flight = [r for r, _ in group]
-            self._running = len({id(r) for r in self._in_flight})
+            self._in_flight = list({id(r): r for r, _ in group}.values())
             try:
                 if group:
                     await self._run_group(loop, group)
@@ -269,7 +266,7 @@ class Batcher(Generic[T, R]):
                     if not request.future.done():
                         request.future.set_exception(e)
             finally:
-                self._running = 0
+                self._in_flight = []
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, members: list[_Member[T, R]]) -> None:
         start = time.perf_counter()

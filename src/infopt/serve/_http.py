@@ -325,7 +325,9 @@ class ServeMiddleware:
             body = await self._read_body(scope, receive)
             door = self.shed(scope.get("path", ""), body) if self.shed is not None else None
             if door is not None and door.refused is not None:
-                refused, info.model, info.reason, door = door.refused, door.model, door.refused.code, None
+                refused = door.refused
+                info.model, info.reason = door.model, refused.code
+                door = None  # not admitted: nothing to leave
                 await self._send_error(send_tracked, 429, str(refused), refused.code,
                                        {"Retry-After": str(refused.retry_after_s)})
                 return

@@ -100,7 +100,8 @@ def freeze_startup() -> int:
     """Collect, then take every object alive now (libraries, models, encoder) out of the garbage collector's full
     sweeps, which then traverse only what serving made. With the int8 teacher loaded, one full sweep of a server
     process took 250 ms (478k objects), a stall of every request in flight; after this, under 1 ms. Returns the
-    objects frozen. For a process that is the server: nothing frozen is ever collected as a cycle."""
+    objects frozen. For a process that serves (or a benchmark's client, before it measures): nothing frozen
+    is ever collected as a cycle."""
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
