@@ -139,14 +139,11 @@ def test_eval_file_early_rejection_and_flips_on_the_real_teacher(tmp_path: Path)
     import csv
     import math
 
-    import torch
-
     from infopt.compress.quantize import quantize
     from infopt.data import load_dataset, split_dataset
     from infopt.evaluate import BenchConfig, measure_variant, score_classification
     from infopt.models import load_model, save_model
 
-    torch.set_num_threads(2)
     test = split_dataset(load_dataset(DataConfig("rotten-tomatoes")), seed=0).test.subset(range(200))
     path = tmp_path / "eval.csv"
     with path.open("w", newline="") as f:

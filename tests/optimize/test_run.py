@@ -185,11 +185,14 @@ def test_the_search_on_the_real_teacher_with_a_short_budget(tmp_path: Path) -> N
     run, _ = optimize(OptimizeConfig(output=tmp_path / "run", eval_limit=300, requirements=needs,
                                           export=tmp_path / "export", reuse_builds=False))
     assert run.machine["cores"] >= 1 and run.decisions[0]["status"] == "baseline"
-    measured = [v for v in run.variants[1:]]
-    assert measured, run.decisions
-    first = measured[0].name
-    assert first == ("onnx-int8-vnni" if run.machine["vnni"] else "onnx-int8")
-    assert any(d["status"] == "skipped" and "budget" in d["action"] for d in run.decisions)  # 150 s is not enough
+    # the plan puts int8 first for latency; what fits depends on how long this machine's baseline took (64 s of
+    # the 150 on a busy CI runner, where the search rightly went on to the cheaper torch-bf16)
+    tried = run.decisions[1:]
+    assert tried[0]["variant"] == ("onnx-int8-vnni" if run.machine["vnni"] else "onnx-int8")
+    skipped = [d for d in tried if d["status"] == "skipped"]
+    assert skipped and all("budget" in d["action"] or "apply" in d["action"] for d in skipped)  # 150 s is not enough
+    assert len(run.variants) == 1 + len(tried) - len(skipped)
+    assert all(d["seconds"] <= 150 for d in tried)
     if run.chosen is not None:
         chosen = next(v for v in run.variants if v.name == run.chosen)
         assert chosen.speed.interleaved_p50_ms < run.baseline.speed.interleaved_p50_ms  # type: ignore[operator]

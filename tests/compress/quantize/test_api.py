@@ -128,7 +128,6 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def minilm() -> LoadedModel:
-    torch.set_num_threads(2)
     return load_model("minilm-l6")
 
 

@@ -66,7 +66,6 @@ def test_the_file_is_half_the_size(tiny_bert_classifier: LoadedModel, tmp_path: 
 def test_the_real_teacher_in_bf16_agrees_with_float32() -> None:
     from infopt.data import DataConfig, load_dataset, split_dataset
 
-    torch.set_num_threads(2)
     teacher = load_model("minilm-l6-rt")
     texts = split_dataset(load_dataset(DataConfig("rotten-tomatoes")), seed=0).test.texts[:64]
     ref, got = teacher.predict(texts), quantize(teacher, "torch-bf16").predict(texts)

@@ -180,7 +180,6 @@ def test_exporter_failure_is_an_infopt_error(tiny_bert_embedder: LoadedModel, mo
 
 @pytest.mark.slow
 def test_smooth_int8_is_closer_to_the_teacher_than_onnx_int8() -> None:
-    torch.set_num_threads(2)
     splits = split_dataset(load_dataset(DataConfig("rotten-tomatoes")), seed=0)
     teacher = load_model("minilm-l6-rt")
     texts = splits.validation.texts[:400]

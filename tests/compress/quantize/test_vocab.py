@@ -107,7 +107,6 @@ def test_the_real_teacher_trimmed_to_its_domain() -> None:
     """minilm-l6-rt on Rotten Tomatoes: 13.7k of 30.5k tokens kept; trimmed + vnni-emb4 on 160 test reviews."""
     from infopt.data import DataConfig, load_dataset, split_dataset
 
-    torch.set_num_threads(2)
     teacher = load_model("minilm-l6-rt")
     splits = split_dataset(load_dataset(DataConfig("rotten-tomatoes")), seed=0)
     small = trim_vocab(teacher, splits.train.texts)
