@@ -271,3 +271,22 @@ def test_the_stack_reads_both_tiers_in_one_backend_call() -> None:
     assert hit is not None and hit.tier == "exact" and len(back.reads) == 1
     stats = stack.stats()["tiers"]
     assert stats["exact"]["hits"] == 1 and stats["exact"]["lookups"] == 2 and stats["prompt"]["lookups"] == 1
+
+
+def test_corrupt_entries_read_through_a_front_are_misses() -> None:
+    """The front takes what the back holds after a cheap look (`peek`); the checks of every answer stay."""
+    back = MemoryBackend(1 << 20)
+    layered = Layered(MemoryBackend(1 << 20), back)
+    cache = ExactCache(layered, ttl_s=60)
+    assert cache.put(REQ, {"label": "pos"})
+    key = cache.key(REQ, "t:t1")
+    other_req = CacheRequest(REQ.endpoint, {**REQ.body, "input": ["other"]}, "fp", "t1")
+    assert key is not None and cache.put(other_req, {"label": "pos"})
+    good, other = back.get(key), back.get(str(cache.key(other_req, "t:t1")))
+    assert good is not None and other is not None
+    for name, bad in _corruptions(good, other).items():
+        layered.front.clear()
+        assert back.put(key, bad, time.time() + 60, ()), name
+        assert cache.get(REQ) is None and cache.get(REQ) is None, name  # read through, then from the front
+    layered.front.clear()
+    assert back.put(key, good, time.time() + 60, ()) and cache.get(REQ) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +102,24 @@ def test_a_response_that_is_not_json_is_not_stored(backend: Backend) -> None:
     assert not cache.put(_req(), {"x": object()})
     assert not cache.put(_req(), {"x": float("nan")})
     assert cache.counts.dropped == 2 and cache.get(_req()) is None
+
+
+class _CountingKeys(ExactCache):
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        self.computed: list[str] = []
+
+    def key(self, request: CacheRequest, scope: str) -> str | None:
+        self.computed.append(scope)
+        return super().key(request, scope)
+
+
+def test_a_lookup_and_the_put_after_it_compute_each_key_once(backend: Backend) -> None:
+    tier = _CountingKeys(backend)
+    req = _req()
+    assert tier.get(req) is None and tier.put(req, {"label": "pos"})
+    hit = tier.get(req)
+    assert hit is not None and hit.response == {"label": "pos"}
+    assert sorted(tier.computed) == ["*shared*", "t:t1"]  # one per scope, for the two lookups and the put
+    other = dataclasses.replace(req, fingerprint="fp-2")  # a changed model: its own keys, never the old answer
+    assert other.keys == {} and tier.get(other) is None and len(tier.computed) == 4

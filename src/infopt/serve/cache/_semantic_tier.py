@@ -189,7 +189,7 @@ class SemanticResponseTier(CacheTier):
                     continue
                 try:
                     entry = Entry.decode(hit.response, hit.key)
-                    payload = json.loads(entry.payload)
+                    payload = entry.response()
                     ok = (entry.fingerprint == request.fingerprint and entry.scope == scope
                           and payload["ns"] == query[1] and isinstance(payload["response"], dict))
                 except (CorruptEntry, ValueError, KeyError, TypeError):
@@ -213,7 +213,7 @@ class SemanticResponseTier(CacheTier):
         if query is None:
             return False
         scope = scope_of(request.tenant, self.shared_by_default if shared is None else shared)
-        key = self.key(request, scope)
+        key = self.key_of(request, scope)
         assert key is not None
         vec = self.cache.embed(query[0]).astype(np.float16)  # what every process indexes
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["FORMAT_VERSION", "CorruptEntry", "Entry", "index_tags", "peek"]
@@ -52,6 +52,8 @@ class Entry:
     expires: float | None
     model_s: float
     payload: str
+    _response: Any = field(default=None, init=False, compare=False, repr=False)
+    """The payload as decode parsed it (each lookup decodes its own entry, so none is shared)."""
 
     @classmethod
     def make(cls, key: str, tier: str, fingerprint: str, scope: str, tags: tuple[str, ...], ttl_s: float | None,
@@ -70,8 +72,8 @@ class Entry:
         return self.expires is not None and (time.time() if now is None else now) >= self.expires
 
     def response(self) -> Any:
-        """The payload decoded."""
-        return json.loads(self.payload)
+        """The payload decoded (parsed once, by `decode`)."""
+        return json.loads(self.payload) if self._response is None else self._response
 
     def encode(self) -> bytes:
         fields: dict[str, Any] = {"v": FORMAT_VERSION, "key": self.key, "tier": self.tier, "fp": self.fingerprint,
@@ -102,16 +104,21 @@ class Entry:
             expires = None if fields["expires"] is None else float(fields["expires"])
             entry = cls(str(fields["key"]), str(fields["tier"]), str(fields["fp"]), str(fields["scope"]), tags,
                         float(fields["created"]), expires, float(fields["model_s"]), str(fields["payload"]))
-            json.loads(entry.payload)
+            object.__setattr__(entry, "_response", json.loads(entry.payload))
         except (TypeError, ValueError) as e:
             raise CorruptEntry(f"bad field ({e})") from None
         return entry
 
 
 def peek(data: bytes) -> tuple[float | None, tuple[str, ...]] | None:
-    """`(expires, index tags)` of stored bytes, or None when they are not a valid entry (for read-through)."""
+    """`(expires, index tags)` of stored bytes, or None when they are not an entry of this version (for
+    read-through; the checksum is left to `decode`, which every answer goes through)."""
     try:
-        entry = Entry.decode(data)
-    except CorruptEntry:
+        fields = json.loads(data)
+        if not isinstance(fields, dict) or fields.get("v") != FORMAT_VERSION:
+            return None
+        expires = None if fields["expires"] is None else float(fields["expires"])
+        tags = tuple(str(t) for t in fields["tags"])
+        return expires, index_tags(str(fields["tier"]), str(fields["fp"]), str(fields["scope"]), tags)
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
         return None
-    return entry.expires, entry.index_tags

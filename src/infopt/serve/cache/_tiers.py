@@ -28,6 +28,9 @@ class CacheRequest:
     body: Mapping[str, Any]
     fingerprint: str
     tenant: str | None = None
+    keys: dict[tuple[str, str], str | None] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """Each tier's key of this request by (tier, scope), computed once (the lookup and the put after it share them;
+    `dataclasses.replace` starts a new one)."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +94,17 @@ class CacheTier:
         """The key of `request` in `scope`, or None when this tier does not cache its endpoint."""
         raise NotImplementedError
 
+    def key_of(self, request: CacheRequest, scope: str) -> str | None:
+        """`key`, remembered on the request."""
+        memo = (self.tier, scope)
+        if memo not in request.keys:
+            request.keys[memo] = self.key(request, scope)
+        return request.keys[memo]
+
     def cacheable(self, request: CacheRequest) -> bool:
         """Whether this tier caches `request`: a known endpoint, and (generations) deterministic unless
         `cache_nondeterministic`."""
-        if self.key(request, SHARED_SCOPE) is None:
+        if self.key_of(request, SHARED_SCOPE) is None:
             return False
         return (request.endpoint not in GENERATIVE or self.cache_nondeterministic
                 or deterministic(request.body))
@@ -129,7 +139,7 @@ class CacheTier:
             self.counts.add(skipped=1)
             return None
         return [(key, scope) for scope in (scope_of(request.tenant, False), SHARED_SCOPE)
-                if (key := self.key(request, scope)) is not None]
+                if (key := self.key_of(request, scope)) is not None]
 
     def answer(self, request: CacheRequest, keys: list[tuple[str, str]], found: Sequence[bytes | None],
                fetch_s: float = 0.0) -> CacheHit | None:
@@ -161,7 +171,7 @@ class CacheTier:
         if not self.cacheable(request):
             return False
         scope = scope_of(request.tenant, self.shared_by_default if shared is None else shared)
-        key = self.key(request, scope)
+        key = self.key_of(request, scope)
         if key is None:
             return False
         try:
