@@ -184,20 +184,22 @@ def test_an_output_that_cannot_be_written_is_one_line(cmd: str, model_dir: Path)
     assert_user_error(run(*_writer(cmd, model_dir, Path("/proc/nope/x"))), "/proc/nope", "cannot be written")
 
 
-def test_an_earlier_output_is_replaced_only_with_overwrite(tmp_path: Path, model_dir: Path) -> None:
+def test_an_earlier_output_is_replaced_only_with_overwrite(tmp_path: Path, model_dir: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "q8"
-    assert run(*_writer("quantize", model_dir, out)).returncode == 0
+    assert run_here(capsys, *_writer("quantize", model_dir, out)).returncode == 0
     first = json.loads((out / "infopt.json").read_text())["created"]
-    assert_user_error(run(*_writer("quantize", model_dir, out)), "--overwrite")
+    assert_user_error(run_here(capsys, *_writer("quantize", model_dir, out)), "--overwrite")
     assert json.loads((out / "infopt.json").read_text())["created"] == first
-    proc = run("quantize", "--scheme", "dynamic-int8-emb", "--model", str(model_dir), "--output", str(out),
-               "--overwrite")
+    proc = run_here(capsys, "quantize", "--scheme", "dynamic-int8-emb", "--model", str(model_dir), "--output",
+                    str(out), "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "infopt.json").read_text())["method"] == "quantize:dynamic-int8-emb"
     report = tmp_path / "report"
     report.mkdir()
     (report / "results.json").write_text("{}")  # an infopt report, not a model
-    assert_user_error(run(*_writer("quantize", model_dir, report, "--overwrite")), "holds an infopt report")
+    refused = run_here(capsys, *_writer("quantize", model_dir, report, "--overwrite"))
+    assert_user_error(refused, "holds an infopt report")
 
 
 def test_prune_unstructured(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
