@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["HARD", "Facts", "GuardDecision", "edit_distance", "extract", "guard", "normalize_numbers"]
 
@@ -144,38 +145,53 @@ def _words_to_number(words: list[str]) -> int | None:
     return total + cur if seen else None
 
 
+def _num(m: re.Match[str]) -> str:
+    """A run of number words as digits (a lone "a" and what does not parse stay as they are)."""
+    if m.group(0).strip() == "a":
+        return m.group(0)
+    value = _words_to_number(m.group(0).split())
+    return m.group(0) if value is None else str(value)
+
+
+def _tens_units(m: re.Match[str]) -> str:
+    return str(_TENS[m.group(1)] + _UNITS_0.index(m.group(2)))
+
+
+def _tens_dash(m: re.Match[str]) -> str:
+    return str(int(m.group(1)) + int(m.group(2))) if int(m.group(1)) % 10 == 0 and int(m.group(2)) < 10 \
+        else m.group(0)
+
+
+_NUMBER_WORDS = "|".join([*_WORDNUM, *_SCALES])
+_NUMBER_RULES: list[tuple[re.Pattern[str], Any]] = [
+    *((re.compile(rf"(?<![\w-]){phrase}(?![\w-])"), token) for phrase, token in _PHRASES.items()),
+    (re.compile(rf"\b({'|'.join(_TENS)})-({'|'.join(_UNITS_0[1:10])})\b"), _tens_units),
+    (re.compile(r"(\d),(\d{3})\b"), r"\1\2"),
+    (re.compile(r"(\d),(\d{3})\b"), r"\1\2"),  # again: 1,000,000
+    (re.compile(r"\b(\d+(?:\.\d+)?)k\b"), lambda m: str(int(float(m.group(1)) * 1000))),
+    (re.compile(r"\bnoon\b"), " 12:00 "),
+    (re.compile(r"\bmidnight\b"), " 00:00 "),
+    (re.compile(r"\b(\d{1,2})(?::(\d{2}))? ?([ap])\.?m\b\.?"), lambda m: _time(m.group(1), m.group(2), m.group(3))),
+    (re.compile(r"\b(\d{1,2}):(\d{2})\b"), lambda m: _time(m.group(1), m.group(2), None)),
+    (re.compile(r"\b(\d+)(?:st|nd|rd|th)\b"), r"ord:\1"),
+    *((re.compile(rf"(?<![\w-]){w}(?![\w-])"), f"ord:{n}") for w, n in _ORDINALS.items()),
+    (re.compile(rf"\b({'|'.join(_MONTHS)}) ord:(\d+)"), r"\1 \2"),
+    (re.compile(rf"\bord:(\d+) (?:of )?({'|'.join(_MONTHS)})"), r"\1 \2"),
+    (re.compile(r"\bhalf an? hour\b"), "30 minutes"),
+    (re.compile(r"(?<![\w-])one(?! (?:hundred|thousand|million|billion))(?![\w-])"), "one_"),  # a quantifier
+    (re.compile(rf"(?<![\w-])(?:a )?(?:(?:{_NUMBER_WORDS})(?: and | |-)?)+(?<![ -])(?![\w-])"), _num),
+    (re.compile(r"\b(\d+)-(\d+)\b(?!\.)"), _tens_dash),
+]
+"""`normalize_numbers`' substitutions, compiled once, in the order they apply."""
+_SPACES = re.compile(r"\s+")
+
+
 def normalize_numbers(text: str) -> str:
     """Lowercase; number words, thousands separators, 'k', times and ordinals to one written form."""
     t = " " + text.lower().replace("–", "-") + " "
-    for phrase, token in _PHRASES.items():
-        t = re.sub(rf"(?<![\w-]){phrase}(?![\w-])", token, t)
-    t = re.sub(rf"\b({'|'.join(_TENS)})-({'|'.join(_UNITS_0[1:10])})\b",
-               lambda m: str(_TENS[m.group(1)] + _UNITS_0.index(m.group(2))), t)
-    t = re.sub(r"(\d),(\d{3})\b", r"\1\2", t)
-    t = re.sub(r"(\d),(\d{3})\b", r"\1\2", t)
-    t = re.sub(r"\b(\d+(?:\.\d+)?)k\b", lambda m: str(int(float(m.group(1)) * 1000)), t)
-    t = re.sub(r"\bnoon\b", " 12:00 ", t)
-    t = re.sub(r"\bmidnight\b", " 00:00 ", t)
-    t = re.sub(r"\b(\d{1,2})(?::(\d{2}))? ?([ap])\.?m\b\.?", lambda m: _time(m.group(1), m.group(2), m.group(3)), t)
-    t = re.sub(r"\b(\d{1,2}):(\d{2})\b", lambda m: _time(m.group(1), m.group(2), None), t)
-    t = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", r"ord:\1", t)
-    for w, n in _ORDINALS.items():
-        t = re.sub(rf"(?<![\w-]){w}(?![\w-])", f"ord:{n}", t)
-    t = re.sub(rf"\b({'|'.join(_MONTHS)}) ord:(\d+)", r"\1 \2", t)
-    t = re.sub(rf"\bord:(\d+) (?:of )?({'|'.join(_MONTHS)})", r"\1 \2", t)
-    t = re.sub(r"\bhalf an? hour\b", "30 minutes", t)
-    t = re.sub(r"(?<![\w-])one(?! (?:hundred|thousand|million|billion))(?![\w-])", "one_", t)  # a quantifier
-    num_words = "|".join([*_WORDNUM, *_SCALES])
-
-    def _num(m: re.Match[str]) -> str:
-        value = _words_to_number(m.group(0).split())
-        return m.group(0) if value is None else str(value)
-
-    t = re.sub(rf"(?<![\w-])(?:a )?(?:(?:{num_words})(?: and | |-)?)+(?<![ -])(?![\w-])",
-               lambda m: _num(m) if m.group(0).strip() not in ("a",) else m.group(0), t)
-    t = re.sub(r"\b(\d+)-(\d+)\b(?!\.)", lambda m: str(int(m.group(1)) + int(m.group(2)))
-               if int(m.group(1)) % 10 == 0 and int(m.group(2)) < 10 else m.group(0), t)
-    return re.sub(r"\s+", " ", t).strip()
+    for pattern, repl in _NUMBER_RULES:
+        t = pattern.sub(repl, t)
+    return _SPACES.sub(" ", t).strip()
 
 
 @dataclass(frozen=True)
