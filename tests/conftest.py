@@ -105,8 +105,9 @@ def pytest_configure(config: pytest.Config) -> None:
     105 s beside a twin on a 2-core EPYC, 41 s on one thread each)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        share = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
 
 
 @pytest.fixture(autouse=True, scope="session")

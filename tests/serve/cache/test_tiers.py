@@ -123,3 +123,10 @@ def test_a_lookup_and_the_put_after_it_compute_each_key_once(backend: Backend) -
     assert sorted(tier.computed) == ["*shared*", "t:t1"]  # one per scope, for the two lookups and the put
     other = dataclasses.replace(req, fingerprint="fp-2")  # a changed model: its own keys, never the old answer
     assert other.keys == {} and tier.get(other) is None and len(tier.computed) == 4
+
+
+def test_two_tiers_of_one_kind_keep_their_own_keys(backend: Backend) -> None:
+    """The memo is per tier object: another tier named alike (e.g. a semantic tier for other endpoints) asks anew."""
+    first, second, req = _CountingKeys(backend), _CountingKeys(backend), _req()
+    assert first.get(req) is None and second.get(req) is None
+    assert sorted(first.computed) == sorted(second.computed) == ["*shared*", "t:t1"]

@@ -20,8 +20,8 @@ penalty. `score = cosine - total penalty`; the calibration fits the threshold on
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 __all__ = ["HARD", "Facts", "GuardDecision", "edit_distance", "extract", "guard", "normalize_numbers"]
 
@@ -163,7 +163,7 @@ def _tens_dash(m: re.Match[str]) -> str:
 
 
 _NUMBER_WORDS = "|".join([*_WORDNUM, *_SCALES])
-_NUMBER_RULES: list[tuple[re.Pattern[str], Any]] = [
+_NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     *((re.compile(rf"(?<![\w-]){phrase}(?![\w-])"), token) for phrase, token in _PHRASES.items()),
     (re.compile(rf"\b({'|'.join(_TENS)})-({'|'.join(_UNITS_0[1:10])})\b"), _tens_units),
     (re.compile(r"(\d),(\d{3})\b"), r"\1\2"),

@@ -86,22 +86,14 @@ class Entry:
     def decode(cls, data: bytes, key: str | None = None) -> Entry:
         """The entry in `data`; raises CorruptEntry unless it is whole, of this version, checks out, and (when
         `key` is given) is the entry of `key`."""
-        try:
-            fields = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise CorruptEntry(f"not JSON ({e})") from None
-        if not isinstance(fields, dict):
-            raise CorruptEntry("not an object")
-        if fields.get("v") != FORMAT_VERSION:
-            raise CorruptEntry(f"format version {fields.get('v')!r}, not {FORMAT_VERSION}")
+        fields = _envelope(data)
         checksum = fields.pop("sha256", None)
         if set(fields) != set(_FIELDS) or checksum != _checksum(fields):
             raise CorruptEntry("checksum or fields do not match")
         if key is not None and fields["key"] != key:
             raise CorruptEntry("the entry of another key")
         try:
-            tags = tuple(str(t) for t in fields["tags"])
-            expires = None if fields["expires"] is None else float(fields["expires"])
+            expires, tags = _expiry_and_tags(fields)
             entry = cls(str(fields["key"]), str(fields["tier"]), str(fields["fp"]), str(fields["scope"]), tags,
                         float(fields["created"]), expires, float(fields["model_s"]), str(fields["payload"]))
             object.__setattr__(entry, "_response", json.loads(entry.payload))
@@ -110,15 +102,29 @@ class Entry:
         return entry
 
 
+def _envelope(data: bytes) -> dict[str, Any]:
+    """The JSON object of stored bytes, of this format version; raises CorruptEntry."""
+    try:
+        fields = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptEntry(f"not JSON ({e})") from None
+    if not isinstance(fields, dict):
+        raise CorruptEntry("not an object")
+    if fields.get("v") != FORMAT_VERSION:
+        raise CorruptEntry(f"format version {fields.get('v')!r}, not {FORMAT_VERSION}")
+    return fields
+
+
+def _expiry_and_tags(fields: dict[str, Any]) -> tuple[float | None, tuple[str, ...]]:
+    return None if fields["expires"] is None else float(fields["expires"]), tuple(str(t) for t in fields["tags"])
+
+
 def peek(data: bytes) -> tuple[float | None, tuple[str, ...]] | None:
     """`(expires, index tags)` of stored bytes, or None when they are not an entry of this version (for
     read-through; the checksum is left to `decode`, which every answer goes through)."""
     try:
-        fields = json.loads(data)
-        if not isinstance(fields, dict) or fields.get("v") != FORMAT_VERSION:
-            return None
-        expires = None if fields["expires"] is None else float(fields["expires"])
-        tags = tuple(str(t) for t in fields["tags"])
+        fields = _envelope(data)
+        expires, tags = _expiry_and_tags(fields)
         return expires, index_tags(str(fields["tier"]), str(fields["fp"]), str(fields["scope"]), tags)
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+    except (CorruptEntry, KeyError, TypeError, ValueError):
         return None

@@ -28,8 +28,8 @@ class CacheRequest:
     body: Mapping[str, Any]
     fingerprint: str
     tenant: str | None = None
-    keys: dict[tuple[str, str], str | None] = field(default_factory=dict, init=False, compare=False, repr=False)
-    """Each tier's key of this request by (tier, scope), computed once (the lookup and the put after it share them;
+    keys: dict[tuple[object, str], str | None] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """Each tier's key of this request by (the tier, scope), computed once (the lookup and the put after it share them;
     `dataclasses.replace` starts a new one)."""
 
 
@@ -96,7 +96,7 @@ class CacheTier:
 
     def key_of(self, request: CacheRequest, scope: str) -> str | None:
         """`key`, remembered on the request."""
-        memo = (self.tier, scope)
+        memo = (self, scope)  # the tier object, not its name: two semantic tiers may cache other endpoints
         if memo not in request.keys:
             request.keys[memo] = self.key(request, scope)
         return request.keys[memo]
