@@ -116,6 +116,7 @@ def _envelope(data: bytes) -> dict[str, Any]:
 
 
 def _expiry_and_tags(fields: dict[str, Any]) -> tuple[float | None, tuple[str, ...]]:
+    """`(expires, tags)` of an envelope's fields; raises KeyError, TypeError or ValueError when they are malformed."""
     return None if fields["expires"] is None else float(fields["expires"]), tuple(str(t) for t in fields["tags"])
 
 
