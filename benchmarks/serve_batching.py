@@ -37,7 +37,7 @@ from _machine import (  # benchmarks/ is on sys.path when run as a script
     server_timing_ms,
     wait_ready,
 )
-from batching_rules import batcher, ceiling, token_lengths  # benchmarks/ is on sys.path when run as a script
+from batching_rules import batcher, ceiling, packed_ceiling, token_lengths  # benchmarks/ is on sys.path
 
 from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
@@ -47,11 +47,13 @@ from infopt.serve._launch import freeze_startup
 from infopt.serve._loadreport import batch_histogram, parse_histogram
 
 
-def chosen_batch_size(model: LoadedModel, texts: list[str], clients: int) -> tuple[int, dict[int, float]]:
+def chosen_batch_size(model: LoadedModel, texts: list[str], clients: int,
+                      packed: bool = False) -> tuple[int, dict[int, float]]:
     """The `max_batch_size` to serve with: the best items/s of the real `Batcher` in-process, `clients` closed-loop
-    clients, over caps 4 to 32 (the queue is grouped by length, so the best cap is not the ceiling's batch size)."""
+    clients, over caps 4 to 32 (a padded queue is grouped by length, so the best cap is not the ceiling's batch
+    size); `packed`: batches packed, as the server runs a model that packs."""
     lengths = token_lengths(model, texts)
-    rates = {cap: asyncio.run(batcher(model, texts, lengths, cap, clients, 800)) for cap in (4, 8, 16, 32)}
+    rates = {cap: asyncio.run(batcher(model, texts, lengths, cap, clients, 800, packed)) for cap in (4, 8, 16, 32)}
     return max(rates, key=lambda k: rates[k]), rates
 
 
@@ -65,10 +67,12 @@ def in_process_p50_ms(model: LoadedModel, texts: list[str], n: int = 200) -> flo
 
 
 @contextlib.contextmanager
-def infopt_server(path: Path, batch: int, queue: int = 256) -> Iterator[tuple[str, psutil.Process]]:
+def infopt_server(path: Path, batch: int, queue: int = 256,
+                  packing: bool = True) -> Iterator[tuple[str, psutil.Process]]:
     port = free_port()
     cmd = [str(Path(sys.executable).parent / "infopt"), "serve", f"m={path}", "--port", str(port),
-           "--max-batch-size", str(batch), "--max-queue", str(queue), "--no-cache"]  # batching, not caching
+           "--max-batch-size", str(batch), "--max-queue", str(queue), "--no-cache",  # batching, not caching
+           *([] if packing else ["--no-packing"])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -267,49 +271,73 @@ def main() -> None:
     rows = []
     for label, path in (("fp32 teacher", work / "fp32"), ("onnx-int8", int8_path)):
         model = load_model(path)
-        best, best_bs, per_size = ceiling(model, texts)
-        cap, per_cap = chosen_batch_size(model, texts, args.clients)
-        p50_in = in_process_p50_ms(model, texts)
+        packs = model.packs
+        row: dict = {"label": label, "packs": packs}
+        row["padded_ceiling"], best_bs, per_size = ceiling(model, texts)
+        print(f"\n{label}: in-process items/s by batch size (sorted, padded) " +
+              ", ".join(f"{k}: {v:.0f}" for k, v in per_size.items()) +
+              f" -> ceiling {row['padded_ceiling']:.0f} at {best_bs}")
+        row["packed_ceiling"] = None
+        if packs:
+            row["packed_ceiling"], _, per_packed = packed_ceiling(model, texts)
+            print(f"{label}: in-process items/s by batch size (arrival order, packed) " +
+                  ", ".join(f"{k}: {v:.0f}" for k, v in per_packed.items()))
+        row["ceiling"] = max(row["padded_ceiling"], row["packed_ceiling"] or 0)
+        for kind in ("packed", "padded") if packs else ("padded",):
+            row[f"cap_{kind}"], per_cap = chosen_batch_size(model, texts, args.clients, kind == "packed")
+            print(f"{label}: in-process Batcher ({kind}), {args.clients} clients, items/s by max_batch_size " +
+                  ", ".join(f"{k}: {v:.0f}" for k, v in per_cap.items()) + f" -> max_batch_size {row[f'cap_{kind}']}")
+        row["p50_in"] = in_process_p50_ms(model, texts)
         del model
         freeze_startup()  # this client's own GC sweeps stay out of what it measures
-        print(f"\n{label}: in-process items/s by batch size " +
-              ", ".join(f"{k}: {v:.0f}" for k, v in per_size.items()) + f" -> ceiling {best:.0f} at {best_bs}")
-        print(f"{label}: in-process Batcher, {args.clients} clients, items/s by max_batch_size " +
-              ", ".join(f"{k}: {v:.0f}" for k, v in per_cap.items()) + f" -> served with max_batch_size {cap}")
-        with infopt_server(path, cap) as (url, _), infopt_server(path, 1) as (url_b1, _):
+        with infopt_server(path, row[f"cap_{'packed' if packs else 'padded'}"]) as (url, _), \
+                infopt_server(path, 1) as (url_b1, _):
             load_raw(url, texts, args.clients, 200, 5)  # warm-up
-            ours = load_raw(url, texts, args.clients, args.requests, args.duration)
-            ours_httpx = load(url, texts, args.clients, args.requests, args.duration)
+            row["ours"] = load_raw(url, texts, args.clients, args.requests, args.duration)
+            row["ours_httpx"] = load(url, texts, args.clients, args.requests, args.duration)
             load_raw(url_b1, texts, args.clients, 200, 5)
-            ours_b1 = load_raw(url_b1, texts, args.clients, args.requests, args.duration)
-            one_on, one_off = one_client([url, url_b1], texts)
-        ray = ray_one = None
+            row["b1"] = load_raw(url_b1, texts, args.clients, args.requests, args.duration)
+            row["one_on"], row["one_off"] = one_client([url, url_b1], texts)
+        row["padded"] = None
+        if packs:
+            with infopt_server(path, row["cap_padded"], packing=False) as (url, _):
+                load_raw(url, texts, args.clients, 200, 5)
+                row["padded"] = load_raw(url, texts, args.clients, args.requests, args.duration)
+        row["ray"] = row["ray_one"] = None
         if not args.skip_ray:
             with ray_server(path, best_bs, args.ray_wait_s) as url:
                 load_raw(url, texts, args.clients, 200, 10)
-                ray = load_raw(url, texts, args.clients, args.requests, args.duration)
-                ray_one = load_raw(url, texts, 1, 100, 20)
-        rows.append((label, best, cap, ours, ours_b1, ray, one_on, one_off, p50_in, ray_one, ours_httpx))
-    print(f"\n{args.clients} concurrent clients, closed loop, 1 text per request, raw HTTP/1.1 client; items/s "
-          "(last column: the same server under `infopt loadtest`'s httpx client, whose CPU competes with it):")
-    print("| model | ceiling (in-process, best batch) | infopt serve, batching (max_batch_size) | share of ceiling | "
-          "infopt serve, max_batch_size=1 | gain of batching | Ray Serve @serve.batch | infopt / Ray | "
-          "mean batch (infopt) | batching, httpx client |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for label, best, bs, ours, b1, ray, *_, ours_httpx in rows:
-        ray_s = f"{ray['items_per_s']:.0f}" if ray else "-"
-        ratio = f"{ours['items_per_s'] / ray['items_per_s']:.2f}x" if ray else "-"
-        print(f"| {label} | {best:.0f} | {ours['items_per_s']:.0f} ({bs}) | {ours['items_per_s'] / best:.0%} | "
-              f"{b1['items_per_s']:.0f} | {ours['items_per_s'] / b1['items_per_s']:.2f}x | {ray_s} | {ratio} | "
-              f"{ours['mean_batch']:.1f} | {ours_httpx['items_per_s']:.0f} |")
+                row["ray"] = load_raw(url, texts, args.clients, args.requests, args.duration)
+                row["ray_one"] = load_raw(url, texts, 1, 100, 20)
+        rows.append(row)
+    print(f"\n{args.clients} concurrent clients, closed loop, 1 text per request, raw HTTP/1.1 client; items/s. The "
+          "ceiling is the better of sorted padded batches and (a model that packs) packed batches in arrival order; "
+          "the server packs a model that packs (the padded column: the same server with --no-packing); last column: "
+          "the same server under `infopt loadtest`'s httpx client, whose CPU competes with it:")
+    print("| model | ceiling: padded / packed | infopt serve (max_batch_size) | share of ceiling | "
+          "infopt serve, padded (max_batch_size) | infopt serve, max_batch_size=1 | gain of batching | "
+          "Ray Serve @serve.batch | infopt / Ray | mean batch (infopt) | batching, httpx client |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ours, ray, padded = r["ours"]["items_per_s"], r["ray"], r["padded"]
+        packed_c = f"{r['packed_ceiling']:.0f}" if r["packed_ceiling"] else "-"
+        cap = r["cap_packed"] if r["packs"] else r["cap_padded"]
+        padded_s = f"{padded['items_per_s']:.0f} ({r['cap_padded']})" if padded else "(the same)"
+        ray_s = f"{ray['items_per_s']:.0f} | {ours / ray['items_per_s']:.2f}x" if ray else "- | -"
+        print(f"| {r['label']} | {r['padded_ceiling']:.0f} / {packed_c} | {ours:.0f} ({cap}"
+              f"{', packed' if r['packs'] else ''}) | {ours / r['ceiling']:.0%} | {padded_s} | "
+              f"{r['b1']['items_per_s']:.0f} | {ours / r['b1']['items_per_s']:.2f}x | {ray_s} | "
+              f"{r['ours']['mean_batch']:.1f} | {r['ours_httpx']['items_per_s']:.0f} |")
     print("\none client, p50 ms:")
     print("| model | in-process | infopt, batching on (in the server) | batching off (in the server) | on - off | "
           "HTTP overhead (on - in-process) | Ray Serve |")
     print("|---|---|---|---|---|---|---|")
-    for label, _, _, _, _, _, on, off, p50_in, ray_one, _ in rows:
+    for r in rows:
+        on, off, ray_one = r["one_on"], r["one_off"], r["ray_one"]
         ray_s = f"{ray_one['p50']:.2f}" if ray_one else "-"
-        print(f"| {label} | {p50_in:.2f} | {on['p50']:.2f} ({on['server_p50']:.2f}) | {off['p50']:.2f} "
-              f"({off['server_p50']:.2f}) | {on['p50'] - off['p50']:+.2f} | {on['p50'] - p50_in:+.2f} | {ray_s} |")
+        print(f"| {r['label']} | {r['p50_in']:.2f} | {on['p50']:.2f} ({on['server_p50']:.2f}) | {off['p50']:.2f} "
+              f"({off['server_p50']:.2f}) | {on['p50'] - off['p50']:+.2f} | {on['p50'] - r['p50_in']:+.2f} | "
+              f"{ray_s} |")
     print("\n256 concurrent clients against max_queue=64 (onnx-int8, batch 32), 4 x 2 rounds of 256 requests:")
     o = overload(int8_path, texts)
     print(f"sent {o['sent']}: {o['ok']} ok, {o['429']} refused with 429, {o['other']} other; 429 answered in "

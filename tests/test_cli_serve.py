@@ -58,10 +58,10 @@ def test_flags_override_the_toml_file(tmp_path: Path) -> None:
     assert serve_config([], path) == ServeConfig(models=(ModelSpec("clf", "a"), ModelSpec("emb", "b")), port=9000,
                                                  max_inputs=4, batching=BatchingConfig(max_wait_ms=2.0))
     config = serve_config(["x=c"], path, port=9100, max_batch_size=8, timeout_s=5.0, price_per_hour=2.5,
-                          host=None)
+                          host=None, packing=False)
     assert config.models == (ModelSpec("x", "c"),) and (config.port, config.max_inputs, config.price_per_hour) == (
         9100, 4, 2.5)
-    assert config.batching == BatchingConfig(max_batch_size=8, max_wait_ms=2.0, timeout_s=5.0)
+    assert config.batching == BatchingConfig(max_batch_size=8, max_wait_ms=2.0, timeout_s=5.0, packing=False)
     with pytest.raises(UserError, match=r"--max-queue 0 is not allowed\. Fix: pass --max-queue an integer"):
         serve_config(["a"], max_queue=0)
     with pytest.raises(UserError, match="no model"):
@@ -134,6 +134,14 @@ def test_serve_through_the_console_script(model_dir: Path, tmp_path: Path, serve
     assert fingerprint and fingerprint in banner, banner
     assert f"infopt serve: {url}" in banner and f"{url}/metrics" in banner
     assert "model tiny: classification" in banner and "waiting up to 2 ms" in banner and "1.5 per hour" in banner
+    assert "batches packed" in banner
+
+
+def test_no_packing_flag() -> None:
+    from infopt.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["serve", "m", "--no-packing"]).packing is False and parse(["serve", "m"]).packing is None
 
 
 def test_serve_a_candidate_in_shadow_through_the_console_script(

@@ -23,6 +23,7 @@ def test_defaults() -> None:
     (lambda: BatchingConfig(max_wait_ms=-1), "max_wait_ms"),
     (lambda: BatchingConfig(max_queue=0), "max_queue"),
     (lambda: BatchingConfig(timeout_s=0), "timeout_s"),
+    (lambda: BatchingConfig(packing="yes"), "packing"),  # type: ignore[arg-type]
     (lambda: ModelSpec("", "m"), "name"),
     (lambda: ModelSpec("a", 3), "path"),  # type: ignore[arg-type]
     (lambda: ServeConfig(models=()), "models"),
@@ -47,9 +48,11 @@ def test_duplicate_names() -> None:
 def test_toml(tmp_path: Path) -> None:
     path = tmp_path / "serve.toml"
     path.write_text('port = 9000\nprice_per_hour = 2.5\naccess_log = true\n[batching]\nmax_batch_size = 8\n'
+                    'packing = false\n'
                     '[[models]]\nname = "clf"\npath = "minilm-l6-rt"\n[[models]]\nname = "emb"\npath = "/m/emb"\n')
     c = load_serve_config(path)
     assert c.port == 9000 and c.price_per_hour == 2.5 and c.batching.max_batch_size == 8 and c.access_log
+    assert not c.batching.packing
     assert [m.name for m in c.models] == ["clf", "emb"]
     path.write_text('[models]\nclf = "minilm-l6-rt"\n')
     assert load_serve_config(path).models == (ModelSpec("clf", "minilm-l6-rt"),)

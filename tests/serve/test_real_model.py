@@ -19,3 +19,4 @@ def test_minilm_classifier(live: Any) -> None:
     info = httpx.get(server.url + "/v1/models").json()["data"][0]
     labels = [row["label"] for row in r.json()["data"]]
     assert set(labels) <= set(info["labels"]) and info["fingerprint"]
+    assert info["packing"]  # a BERT classifier's batches are packed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 import pytest
@@ -38,3 +39,40 @@ def test_outputs_equal_predict_and_truncation_cuts_to_the_limit(tiny_bert_classi
     got = torch.tensor(served._run(encoded))
     want = torch.softmax(tiny_bert_classifier.predict([*TEXTS, long], max_length=served.max_tokens), -1)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert_classifier", "tiny_bert_embedder"])
+def test_packed_batches_give_the_padded_outputs(fixture: str, request: pytest.FixtureRequest) -> None:
+    model: LoadedModel = request.getfixturevalue(fixture)
+    task = model.task
+    packed, padded = ServedModel("m", model, BatchingConfig()), ServedModel("m", model, BatchingConfig(packing=False))
+    assert packed.info()["packing"] and not padded.info()["packing"]
+    encoded = packed.check(task, TEXTS, truncate=False)
+    assert torch.allclose(torch.tensor(packed._run(encoded)), torch.tensor(padded._run(encoded)), atol=1e-5)
+
+
+def _batch_sizes(model: LoadedModel, texts: list[str], batching: BatchingConfig) -> list[int]:
+    """The sizes of the batches a ServedModel runs when each text comes in its own request, all at once."""
+    seen: list[int] = []
+
+    class Seen:
+        def queue_depth(self, model: str, depth: int) -> None: ...
+        def queue_wait(self, model: str, seconds: float) -> None: ...
+        def batch(self, model: str, size: int, seconds: float) -> None:
+            seen.append(size)
+
+    served = ServedModel("clf", model, batching, observer=Seen())
+
+    async def main() -> None:
+        served.start()
+        await asyncio.gather(*(served.infer(served.check(model.task, [t], False)) for t in texts))
+        await served.drain()
+
+    asyncio.run(main())
+    return seen
+
+
+def test_a_packing_model_batches_texts_of_any_length_together(tiny_bert_classifier: LoadedModel) -> None:
+    texts = ["ok"] * 6 + [" ".join(["word"] * 100)] * 6  # the padding of one group: 6 x 98 tokens, over budget
+    assert _batch_sizes(tiny_bert_classifier, texts, BatchingConfig(max_wait_ms=200)) == [12]
+    assert sorted(_batch_sizes(tiny_bert_classifier, texts, BatchingConfig(max_wait_ms=200, packing=False))) == [6, 6]

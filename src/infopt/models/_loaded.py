@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,9 +13,13 @@ from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 from infopt.models._manifest import Manifest
+from infopt.models._packing import can_pack, pack, packed_forward
 from infopt.models._pooling import masked_mean
 
 __all__ = ["LoadedModel", "mean_pool"]
+
+_PROBE = ("a tender, funny film", "ok", "the plot never lands and the jokes are stale, though the cast tries hard")
+"""Texts on which packed and padded outputs must agree before a model is served packed."""
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -31,6 +36,7 @@ class LoadedModel:
     manifest: Manifest
     _encoders: dict[int, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Fast tokenizers' Rust backends set up for one max_length each (see `encode`)."""
+    _packs: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def task(self) -> str:
@@ -73,9 +79,34 @@ class LoadedModel:
             return mean_pool(out.last_hidden_state, inputs["attention_mask"])
         return out.logits
 
+    @property
+    def packs(self) -> bool:
+        """Whether `forward_packed` runs this model and gives its padded outputs (checked once, on three texts; a
+        dynamically quantized model, whose activation scales depend on the whole batch, may not)."""
+        if self._packs is None:
+            self._packs = can_pack(self.model, self.task) and self._packing_agrees()
+        return self._packs
+
+    def _packing_agrees(self) -> bool:
+        try:
+            return torch.allclose(self.predict_packed(list(_PROBE)), self.predict(list(_PROBE)), atol=1e-4, rtol=1e-3)
+        except Exception:  # a module swapped in by a compression method that packing does not know: pad
+            return False
+
+    @torch.inference_mode()
+    def forward_packed(self, items: Sequence[Mapping[str, Sequence[int]]]) -> torch.Tensor:
+        """`forward`'s output for tokenized, unpadded texts (`input_ids`, `token_type_ids`) packed end to end in
+        rows, so no compute goes to padding (`infopt.models._packing`); for a model that `packs`."""
+        return packed_forward(self.model, self.task, pack(items))
+
     def predict(self, texts: list[str], max_length: int = 128) -> torch.Tensor:
         """Text in, task output out (tokenization included)."""
         return self.forward(self.encode(texts, max_length))
+
+    def predict_packed(self, texts: list[str], max_length: int = 128) -> torch.Tensor:
+        """`predict` through `forward_packed` (tokenized without padding)."""
+        enc = self.tokenizer(texts, truncation=True, max_length=max_length)
+        return self.forward_packed([{k: enc[k][i] for k in enc if k != "attention_mask"} for i in range(len(texts))])
 
     def num_parameters(self) -> int:
         """Parameters and buffers as stored (quantized weights count one each); ONNX: the initializers' elements."""

@@ -31,6 +31,7 @@ FLAG_FIELDS: dict[str, tuple[str | None, str]] = {
     "host": (None, "host"), "port": (None, "port"), "price_per_hour": (None, "price_per_hour"),
     "max_batch_size": ("batching", "max_batch_size"), "max_wait_ms": ("batching", "max_wait_ms"),
     "max_queue": ("batching", "max_queue"), "timeout_s": ("batching", "timeout_s"),
+    "packing": ("batching", "packing"),
     "cache_backend": ("cache", "backend"), "redis_url": ("cache", "redis_url"), "api_key_env": ("auth", "key_env"),
     "replicas": ("ray", "replicas"), "ray_address": ("ray", "address"), "access_log": (None, "access_log"),
 }
@@ -65,6 +66,10 @@ _DOCS: dict[type, dict[str, str]] = {
         "max_wait_ms": "how long a batch waits for more requests (0: a lone request runs at once)",
         "max_queue": "most requests waiting per model; more get 429 (Retry-After)",
         "timeout_s": "most seconds a request waits for its batch (also the drain timeout on SIGTERM)",
+        "packing": "lay a batch's texts end to end in rows (own positions, block-diagonal attention) instead of "
+                   "padding them, for BERT-family torch classifiers and embedders whose packed outputs match the "
+                   "padded ones at load (GET /v1/models says \"packing\"); the batch then takes the oldest "
+                   "texts, not texts of similar length",
     },
 }
 """Descriptions of the fields that have no docstring of their own (a field's docstring wins)."""

@@ -21,7 +21,7 @@ from infopt.serve._generate import eos_token_ids, run_generation
 from infopt.serve._lm_protocol import LMWorker
 from infopt.serve._lm_worker import GenerationWorker, Job
 
-__all__ = ["Encoded", "ServedModel", "token_limit"]
+__all__ = ["Encoded", "ServedModel", "packed_batches", "token_limit"]
 
 _UNBOUNDED = 1_000_000
 
@@ -38,6 +38,12 @@ def token_limit(loaded: LoadedModel) -> int:
         limits.append(positions)
     usable = [n for n in limits if 0 < n < _UNBOUNDED]
     return min(usable) if usable else 512
+
+
+def packed_batches(loaded: LoadedModel, batching: BatchingConfig) -> bool:
+    """Whether this model's batches are packed: `batching.packing` is on and the model `packs` (a BERT-family torch
+    classifier or embedder whose packed outputs matched its padded ones)."""
+    return batching.packing and loaded.task in ("classification", "embedding") and loaded.packs
 
 
 def _labels(loaded: LoadedModel) -> list[str]:
@@ -65,8 +71,12 @@ class ServedModel:
         self._counter = copy.deepcopy(loaded.tokenizer)
         hidden = getattr(getattr(loaded.model, "config", None), "hidden_size", None)
         self.dimensions: int | None = hidden if self.task == "embedding" and isinstance(hidden, int) else None
-        self.batcher: Batcher[Encoded, list[float]] = Batcher(
-            self._run, batching, name=name, length=lambda item: len(item["input_ids"]), observer=observer)
+        self.packing = packed_batches(loaded, batching)
+        """Batches are packed (`LoadedModel.forward_packed`): no padding, so the batcher takes the oldest texts
+        instead of grouping them by length."""
+        length = None if self.packing else (lambda item: len(item["input_ids"]))
+        self.batcher: Batcher[Encoded, list[float]] = Batcher(self._run, batching, name=name, length=length,
+                                                              observer=observer)
         pad = loaded.tokenizer.pad_token_id
         self._pad_id = int(pad) if isinstance(pad, int) else 0
         self._pad_left = getattr(loaded.tokenizer, "padding_side", "right") == "left"
@@ -172,7 +182,10 @@ class ServedModel:
 
     def _run(self, items: list[Encoded]) -> list[list[float]]:
         """One model call (on the batcher's thread)."""
-        out = self.loaded.forward(self.collate(items)).float()
+        if self.packing and len(items) > 1:
+            out = self.loaded.forward_packed(items).float()
+        else:
+            out = self.loaded.forward(self.collate(items)).float()
         if self.task == "classification":
             out = torch.softmax(out, dim=-1)
         result: list[list[float]] = out.tolist()
@@ -186,4 +199,5 @@ class ServedModel:
             "task": self.task, "fingerprint": m.fingerprint, "recipe": m.recipe, "format": m.format,
             "method": m.method, "source_name": m.name, "labels": self.labels, "max_tokens": self.max_tokens,
             "dimensions": self.dimensions, "chat_template": self.has_chat_template, "engine": self.engine,
+            "packing": self.packing,
         }
