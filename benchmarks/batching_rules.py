@@ -47,12 +47,13 @@ def fcfs(model: LoadedModel, texts: list[str], lengths: dict[str, int], cap: int
 
 
 async def batcher(model: LoadedModel, texts: list[str], lengths: dict[str, int], cap: int, clients: int,
-                  items: int, packed: bool = False) -> float:
+                  items: int, packed: bool = False, workers: int = 1) -> float:
     """Items/s of `clients` asyncio clients sending one text at a time through a real `Batcher` (`packed`: packed
-    batches of the oldest texts, as `infopt serve` runs a model that packs, not padded ones grouped by length)."""
+    batches of the oldest texts, as `infopt serve` runs a model that packs, not padded ones grouped by length;
+    `workers` batches at once, as `batching.workers` runs them)."""
     b: Batcher[str, object] = Batcher(model.predict_packed if packed else model.predict,
                                       BatchingConfig(max_batch_size=cap, max_queue=clients),
-                                      length=None if packed else lengths.__getitem__)
+                                      length=None if packed else lengths.__getitem__, workers=workers)
     b.start()
     rng = random.Random(0)
     sent = 0

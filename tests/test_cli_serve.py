@@ -137,11 +137,14 @@ def test_serve_through_the_console_script(model_dir: Path, tmp_path: Path, serve
     assert "batches packed" in banner
 
 
-def test_no_packing_flag() -> None:
+def test_batching_flags() -> None:
     from infopt.cli import build_parser
 
     parse = build_parser().parse_args
     assert parse(["serve", "m", "--no-packing"]).packing is False and parse(["serve", "m"]).packing is None
+    assert serve_config(["m"], batch_workers=2).batching.workers == 2
+    with pytest.raises(UserError, match="--batch-workers 0 is not allowed"):
+        serve_config(["m"], batch_workers=0)
 
 
 def test_serve_a_candidate_in_shadow_through_the_console_script(

@@ -20,6 +20,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     config = serve_config(args.models, args.config, host=args.host, port=args.port,
                           max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                           max_queue=args.max_queue, timeout_s=args.timeout_s, packing=args.packing,
+                          batch_workers=args.batch_workers,
                           price_per_hour=args.price_per_hour,
                           no_cache=args.no_cache, cache_backend=args.cache_backend, redis_url=args.redis_url,
                           semantic_cache=args.semantic_cache, candidate=args.candidate, share=args.share,
@@ -151,6 +152,8 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="most seconds a request waits for its batch (default 30)")
     p.add_argument("--no-packing", dest="packing", action="store_false", default=None,
                    help="pad batches instead of packing texts end to end (batching.packing)")
+    p.add_argument("--batch-workers", type=int, metavar="N",
+                   help="ONNX Runtime models: run N batches at once, the threads split among them (default 1)")
     p.add_argument("--price-per-hour", type=float, metavar="X",
                    help="the machine's cost per hour: /v1/stats shows cost per 1,000 inputs")
     p.add_argument("--no-cache", action="store_true", help="turn the response caches (exact, prompt) off")

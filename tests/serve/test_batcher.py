@@ -264,3 +264,22 @@ def test_observer_sees_depth_waits_and_batches() -> None:
         await b.drain()
 
     run(main())
+
+
+def test_workers_run_batches_at_once_and_drain_both() -> None:
+    meet = threading.Barrier(2, timeout=10)  # passes only when two batches run at the same time
+
+    def both(items: list[int]) -> list[int]:
+        meet.wait()
+        return items
+
+    async def main() -> None:
+        b: Batcher[int, int] = Batcher(both, BatchingConfig(max_batch_size=1), workers=2)
+        b.start()
+        assert await asyncio.gather(b.submit([1]), b.submit([2])) == [[1], [2]]
+        pending = [asyncio.ensure_future(b.submit([k])) for k in (3, 4)]
+        await asyncio.sleep(0)
+        await b.drain(10)
+        assert [p.result() for p in pending] == [[3], [4]]
+
+    run(main())

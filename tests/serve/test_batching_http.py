@@ -175,3 +175,19 @@ def test_crash_is_a_bare_500_and_the_server_lives(live: Any, tiny_bert_classifie
     assert r.status_code == 500 and code_of(r) == "internal_error"
     assert "secret" not in r.text and "Traceback" not in r.text
     assert classify(server.url, model="ok").status_code == 200
+
+
+def test_an_onnx_model_runs_two_batches_at_once(live: Any, tiny_bert_classifier: LoadedModel) -> None:
+    from infopt.compress.quantize import quantize
+
+    onnx = quantize(tiny_bert_classifier, "onnx-fp32")
+    server = live(create_app({"clf": onnx}, config=limits(max_batch_size=4, workers=2)))
+    info = httpx.get(server.url + "/v1/models").json()["data"][0]
+    assert info["batch_workers"] == 2 and not info["packing"]
+    texts = [f"film number {i} " + "good " * (i % 5) for i in range(40)]
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda t: classify(server.url, t), texts))
+    assert [r.status_code for r in responses] == [200] * len(texts)
+    want = torch.softmax(tiny_bert_classifier.predict(texts), -1)
+    got = [[r.json()["data"][0]["probabilities"][k] for k in ("negative", "positive")] for r in responses]
+    assert torch.allclose(torch.tensor(got), want, atol=1e-4)

@@ -24,6 +24,7 @@ def test_defaults() -> None:
     (lambda: BatchingConfig(max_queue=0), "max_queue"),
     (lambda: BatchingConfig(timeout_s=0), "timeout_s"),
     (lambda: BatchingConfig(packing="yes"), "packing"),  # type: ignore[arg-type]
+    (lambda: BatchingConfig(workers=0), "workers"),
     (lambda: ModelSpec("", "m"), "name"),
     (lambda: ModelSpec("a", 3), "path"),  # type: ignore[arg-type]
     (lambda: ServeConfig(models=()), "models"),

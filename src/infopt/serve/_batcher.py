@@ -1,4 +1,4 @@
-"""Dynamic batching without HTTP: one bounded queue and one worker per model.
+"""Dynamic batching without HTTP: one bounded queue and its workers (one unless told more) per model.
 
 Whenever the model is free, the worker groups the items waiting in the queue by length (`group_by_length`, groups
 of at most `max_batch_size`) and runs the group that holds the oldest request's item, in one call of `run_batch`
@@ -6,6 +6,7 @@ on the model's own thread (so the event loop never blocks on inference). Taking 
 groups than taking the first `max_batch_size` items, and the oldest request always runs next, so none starves. A
 lone request at low load runs at once (`max_wait_ms` 0). A full queue raises `QueueFull` (429), a request that gets
 no result within `timeout_s` raises `QueueTimeout` (504), and after `drain()` new requests raise `Unavailable`.
+With `workers` > 1 that many batches run at once, each on a thread of its own.
 """
 
 from __future__ import annotations
@@ -105,12 +106,13 @@ class Batcher(Generic[T, R]):
     """Batches the items of concurrent `submit` calls into calls of `run_batch(items) -> results` (same order).
 
     Create it anywhere, `start()` it inside the running event loop, `await submit(items)` from request handlers
-    and `await drain()` on shutdown. `length(item)` (e.g. its token count) groups items of similar length.
+    and `await drain()` on shutdown. `length(item)` (e.g. its token count) groups items of similar length;
+    `workers` batches run at once (`run_batch` must then be safe to call from that many threads).
     """
 
     def __init__(self, run_batch: Callable[[list[T]], list[R]], config: BatchingConfig | None = None, *,
                  name: str = "model", length: Callable[[T], int] | None = None,
-                 observer: BatchObserver | None = None) -> None:
+                 observer: BatchObserver | None = None, workers: int = 1) -> None:
         self.run_batch = run_batch
         self.config = config or BatchingConfig()
         self.name = name
@@ -120,8 +122,9 @@ class Batcher(Generic[T, R]):
         self._accepting = True
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infopt-serve-{name}")
-        self._in_flight: list[_Request[T, R]] = []  # the requests with items in the batch being run (each once)
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"infopt-serve-{name}")
+        self._running: dict[int, list[_Request[T, R]]] = {}  # by worker: the requests with items in its batch
         self._batch_s = 0.0  # moving average of one model call, for Retry-After
         self._inside = 0  # requests the door admitted and that are not answered yet
 
@@ -136,11 +139,16 @@ class Batcher(Generic[T, R]):
     def accepting(self) -> bool:
         return self._accepting
 
+    @property
+    def _in_flight(self) -> list[_Request[T, R]]:
+        """The requests with items in a batch being run (each once)."""
+        return list({id(r): r for batch in self._running.values() for r in batch}.values())
+
     def start(self) -> None:
-        """Start the worker on the running event loop (idempotent)."""
+        """Start the workers on the running event loop (idempotent)."""
         if self._task is None:
             self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+            self._task = asyncio.get_running_loop().create_task(self._work_all(), name=f"batcher-{self.name}")
 
     async def submit(self, items: list[T]) -> list[R]:
         """Queue `items` as one request and wait for their results (in order)."""
@@ -244,7 +252,10 @@ class Batcher(Generic[T, R]):
             except TimeoutError:
                 return
 
-    async def _work(self) -> None:
+    async def _work_all(self) -> None:
+        await asyncio.gather(*(self._work(k) for k in range(self.workers)))
+
+    async def _work(self, worker: int) -> None:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
         while True:
@@ -256,17 +267,17 @@ class Batcher(Generic[T, R]):
             if self.config.max_wait_ms > 0:
                 await self._wait_for_more()
             group = self._take()
-            self._in_flight = list({id(r): r for r, _ in group}.values())
+            self._running[worker] = list({id(r): r for r, _ in group}.values())
             try:
                 if group:
                     await self._run_group(loop, group)
             except Exception as e:  # a bug here must not leave requests hanging until their timeout
                 log.exception("batcher of model %r failed", self.name)
-                for request in self._in_flight:
+                for request in self._running[worker]:
                     if not request.future.done():
                         request.future.set_exception(e)
             finally:
-                self._in_flight = []
+                del self._running[worker]
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, members: list[_Member[T, R]]) -> None:
         start = time.perf_counter()

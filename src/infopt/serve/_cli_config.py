@@ -31,7 +31,7 @@ FLAG_FIELDS: dict[str, tuple[str | None, str]] = {
     "host": (None, "host"), "port": (None, "port"), "price_per_hour": (None, "price_per_hour"),
     "max_batch_size": ("batching", "max_batch_size"), "max_wait_ms": ("batching", "max_wait_ms"),
     "max_queue": ("batching", "max_queue"), "timeout_s": ("batching", "timeout_s"),
-    "packing": ("batching", "packing"),
+    "packing": ("batching", "packing"), "batch_workers": ("batching", "workers"),
     "cache_backend": ("cache", "backend"), "redis_url": ("cache", "redis_url"), "api_key_env": ("auth", "key_env"),
     "replicas": ("ray", "replicas"), "ray_address": ("ray", "address"), "access_log": (None, "access_log"),
 }
@@ -70,6 +70,9 @@ _DOCS: dict[type, dict[str, str]] = {
                    "padding them, for BERT-family torch classifiers and embedders whose packed outputs match the "
                    "padded ones at load (GET /v1/models says \"packing\"); the batch then takes the oldest "
                    "texts, not texts of similar length",
+        "workers": "batches of an ONNX Runtime model that run at once, each on its own thread with the model's "
+                   "threads split among them (2 on a 2-core CPU: no batch's threads wait on a core the event loop "
+                   "holds; measure with benchmarks/serve_batching.py); other models run one batch at a time",
     },
 }
 """Descriptions of the fields that have no docstring of their own (a field's docstring wins)."""

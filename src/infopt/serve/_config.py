@@ -7,6 +7,7 @@
     max_batch_size = 32
     max_wait_ms = 0.0
     packing = true                  # BERT-family torch models: texts end to end in rows, not padded
+    workers = 1                     # ONNX Runtime models: batches run at once, the threads split among them
     [cache]                         # response caches (exact + prompt tiers); see ServeCacheConfig
     backend = "sqlite"              # "memory", "sqlite" or "redis"
     [cache.semantic]                # the semantic tier (opt in); see SemanticConfig
@@ -76,9 +77,11 @@ class BatchingConfig:
     max_queue: int = 64
     timeout_s: float = 30.0
     packing: bool = True
+    workers: int = 1
 
     def __post_init__(self) -> None:
         check_bool(self, "packing")
+        check_int(self, "workers", min=1)
         check_int(self, "max_batch_size", min=1)
         check_number(self, "max_wait_ms", low=0, high=10_000, example=5)
         check_int(self, "max_queue", min=1)

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from infopt.models import LoadedModel
+from infopt.evaluate import at_threads
+from infopt.models import LoadedModel, OnnxModel
 from infopt.serve._batcher import Batcher, BatchObserver
 from infopt.serve._config import BatchingConfig
 from infopt.serve._engine_config import ServeEngineConfig
@@ -21,7 +22,7 @@ from infopt.serve._generate import eos_token_ids, run_generation
 from infopt.serve._lm_protocol import LMWorker
 from infopt.serve._lm_worker import GenerationWorker, Job
 
-__all__ = ["Encoded", "ServedModel", "packed_batches", "token_limit"]
+__all__ = ["Encoded", "ServedModel", "batch_workers", "packed_batches", "token_limit"]
 
 _UNBOUNDED = 1_000_000
 
@@ -46,6 +47,12 @@ def packed_batches(loaded: LoadedModel, batching: BatchingConfig) -> bool:
     return batching.packing and loaded.task in ("classification", "embedding") and loaded.packs
 
 
+def batch_workers(loaded: LoadedModel, batching: BatchingConfig) -> int:
+    """Batches of this model that run at once: `batching.workers` for an ONNX Runtime session (it takes concurrent
+    calls), else 1."""
+    return batching.workers if isinstance(loaded.model, OnnxModel) else 1
+
+
 def _labels(loaded: LoadedModel) -> list[str]:
     if loaded.manifest.labels:
         return list(loaded.manifest.labels)
@@ -61,6 +68,10 @@ class ServedModel:
     def __init__(self, name: str, loaded: LoadedModel, batching: BatchingConfig,
                  observer: BatchObserver | None = None, engine: ServeEngineConfig | None = None) -> None:
         self.name = name
+        self.workers = batch_workers(loaded, batching)
+        """Batches run at once, each on its share of the model's threads."""
+        if self.workers > 1:
+            loaded = at_threads(loaded, max(1, loaded.model.threads // self.workers))
         self.loaded = loaded
         self.task = loaded.task
         self.max_tokens = token_limit(loaded)
@@ -76,7 +87,7 @@ class ServedModel:
         instead of grouping them by length."""
         length = None if self.packing else (lambda item: len(item["input_ids"]))
         self.batcher: Batcher[Encoded, list[float]] = Batcher(self._run, batching, name=name, length=length,
-                                                              observer=observer)
+                                                              observer=observer, workers=self.workers)
         pad = loaded.tokenizer.pad_token_id
         self._pad_id = int(pad) if isinstance(pad, int) else 0
         self._pad_left = getattr(loaded.tokenizer, "padding_side", "right") == "left"
@@ -199,5 +210,5 @@ class ServedModel:
             "task": self.task, "fingerprint": m.fingerprint, "recipe": m.recipe, "format": m.format,
             "method": m.method, "source_name": m.name, "labels": self.labels, "max_tokens": self.max_tokens,
             "dimensions": self.dimensions, "chat_template": self.has_chat_template, "engine": self.engine,
-            "packing": self.packing,
+            "packing": self.packing, "batch_workers": self.workers,
         }
