@@ -76,3 +76,30 @@ def test_a_packing_model_batches_texts_of_any_length_together(tiny_bert_classifi
     texts = ["ok"] * 6 + [" ".join(["word"] * 100)] * 6  # the padding of one group: 6 x 98 tokens, over budget
     assert _batch_sizes(tiny_bert_classifier, texts, BatchingConfig(max_wait_ms=200)) == [12]
     assert sorted(_batch_sizes(tiny_bert_classifier, texts, BatchingConfig(max_wait_ms=200, packing=False))) == [6, 6]
+
+
+def test_a_lone_batch_gets_all_threads_and_concurrent_ones_their_share(tiny_bert_classifier: LoadedModel) -> None:
+    from infopt.compress.quantize import quantize
+
+    onnx = quantize(tiny_bert_classifier, "onnx-fp32")
+    onnx.model = onnx.model.with_threads(2)
+    served = ServedModel("clf", onnx, BatchingConfig(workers=2))
+    assert served.workers == 2 and served._narrow.model.threads == 1 and served.loaded.model.threads == 2
+    used: list[int] = []
+
+    def spy(model: LoadedModel) -> None:
+        real = model.forward
+
+        def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            used.append(model.model.threads)
+            return real(batch)
+
+        model.forward = forward  # type: ignore[method-assign]
+
+    spy(served.loaded)
+    spy(served._narrow)
+    encoded = served.check("classification", TEXTS, truncate=False)
+    alone = served._run(encoded)
+    served._running = 1  # another batch is running
+    shared = served._run(encoded)
+    assert used == [2, 1] and torch.allclose(torch.tensor(alone), torch.tensor(shared), atol=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -69,10 +70,12 @@ class ServedModel:
                  observer: BatchObserver | None = None, engine: ServeEngineConfig | None = None) -> None:
         self.name = name
         self.workers = batch_workers(loaded, batching)
-        """Batches run at once, each on its share of the model's threads."""
-        if self.workers > 1:
-            loaded = at_threads(loaded, max(1, loaded.model.threads // self.workers))
+        """Batches run at once: each on its share of the model's threads (`_narrow`), or all of them when it is the
+        only batch and nothing waits (a lone request at low load is not slowed by the split)."""
         self.loaded = loaded
+        self._narrow = at_threads(loaded, max(1, loaded.model.threads // self.workers)) if self.workers > 1 else loaded
+        self._running = 0
+        self._running_lock = threading.Lock()
         self.task = loaded.task
         self.max_tokens = token_limit(loaded)
         self.labels = _labels(loaded) if self.task == "classification" else []
@@ -192,11 +195,19 @@ class ServedModel:
         return batch
 
     def _run(self, items: list[Encoded]) -> list[list[float]]:
-        """One model call (on the batcher's thread)."""
-        if self.packing and len(items) > 1:
-            out = self.loaded.forward_packed(items).float()
-        else:
-            out = self.loaded.forward(self.collate(items)).float()
+        """One model call (on a batcher thread)."""
+        with self._running_lock:
+            self._running += 1
+            alone = self._running == 1 and self.batcher.depth == 0
+        try:
+            model = self.loaded if alone else self._narrow
+            if self.packing and len(items) > 1:
+                out = model.forward_packed(items).float()
+            else:
+                out = model.forward(self.collate(items)).float()
+        finally:
+            with self._running_lock:
+                self._running -= 1
         if self.task == "classification":
             out = torch.softmax(out, dim=-1)
         result: list[list[float]] = out.tolist()
