@@ -64,15 +64,6 @@ def chosen_batching(model: LoadedModel, texts: list[str], clients: int,
     return max(rates, key=lambda k: rates[k]), rates
 
 
-def in_process_p50_ms(model: LoadedModel, texts: list[str], n: int = 200) -> float:
-    out = []
-    for text in texts[:n]:
-        t0 = time.perf_counter()
-        model.predict([text])
-        out.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(out))
-
-
 @contextlib.contextmanager
 def infopt_server(path: Path, batch: int, queue: int = 256, packing: bool = True,
                   workers: int = 1) -> Iterator[tuple[str, psutil.Process]]:
@@ -185,20 +176,27 @@ async def _closed(url: str, texts: list[str], clients: int, requests: int, durat
             "p95": float(np.percentile(lat, 95)), "errors": errors}
 
 
-def one_client(urls: list[str], texts: list[str], rounds: int = 6, per_round: int = 40) -> list[dict[str, float]]:
-    """One client's p50 ms against each server, in alternating rounds (so drift on this VM hits them alike), and
-    the servers' own p50 (their Server-Timing header)."""
+def one_client(urls: list[str], texts: list[str], model: LoadedModel, rounds: int = 6,
+               per_round: int = 40) -> list[dict[str, float]]:
+    """One client's p50 ms against each server and the servers' own p50 (their Server-Timing header), then
+    `model.predict` of the same texts in this process, in alternating rounds (so drift on this VM, which moved one
+    text's time by 40% within seconds, hits them alike); the last dict is in-process."""
     async def run() -> list[dict[str, list[float]]]:
         conns = [(await connect(url, 1))[0] for url in urls]
-        out: list[dict[str, list[float]]] = [{"client": [], "server": []} for _ in urls]
+        out: list[dict[str, list[float]]] = [{"client": [], "server": []} for _ in [*urls, model]]
         for r in range(rounds):
-            for conn, got in zip(conns, out, strict=True):
-                for i in range(per_round):
-                    text = texts[(r * per_round + i) % len(texts)]
+            chunk = [texts[(r * per_round + i) % len(texts)] for i in range(per_round)]
+            for conn, got in zip(conns, out, strict=False):
+                for text in chunk:
                     ms, status, headers = await _post(conn, text)
                     if status == 200:
                         got["client"].append(ms)
                         got["server"].append(server_timing_ms(headers))
+            for text in chunk:
+                t0 = time.perf_counter()
+                model.predict([text])
+                out[-1]["client"].append((time.perf_counter() - t0) * 1e3)
+                out[-1]["server"].append(out[-1]["client"][-1])
         for _, writer in conns:
             writer.close()
         return out
@@ -295,8 +293,6 @@ def main() -> None:
             print(f"{label}: in-process Batcher ({kind}), {args.clients} clients, items/s by max_batch_size and "
                   "workers " + ", ".join(f"{c}/{w}: {v:.0f}" for (c, w), v in per.items()) +
                   f" -> max_batch_size {row[kind][0]}, workers {row[kind][1]}")
-        row["p50_in"] = in_process_p50_ms(model, texts)
-        del model
         freeze_startup()  # this client's own GC sweeps stay out of what it measures
         cap, workers = row["packed" if packs else "padded"]
         with infopt_server(path, cap, workers=workers) as (url, _), \
@@ -306,7 +302,8 @@ def main() -> None:
             row["ours_httpx"] = load(url, texts, args.clients, args.requests, args.duration)
             load_raw(url_b1, texts, args.clients, 200, 5)
             row["b1"] = load_raw(url_b1, texts, args.clients, args.requests, args.duration)
-            row["one_on"], row["one_off"] = one_client([url, url_b1], texts)
+            row["one_on"], row["one_off"], here = one_client([url, url_b1], texts, model)
+            row["p50_in"] = here["p50"]
         row["served_padded"] = None
         if packs:
             with infopt_server(path, row["padded"][0], packing=False) as (url, _):
