@@ -283,3 +283,22 @@ def test_workers_run_batches_at_once_and_drain_both() -> None:
         assert [p.result() for p in pending] == [[3], [4]]
 
     run(main())
+
+
+def test_a_call_in_the_worker_runs_before_the_batches_queued_after_it() -> None:
+    order: list[object] = []
+
+    def batch(items: list[int]) -> list[int]:
+        order.append(threading.current_thread().name)
+        return items
+
+    async def main() -> None:
+        b: Batcher[int, int] = Batcher(batch, BatchingConfig(), name="m")
+        b.start()
+        b.call_in_worker(lambda: order.append("probe"))
+        b.call_in_worker(lambda: 1 / 0)  # logged, and the batcher carries on
+        assert await b.submit([1]) == [1]
+        await b.drain()
+
+    run(main())
+    assert order[0] == "probe" and str(order[1]).startswith("infopt-serve-m")

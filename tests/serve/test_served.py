@@ -46,6 +46,7 @@ def test_packed_batches_give_the_padded_outputs(fixture: str, request: pytest.Fi
     model: LoadedModel = request.getfixturevalue(fixture)
     task = model.task
     packed, padded = ServedModel("m", model, BatchingConfig()), ServedModel("m", model, BatchingConfig(packing=False))
+    assert packed.probe_packing() and not padded.probe_packing()
     assert packed.info()["packing"] and not padded.info()["packing"]
     encoded = packed.check(task, TEXTS, truncate=False)
     assert torch.allclose(torch.tensor(packed._run(encoded)), torch.tensor(padded._run(encoded)), atol=1e-5)
@@ -65,6 +66,8 @@ def _batch_sizes(model: LoadedModel, texts: list[str], batching: BatchingConfig)
 
     async def main() -> None:
         served.start()
+        await served.infer(served.check(model.task, ["warm-up: the probe runs first"], False))
+        seen.clear()
         await asyncio.gather(*(served.infer(served.check(model.task, [t], False)) for t in texts))
         await served.drain()
 

@@ -150,6 +150,16 @@ class Batcher(Generic[T, R]):
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._work_all(), name=f"batcher-{self.name}")
 
+    def call_in_worker(self, fn: Callable[[], object]) -> None:
+        """Run `fn` on a worker thread ahead of the batches queued after it (a check that must run on the thread
+        that runs the model); its errors are logged."""
+        def run() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("a call on the worker of model %r failed", self.name)
+        self._executor.submit(run)
+
     async def submit(self, items: list[T]) -> list[R]:
         """Queue `items` as one request and wait for their results (in order)."""
         if not self._accepting or self._task is None:

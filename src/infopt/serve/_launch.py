@@ -15,7 +15,7 @@ from infopt.errors import UserError
 from infopt.models import LoadedModel, load_model
 from infopt.serve._config import ServeConfig, is_loopback
 from infopt.serve._routing import Router
-from infopt.serve._served import batch_workers, packed_batches
+from infopt.serve._served import batch_workers
 from infopt.serve._server import run_server
 
 __all__ = ["banner", "base_url", "check_address", "freeze_startup", "launch"]
@@ -83,7 +83,6 @@ def banner(config: ServeConfig, loaded: list[LoadedModel]) -> list[str]:
     for spec, m in zip(config.models, loaded, strict=True):
         lines.append(f"  model {spec.name}: {m.task}, fingerprint {m.manifest.fingerprint or '-'}, from {spec.path} "
                      f"({m.manifest.method}, format {m.manifest.format}) -> {_ENDPOINTS.get(m.task, '?')}"
-                     + ("; batches packed" if packed_batches(m, b) else "")
                      + (f"; {n} batches at once" if (n := batch_workers(m, b)) > 1 else ""))
     lines += [
         f"  batching: up to {b.max_batch_size} texts per model call, waiting up to {b.max_wait_ms:g} ms for more; "

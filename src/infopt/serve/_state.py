@@ -61,7 +61,6 @@ class ServerState:
                 loaded = await asyncio.to_thread(self.loader, spec.path)
                 if spec.threads is not None:
                     loaded = await asyncio.to_thread(at_threads, loaded, spec.threads)
-                await asyncio.to_thread(getattr, loaded, "packs")  # the packing probe runs torch off the event loop
                 if self.status != "loading":  # drained while loading
                     return
                 self._add(spec.name, loaded)
