@@ -289,7 +289,6 @@ def main() -> None:
             row["packed_ceiling"], _, per_packed = packed_ceiling(model, texts)
             print(f"{label}: in-process items/s by batch size (arrival order, packed) " +
                   ", ".join(f"{k}: {v:.0f}" for k, v in per_packed.items()))
-        row["ceiling"] = max(row["padded_ceiling"], row["packed_ceiling"] or 0)
         for kind in ("packed", "padded") if packs else ("padded",):
             row[kind], per = chosen_batching(model, texts, args.clients, kind == "packed")
             print(f"{label}: in-process Batcher ({kind}), {args.clients} clients, items/s by max_batch_size and "
@@ -328,6 +327,13 @@ def main() -> None:
                 load_raw(url, texts, args.clients, 200, 10)
                 row["ray"] = load_raw(url, texts, args.clients, args.requests, args.duration)
                 row["ray_one"] = load_raw(url, texts, 1, 100, 20)
+        # this VM's speed drifts within a run: the ceilings are the better of a sweep before and one after serving
+        row["padded_ceiling"] = max(row["padded_ceiling"], ceiling(model, texts)[0])
+        if packs:
+            row["packed_ceiling"] = max(row["packed_ceiling"], packed_ceiling(model, texts)[0])
+        print(f"{label}: ceilings, the better of the sweeps before and after serving: padded "
+              f"{row['padded_ceiling']:.0f}" + (f", packed {row['packed_ceiling']:.0f}" if packs else ""))
+        row["ceiling"] = max(row["padded_ceiling"], row["packed_ceiling"] or 0)
         rows.append(row)
     print(f"\n{args.clients} concurrent clients, closed loop, 1 text per request, raw HTTP/1.1 client; items/s. The "
           "ceilings: sorted padded batches (the issue's) and (a model that packs) packed batches in arrival order; "
