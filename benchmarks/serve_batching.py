@@ -1,6 +1,8 @@
-"""Dynamic batching in `infopt serve`, side by side in one run: the model's in-process ceiling, our server with and
-without batching, and Ray Serve's `@serve.batch` on the same model and load; then one client (batching on / off,
-HTTP overhead over in-process) and an overload of 256 clients against a queue of 64.
+"""Dynamic batching in `infopt serve`, side by side in one run: the model's in-process ceilings (sorted padded
+batches, and packed batches for a model that packs), our server with and without batching (and, for a model that
+packs, padded with --no-packing; for an ONNX Runtime model, 1 and 2 batch workers), and Ray Serve's `@serve.batch`
+on the same model and load; then one client (batching on / off, HTTP overhead over in-process, in alternating
+rounds) and an overload of 256 clients against a queue of 64.
 
     .venv/bin/python benchmarks/serve_batching.py                 # the fp32 teacher and its onnx-int8 variant
     .venv/bin/python benchmarks/serve_batching.py --skip-ray      # without the peer (pip install "ray[serve]")
