@@ -269,12 +269,16 @@ def test_observer_sees_depth_waits_and_batches() -> None:
 def test_workers_run_batches_at_once_and_drain_both() -> None:
     meet = threading.Barrier(2, timeout=10)  # passes only when two batches run at the same time
 
+    seen: list[int] = []
+
     def both(items: list[int]) -> list[int]:
+        seen.append(b.running)
         meet.wait()
         return items
 
+    b: Batcher[int, int] = Batcher(both, BatchingConfig(max_batch_size=1), workers=2)
+
     async def main() -> None:
-        b: Batcher[int, int] = Batcher(both, BatchingConfig(max_batch_size=1), workers=2)
         b.start()
         assert await asyncio.gather(b.submit([1]), b.submit([2])) == [[1], [2]]
         pending = [asyncio.ensure_future(b.submit([k])) for k in (3, 4)]
@@ -283,6 +287,7 @@ def test_workers_run_batches_at_once_and_drain_both() -> None:
         assert [p.result() for p in pending] == [[3], [4]]
 
     run(main())
+    assert max(seen[:2]) == max(seen[2:]) == 2 and b.running == 0  # the second of each pair sees both
 
 
 def test_a_call_in_the_worker_runs_before_the_batches_queued_after_it() -> None:

@@ -177,7 +177,8 @@ def test_crash_is_a_bare_500_and_the_server_lives(live: Any, tiny_bert_classifie
     assert classify(server.url, model="ok").status_code == 200
 
 
-def test_an_onnx_model_runs_two_batches_at_once(live: Any, tiny_bert_classifier: LoadedModel) -> None:
+def test_an_onnx_model_with_two_batch_workers_answers_concurrent_requests_like_predict(
+        live: Any, tiny_bert_classifier: LoadedModel) -> None:
     from infopt.compress.quantize import quantize
 
     onnx = quantize(tiny_bert_classifier, "onnx-fp32")

@@ -103,6 +103,6 @@ def test_a_lone_batch_gets_all_threads_and_concurrent_ones_their_share(tiny_bert
     spy(served._narrow)
     encoded = served.check("classification", TEXTS, truncate=False)
     alone = served._run(encoded)
-    served._running = 1  # another batch is running
+    served.batcher._running.update({0: [], 1: []})  # this batch and another one are running
     shared = served._run(encoded)
     assert used == [2, 1] and torch.allclose(torch.tensor(alone), torch.tensor(shared), atol=1e-5)

@@ -140,6 +140,11 @@ class Batcher(Generic[T, R]):
         return self._accepting
 
     @property
+    def running(self) -> int:
+        """Batches being run now (a worker's batch counts from when it is taken until its results are set)."""
+        return len(self._running)
+
+    @property
     def _in_flight(self) -> list[_Request[T, R]]:
         """The requests with items in a batch being run (each once)."""
         return list({id(r): r for batch in self._running.values() for r in batch}.values())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,7 +22,7 @@ from infopt.serve._generate import eos_token_ids, run_generation
 from infopt.serve._lm_protocol import LMWorker
 from infopt.serve._lm_worker import GenerationWorker, Job
 
-__all__ = ["Encoded", "ServedModel", "batch_workers", "token_limit"]
+__all__ = ["Encoded", "ServedModel", "batch_workers", "threads_shared", "token_limit"]
 
 _UNBOUNDED = 1_000_000
 
@@ -48,6 +47,12 @@ def batch_workers(loaded: LoadedModel, batching: BatchingConfig) -> int:
     return batching.workers if isinstance(loaded.model, OnnxModel) else 1
 
 
+def threads_shared(loaded: LoadedModel, workers: int) -> LoadedModel:
+    """The model as each of `workers` concurrent batches runs it: its own session on threads // workers threads
+    (the model itself for one worker)."""
+    return at_threads(loaded, max(1, loaded.model.threads // workers)) if workers > 1 else loaded
+
+
 def _labels(loaded: LoadedModel) -> list[str]:
     if loaded.manifest.labels:
         return list(loaded.manifest.labels)
@@ -67,9 +72,7 @@ class ServedModel:
         """Batches run at once: each on its share of the model's threads (`_narrow`), or all of them when it is the
         only batch and nothing waits (a lone request at low load is not slowed by the split)."""
         self.loaded = loaded
-        self._narrow = at_threads(loaded, max(1, loaded.model.threads // self.workers)) if self.workers > 1 else loaded
-        self._running = 0
-        self._running_lock = threading.Lock()
+        self._narrow = threads_shared(loaded, self.workers)
         self.task = loaded.task
         self.max_tokens = token_limit(loaded)
         self.labels = _labels(loaded) if self.task == "classification" else []
@@ -203,18 +206,12 @@ class ServedModel:
 
     def _run(self, items: list[Encoded]) -> list[list[float]]:
         """One model call (on a batcher thread)."""
-        with self._running_lock:
-            self._running += 1
-            alone = self._running == 1 and self.batcher.depth == 0
-        try:
-            model = self.loaded if alone else self._narrow
-            if self.packing and len(items) > 1:
-                out = model.forward_packed(items).float()
-            else:
-                out = model.forward(self.collate(items)).float()
-        finally:
-            with self._running_lock:
-                self._running -= 1
+        alone = self.batcher.running <= 1 and self.batcher.depth == 0  # this batch only, and nothing waits
+        model = self.loaded if alone else self._narrow
+        if self.packing and len(items) > 1:
+            out = model.forward_packed(items).float()
+        else:
+            out = model.forward(self.collate(items)).float()
         if self.task == "classification":
             out = torch.softmax(out, dim=-1)
         result: list[list[float]] = out.tolist()
