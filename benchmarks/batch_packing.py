@@ -1,5 +1,5 @@
-"""Padding against packing for one batch of a BERT classifier, side by side in one run (the measurement behind
-issue 9's next step; packing is not in `infopt serve` yet).
+"""Padding against packing for one batch of a BERT classifier, side by side in one run (how `infopt serve` packs:
+`infopt.models._packing`, with rows of at least `--row` tokens instead of its MIN_ROW).
 
 Packing lays a batch's texts end to end in rows (first-fit decreasing, rows of max(`--row`, longest) tokens), each
 with its own position ids, under a block-diagonal 4-D attention mask; the classifier reads each text's [CLS] vector.
@@ -23,6 +23,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification
 
 from infopt.data import DataConfig, load_dataset, split_dataset
 from infopt.models import package_file
+from infopt.models._packing import pack, packed_forward
 
 
 @torch.inference_mode()
@@ -33,34 +34,7 @@ def padded(model: BertForSequenceClassification, tok: object, texts: list[str]) 
 
 @torch.inference_mode()
 def packed(model: BertForSequenceClassification, seqs: list[list[int]], row: int) -> torch.Tensor:
-    cap = max(row, *(len(s) for s in seqs))
-    rows: list[list[int]] = []
-    fill: list[int] = []
-    for i in sorted(range(len(seqs)), key=lambda i: -len(seqs[i])):  # first fit decreasing
-        r = next((r for r in range(len(rows)) if fill[r] + len(seqs[i]) <= cap), len(rows))
-        if r == len(rows):
-            rows.append([])
-            fill.append(0)
-        rows[r].append(i)
-        fill[r] += len(seqs[i])
-    n_rows, width = len(rows), max(fill)
-    ids = torch.zeros(n_rows, width, dtype=torch.long)  # [R, T]
-    pos = torch.zeros_like(ids)
-    seg = torch.full_like(ids, -1)  # the text each token belongs to within its row; -1 padding
-    first = [(0, 0)] * len(seqs)
-    for r, members in enumerate(rows):
-        at = 0
-        for k, i in enumerate(members):
-            n = len(seqs[i])
-            ids[r, at:at + n], pos[r, at:at + n], seg[r, at:at + n] = torch.tensor(seqs[i]), torch.arange(n), k
-            first[i] = (r, at)
-            at += n
-    same = seg[:, :, None] == seg[:, None, :]  # [R, T, T]
-    mask = torch.zeros(n_rows, 1, width, width).masked_fill_(~same[:, None], torch.finfo(torch.float32).min)
-    hidden = model.bert(input_ids=ids, position_ids=pos, token_type_ids=torch.zeros_like(ids),
-                        attention_mask=mask).last_hidden_state  # [R, T, D]
-    cls = hidden[torch.tensor([f[0] for f in first]), torch.tensor([f[1] for f in first])]  # [N, D]
-    return model.classifier(model.bert.pooler(cls[:, None, :]))
+    return packed_forward(model, "classification", pack(seqs, min_row=row))
 
 
 def items_per_s(run: Callable[[list[str]], object], batches: list[list[str]]) -> float:

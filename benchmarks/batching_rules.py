@@ -71,31 +71,19 @@ async def batcher(model: LoadedModel, texts: list[str], lengths: dict[str, int],
     return rate
 
 
-def ceiling(model: LoadedModel, texts: list[str]) -> tuple[float, int, dict[int, float]]:
-    """Best in-process items/s over batch sizes 1..64, batches of texts of similar length (tokenization included)."""
-    order = sorted(texts, key=len)
+def ceiling(model: LoadedModel, texts: list[str], packed: bool = False) -> tuple[float, int, dict[int, float]]:
+    """Best in-process items/s by batch size (tokenization included): padded batches of texts of similar length,
+    sizes 1..64, or (`packed`) packed batches in arrival order, sizes 8..64 (packing needs no sorting)."""
+    run = model.predict_packed if packed else model.predict
+    order = texts if packed else sorted(texts, key=len)
     per_size = {}
-    for bs in BATCH_SIZES:
+    for bs in BATCH_SIZES[3:] if packed else BATCH_SIZES:
         batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-        model.predict(batches[len(batches) // 2])  # warm-up
+        run(batches[len(batches) // 2])  # warm-up
         t0 = time.perf_counter()
         for b in batches:
-            model.predict(b)
+            run(b)
         per_size[bs] = len(order) / (time.perf_counter() - t0)
-    best = max(per_size, key=lambda k: per_size[k])
-    return per_size[best], best, per_size
-
-
-def packed_ceiling(model: LoadedModel, texts: list[str]) -> tuple[float, int, dict[int, float]]:
-    """Best in-process items/s of packed batches of 8..64 texts in arrival order (packing needs no sorting)."""
-    per_size = {}
-    for bs in BATCH_SIZES[3:]:
-        batches = [texts[i : i + bs] for i in range(0, len(texts) - bs + 1, bs)]
-        model.predict_packed(batches[0])  # warm-up
-        t0 = time.perf_counter()
-        for b in batches:
-            model.predict_packed(b)
-        per_size[bs] = sum(map(len, batches)) / (time.perf_counter() - t0)
     best = max(per_size, key=lambda k: per_size[k])
     return per_size[best], best, per_size
 

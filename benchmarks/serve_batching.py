@@ -39,16 +39,18 @@ from _machine import (  # benchmarks/ is on sys.path when run as a script
     server_timing_ms,
     wait_ready,
 )
-from batching_rules import batcher, ceiling, packed_ceiling, token_lengths  # benchmarks/ is on sys.path
+from batching_rules import batcher, ceiling, token_lengths  # benchmarks/ is on sys.path when run as a script
 
 from infopt.compress.quantize import quantize
 from infopt.data import DataConfig, load_dataset, split_dataset
-from infopt.evaluate import at_threads
 from infopt.models import LoadedModel, load_model, save_model
 from infopt.serve import BatchingConfig, LoadtestConfig, run_loadtest
 from infopt.serve._launch import freeze_startup
 from infopt.serve._loadreport import batch_histogram, parse_histogram
-from infopt.serve._served import batch_workers
+from infopt.serve._served import batch_workers, threads_shared
+
+CAPS = (4, 8, 16, 32)
+"""The `max_batch_size` values tried."""
 
 
 def chosen_batching(model: LoadedModel, texts: list[str], clients: int,
@@ -59,12 +61,12 @@ def chosen_batching(model: LoadedModel, texts: list[str], clients: int,
     batches packed, as the server runs a model that packs. In-process clients do not load the cores the way HTTP
     does, so which `workers` count serves best is measured over HTTP (see `main`)."""
     lengths = token_lengths(model, texts)
-    rates = {}
+    rates, best = {}, {}
     for workers in (1, 2) if batch_workers(model, BatchingConfig(workers=2)) > 1 else (1,):
-        run = at_threads(model, max(1, model.model.threads // workers)) if workers > 1 else model
-        for cap in (4, 8, 16, 32):
+        run = threads_shared(model, workers)
+        for cap in CAPS:
             rates[cap, workers] = asyncio.run(batcher(run, texts, lengths, cap, clients, 800, packed, workers))
-    best = {w: max((c for c, w2 in rates if w2 == w), key=lambda c: rates[c, w]) for _, w in rates}
+        best[workers] = max(CAPS, key=lambda c: rates[c, workers])
     return best, rates
 
 
@@ -288,7 +290,7 @@ def main() -> None:
               f" -> ceiling {row['padded_ceiling']:.0f} at {best_bs}")
         row["packed_ceiling"] = None
         if packs:
-            row["packed_ceiling"], _, per_packed = packed_ceiling(model, texts)
+            row["packed_ceiling"], _, per_packed = ceiling(model, texts, packed=True)
             print(f"{label}: in-process items/s by batch size (arrival order, packed) " +
                   ", ".join(f"{k}: {v:.0f}" for k, v in per_packed.items()))
         for kind in ("packed", "padded") if packs else ("padded",):
@@ -332,7 +334,7 @@ def main() -> None:
         # this VM's speed drifts within a run: the ceilings are the better of a sweep before and one after serving
         row["padded_ceiling"] = max(row["padded_ceiling"], ceiling(model, texts)[0])
         if packs:
-            row["packed_ceiling"] = max(row["packed_ceiling"], packed_ceiling(model, texts)[0])
+            row["packed_ceiling"] = max(row["packed_ceiling"], ceiling(model, texts, packed=True)[0])
         print(f"{label}: ceilings, the better of the sweeps before and after serving: padded "
               f"{row['padded_ceiling']:.0f}" + (f", packed {row['packed_ceiling']:.0f}" if packs else ""))
         row["ceiling"] = max(row["padded_ceiling"], row["packed_ceiling"] or 0)
